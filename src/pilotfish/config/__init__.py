@@ -1,0 +1,1 @@
+"""The Istio resource model: frozen dataclasses, YAML loading, validation with field paths."""
