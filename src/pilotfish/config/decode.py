@@ -11,7 +11,7 @@ Supported annotations — this table is the whole type system of the config mode
 
 ============================  ==================================================
 ``str`` ``bool`` ``float``    JSON scalar of that type (an int is a valid float)
-``int`` / ``Int32`` ...       JSON integer (not a bool) within the type's range
+``int`` / ``Int32`` ...       JSON integer (not a bool) within the type's range (``IntRange``)
 ``timedelta``                 Go/protobuf duration string: ``1.5s``, ``100ms``, ``1h30m``
 ``Literal["A", "B"]``         an enum: one of the listed strings
 ``tuple[X, ...]``             a JSON array of X
@@ -32,7 +32,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cache
-from typing import Any, ClassVar, Literal, NewType, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, NewType, TypeVar, get_args, get_origin
 
 from pilotfish.config.names import snake_to_camel
 from pilotfish.config.source import Node, NodeList, to_plain
@@ -40,19 +40,22 @@ from pilotfish.errors import ConfigError, Problem
 
 T = TypeVar("T")
 
-Int32 = NewType("Int32", int)
-UInt32 = NewType("UInt32", int)
-Int64 = NewType("Int64", int)
-UInt64 = NewType("UInt64", int)
-JsonValue = NewType("JsonValue", object)
 
-INT_RANGES: dict[object, tuple[int, int]] = {
-    Int32: (-(2**31), 2**31 - 1),
-    UInt32: (0, 2**32 - 1),
-    Int64: (-(2**63), 2**63 - 1),
-    UInt64: (0, 2**64 - 1),
-    int: (-(2**63), 2**63 - 1),
-}
+@dataclasses.dataclass(frozen=True, slots=True)
+class IntRange:
+    """``Annotated`` marker: the inclusive range of an integer field (protobuf int32, uint32...)."""
+
+    lo: int
+    hi: int
+    name: str
+
+
+Int32 = Annotated[int, IntRange(-(2**31), 2**31 - 1, "int32")]
+UInt32 = Annotated[int, IntRange(0, 2**32 - 1, "uint32")]
+Int64 = Annotated[int, IntRange(-(2**63), 2**63 - 1, "int64")]
+UInt64 = Annotated[int, IntRange(0, 2**64 - 1, "uint64")]
+JsonValue = NewType("JsonValue", object)
+_INT64 = IntRange(-(2**63), 2**63 - 1, "int64")
 
 Path = tuple[str | int, ...]
 
@@ -61,9 +64,7 @@ def format_path(path: Sequence[str | int]) -> str:
     """``("spec", "subsets", 1, "name")`` → ``spec.subsets[1].name``."""
     out = ""
     for seg in path:
-        if isinstance(seg, int):
-            out += f"[{seg}]"
-        elif "." in seg or "/" in seg:
+        if isinstance(seg, int) or "." in seg or "/" in seg:
             out += f"[{seg}]"
         else:
             out += f".{seg}" if out else seg
@@ -183,6 +184,10 @@ class Decoder:
         origin = get_origin(tp)
         if tp is typing.Any or tp is JsonValue:
             return to_plain(value)
+        if origin is Annotated:
+            base, *marks = get_args(tp)
+            rng = next((m for m in marks if isinstance(m, IntRange)), _INT64)
+            return self._decode_int(rng, value, path, line)
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             return self.decode_message(tp, value, path, line)
         if origin is typing.Union or origin is types.UnionType:
@@ -211,13 +216,8 @@ class Decoder:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
             return self.fail(path, f"expected a number, got {_describe(value)}", line)
-        if tp in INT_RANGES:
-            if not isinstance(value, int) or isinstance(value, bool):
-                return self.fail(path, f"expected an integer, got {_describe(value)}", line)
-            lo, hi = INT_RANGES[tp]
-            if not lo <= value <= hi:
-                return self.fail(path, f"integer {value} out of range [{lo}, {hi}]", line)
-            return value
+        if tp is int:
+            return self._decode_int(_INT64, value, path, line)
         if tp is timedelta:
             if not isinstance(value, str):
                 return self.fail(path, f"expected a duration string, got {_describe(value)}", line)
@@ -226,6 +226,13 @@ class Decoder:
             except ValueError as exc:
                 return self.fail(path, str(exc), line)
         raise TypeError(f"config model uses an unsupported annotation {tp!r} at {format_path(path)}")
+
+    def _decode_int(self, rng: IntRange, value: Any, path: Path, line: int) -> Any:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return self.fail(path, f"expected an integer, got {_describe(value)}", line)
+        if not rng.lo <= value <= rng.hi:
+            return self.fail(path, f"{value} is out of range for {rng.name} [{rng.lo}, {rng.hi}]", line)
+        return value
 
     def _decode_union(self, tp: Any, value: Any, path: Path, line: int) -> Any:
         members = [a for a in get_args(tp) if a is not type(None)]
@@ -260,9 +267,9 @@ class Decoder:
             out[key] = self.decode(value_tp, item, (*path, key), key_line)
         return out
 
-    def decode_message(self, cls: type[T], value: Any, path: Path, line: int) -> T:
+    def decode_message(self, cls: Any, value: Any, path: Path, line: int) -> Any:
         if not isinstance(value, dict):
-            return typing.cast(T, self.fail(path, f"expected an object, got {_describe(value)}", line))
+            return self.fail(path, f"expected an object, got {_describe(value)}", line)
         index = _spelling_index(cls)
         kwargs: dict[str, Any] = {}
         seen: dict[str, str] = {}
@@ -285,7 +292,7 @@ class Decoder:
                 self.fail((*path, spec.json), "required field is missing", line)
         self._check_oneofs(cls, seen, path, line)
         if len(self.problems) > before:
-            return typing.cast(T, INVALID)
+            return INVALID
         return cls(**kwargs)
 
     def _check_oneofs(self, cls: type, seen: dict[str, str], path: Path, line: int) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 from pilotfish.config.decode import Decoder, format_path
 from pilotfish.config.kinds import KINDS
 from pilotfish.config.resource import ObjectMeta, Origin, Resource
-from pilotfish.config.source import Node, RawDocument, iter_yaml_files, line_at, parse_documents, read_documents
+from pilotfish.config.source import (
+    Node,
+    RawDocument,
+    iter_yaml_files,
+    line_at,
+    parse_documents,
+    read_documents,
+)
 from pilotfish.errors import ConfigError, Problem
 
 DEFAULT_NAMESPACE = "default"
@@ -40,17 +47,20 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
     """Decode and validate one document. Raises ``ConfigError`` on any error; returns the
     resource and its warnings otherwise."""
     if not isinstance(data, dict):
-        raise ConfigError([Problem("a document must be an object with apiVersion, kind, metadata", "", file, line)])
+        raise ConfigError(
+            [Problem("a document must be an object with apiVersion, kind, metadata", "", file, line)]
+        )
     line = data.line if isinstance(data, Node) else line
     kind, api_version = data.get("kind"), data.get("apiVersion")
-    meta_raw = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    meta_raw = data.get("metadata")
+    meta_raw = meta_raw if isinstance(meta_raw, dict) else {}
     ref = f"{kind}/{meta_raw.get('namespace') or DEFAULT_NAMESPACE}/{meta_raw.get('name')}"
 
     def problem(path: Sequence[str | int], message: str, severity: str = "error") -> Problem:
         return Problem(message, format_path(path), file, line_at(data, path, line), ref, severity)
 
     info = KINDS.get(kind) if isinstance(kind, str) else None
-    if info is None:
+    if info is None or not isinstance(kind, str):
         known = ", ".join(sorted(KINDS))
         raise ConfigError([problem(("kind",), f"unknown kind {kind!r} (known: {known})")])
     if api_version not in info.api_versions():
@@ -66,9 +76,13 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
         raise ConfigError(problems)
     namespace = meta.namespace or DEFAULT_NAMESPACE
     if not _NAME.match(meta.name) or len(meta.name) > 253:
-        problems.append(problem(("metadata", "name"), "must be a DNS-1123 subdomain (lower case, digits, '-', '.')"))
+        problems.append(
+            problem(("metadata", "name"), "must be a DNS-1123 subdomain (lower case, digits, '-', '.')")
+        )
     if not _NAMESPACE.match(namespace) or len(namespace) > 63:
-        problems.append(problem(("metadata", "namespace"), "must be a DNS-1123 label (lower case, digits, '-')"))
+        problems.append(
+            problem(("metadata", "namespace"), "must be a DNS-1123 label (lower case, digits, '-')")
+        )
     resource: Resource[Any] = Resource(
         api_version=api_version,
         kind=kind,
@@ -100,7 +114,11 @@ def load_documents(docs: Iterable[RawDocument]) -> LoadResult:
         previous = resources.get(resource.key)
         if previous is not None:
             where = f"{previous.origin.file}:{previous.origin.line}"
-            problems.append(Problem(f"defined twice (first at {where})", "metadata.name", doc.file, doc.line, resource.ref))
+            problems.append(
+                Problem(
+                    f"defined twice (first at {where})", "metadata.name", doc.file, doc.line, resource.ref
+                )
+            )
             continue
         resources[resource.key] = resource
     return LoadResult(tuple(resources.values()), tuple(problems))

@@ -9,6 +9,12 @@ NETWORKING = "networking.istio.io"
 NETWORKING_VERSIONS = ("v1alpha3", "v1beta1", "v1")
 
 KINDS: tuple[KindInfo, ...] = (
-    KindInfo("WorkloadEntry", NETWORKING, NETWORKING_VERSIONS, workload_entry.WorkloadEntrySpec,
-             workload_entry.validate, "workloadentries"),
+    KindInfo(
+        "WorkloadEntry",
+        NETWORKING,
+        NETWORKING_VERSIONS,
+        workload_entry.WorkloadEntrySpec,
+        workload_entry.validate,
+        "workloadentries",
+    ),
 )

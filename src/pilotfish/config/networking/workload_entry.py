@@ -26,7 +26,9 @@ class WorkloadEntrySpec(Message):
     service_account: str = ""
 
 
-def validate_workload_entry_spec(spec: WorkloadEntrySpec, path: tuple[str | int, ...] = ()) -> Iterator[Finding]:
+def validate_workload_entry_spec(
+    spec: WorkloadEntrySpec, path: tuple[str | int, ...] = ()
+) -> Iterator[Finding]:
     """Shared by WorkloadEntry and WorkloadGroup's template and ServiceEntry's inline endpoints."""
     if spec.address.startswith("unix://"):
         if spec.ports:
