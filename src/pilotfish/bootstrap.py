@@ -1,0 +1,119 @@
+"""The Envoy bootstrap that points a proxy at pilotfish (``pilotfish bootstrap``).
+
+Node identity follows Istio so the server reads it the same way (pilot/pkg/model/context.go
+``ParseServiceNodeWithMetadata``): id ``TYPE~IP~NAME.NS~NS.svc.cluster.local`` with TYPE
+``sidecar`` or ``router``, and metadata NAMESPACE, LABELS, SERVICE_ACCOUNT, WORKLOAD_NAME.
+Pure: options in, a bootstrap dict out (the CLI prints it as YAML).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+XDS_CLUSTER = "xds-grpc"
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapOptions:
+    node_id: str  # a full Istio node id, or just the workload name
+    namespace: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    gateway: bool = False
+    ip: str = "127.0.0.1"
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 15010
+    delta: bool = False
+    admin_port: int = 15000
+    admin_address: str = "127.0.0.1"
+
+    @property
+    def proxy_type(self) -> str:
+        return "router" if self.gateway else "sidecar"
+
+    @property
+    def workload_name(self) -> str:
+        if "~" in self.node_id:
+            return self.node_id.split("~")[2].split(".")[0]
+        return self.node_id
+
+    def full_node_id(self) -> str:
+        if "~" in self.node_id:
+            return self.node_id
+        ns = self.namespace
+        return f"{self.proxy_type}~{self.ip}~{self.node_id}.{ns}~{ns}.svc.cluster.local"
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` → dict; raises ValueError naming the bad item."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"label {item!r} is not key=value")
+        out[key] = value
+    return out
+
+
+def node(opts: BootstrapOptions) -> dict[str, Any]:
+    return {
+        "id": opts.full_node_id(),
+        "cluster": f"{opts.workload_name}.{opts.namespace}",
+        "metadata": {
+            "NAMESPACE": opts.namespace,
+            "LABELS": dict(opts.labels),
+            "SERVICE_ACCOUNT": opts.service_account,
+            "WORKLOAD_NAME": opts.workload_name,
+            "CLUSTER_ID": "Kubernetes",
+        },
+    }
+
+
+def xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
+    """The one static cluster: HTTP/2 to pilotfish, with TCP keepalives so a dead control plane is
+    noticed (Envoy mgmt_server docs recommend keepalives on the xDS cluster)."""
+    return {
+        "name": XDS_CLUSTER,
+        "type": "STRICT_DNS",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "upstream_connection_options": {
+            "tcp_keepalive": {"keepalive_time": 30, "keepalive_interval": 5, "keepalive_probes": 3}
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": opts.xds_host, "port_value": opts.xds_port}}}}
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    return {
+        "node": node(opts),
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {"clusters": [xds_cluster(opts)]},
+        "admin": {"address": {"socket_address": {"address": opts.admin_address, "port_value": opts.admin_port}}},
+    }

@@ -1,0 +1,1 @@
+"""Services and endpoints: from ServiceEntry, WorkloadEntry and (later) registrations; MeshSnapshot assembly."""

@@ -1,0 +1,105 @@
+"""Services and endpoints from ServiceEntry and WorkloadEntry resources (pure).
+
+Follows Istio's ``pilot/pkg/serviceregistry/serviceentry/conversion.go``:
+- every host of a ServiceEntry is a service in the ServiceEntry's namespace;
+- an endpoint's port for a service port is the endpoint's ``ports[<port name>]`` if set, else
+  the service port's ``targetPort``, else the service port's number;
+- ``workloadSelector`` selects WorkloadEntries *in the same namespace* by label;
+- ``resolution: DNS`` without endpoints makes each host its own endpoint (Envoy resolves it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pilotfish.config.resource import Resource
+from pilotfish.registry.model import Endpoint, Service, ServicePort
+
+_DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
+
+
+def services_of(entry: Resource[Any]) -> list[Service]:
+    spec = entry.spec
+    ports = tuple(
+        ServicePort(p.name or f"port-{p.number}", p.number, (p.protocol or "TCP").upper(), p.target_port or 0)
+        for p in spec.ports
+    )
+    return [
+        Service(
+            hostname=host,
+            namespace=entry.namespace,
+            ports=ports,
+            resolution=spec.resolution or "NONE",
+            location=spec.location or "MESH_EXTERNAL",
+            addresses=tuple(spec.addresses),
+            export_to=frozenset(spec.export_to) or frozenset({"*"}),
+            subject_alt_names=tuple(spec.subject_alt_names),
+            source=entry.ref,
+        )
+        for host in spec.hosts
+    ]
+
+
+def endpoint_port(port: ServicePort, workload_ports: Mapping[str, int]) -> int:
+    return workload_ports.get(port.name) or port.target_port or port.number
+
+
+def _endpoints_for(service: Service, workloads: Iterable[tuple[Any, str, str]]) -> Iterator[Endpoint]:
+    """``workloads``: (WorkloadEntry-shaped spec, namespace, origin ref) triples."""
+    for spec, namespace, origin in workloads:
+        for port in service.ports:
+            yield Endpoint(
+                hostname=service.hostname,
+                service_port=port.number,
+                address=spec.address,
+                port=endpoint_port(port, spec.ports),
+                labels=dict(spec.labels),
+                weight=spec.weight or 1,
+                locality=spec.locality,
+                service_account=spec.service_account,
+                network=spec.network,
+                namespace=namespace,
+                workload=origin,
+            )
+
+
+def _dns_host_endpoints(service: Service) -> Iterator[Endpoint]:
+    for port in service.ports:
+        yield Endpoint(service.hostname, port.number, service.hostname, port.target_port or port.number,
+                       namespace=service.namespace, workload=service.source)
+
+
+def endpoints_of(
+    entry: Resource[Any], services: list[Service], workload_entries: Iterable[Resource[Any]]
+) -> Iterator[Endpoint]:
+    spec = entry.spec
+    if spec.workload_selector is not None:
+        selected = [
+            (we.spec, we.namespace, we.ref)
+            for we in workload_entries
+            if we.namespace == entry.namespace and spec.workload_selector.matches(we.spec.labels)
+        ]
+    else:
+        selected = [(ep, entry.namespace, entry.ref) for ep in spec.endpoints]
+    for service in services:
+        if not selected and service.resolution in _DNS_RESOLUTIONS and spec.workload_selector is None:
+            yield from _dns_host_endpoints(service)
+        else:
+            yield from _endpoints_for(service, selected)
+
+
+def build_registry(
+    resources: Iterable[Resource[Any]],
+) -> tuple[tuple[Service, ...], dict[tuple[str, int], tuple[Endpoint, ...]]]:
+    """All services and their endpoints by (hostname, service port), from config resources."""
+    entries = [r for r in resources if r.kind == "ServiceEntry"]
+    workload_entries = [r for r in resources if r.kind == "WorkloadEntry"]
+    services: list[Service] = []
+    endpoints: dict[tuple[str, int], list[Endpoint]] = {}
+    for entry in sorted(entries, key=lambda r: (r.namespace, r.name)):
+        declared = services_of(entry)
+        services.extend(declared)
+        for endpoint in endpoints_of(entry, declared, workload_entries):
+            endpoints.setdefault(endpoint.key, []).append(endpoint)
+    return tuple(services), {key: tuple(eps) for key, eps in endpoints.items()}

@@ -1,0 +1,54 @@
+"""MeshSnapshot: one frozen view of everything the translators need — the validated resources,
+the mesh config, and the services and endpoints derived from them. Every push is computed from
+exactly one snapshot, so a proxy never sees half of a change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig
+from pilotfish.config.resource import Resource
+from pilotfish.registry.from_config import build_registry
+from pilotfish.registry.model import Endpoint, Service
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSnapshot:
+    resources: tuple[Resource[Any], ...] = ()
+    mesh: MeshConfig = DEFAULT_MESH
+    services: tuple[Service, ...] = ()
+    endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]] = field(default_factory=dict)
+    by_kind: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        resources: Iterable[Resource[Any]],
+        mesh: MeshConfig = DEFAULT_MESH,
+        extra_endpoints: Iterable[Endpoint] = (),
+    ) -> MeshSnapshot:
+        """Derive services and endpoints. ``extra_endpoints`` come from registrations and
+        auto-registered proxies; they join services that config declares."""
+        resources = tuple(sorted(resources, key=lambda r: r.key))
+        services, endpoints = build_registry(resources)
+        merged: dict[tuple[str, int], list[Endpoint]] = {k: list(v) for k, v in endpoints.items()}
+        for endpoint in extra_endpoints:
+            merged.setdefault(endpoint.key, []).append(endpoint)
+        by_kind: dict[str, list[Resource[Any]]] = {}
+        for resource in resources:
+            by_kind.setdefault(resource.kind, []).append(resource)
+        return cls(
+            resources=resources,
+            mesh=mesh,
+            services=services,
+            endpoints={k: tuple(v) for k, v in merged.items()},
+            by_kind={k: tuple(v) for k, v in by_kind.items()},
+        )
+
+    def of_kind(self, kind: str) -> tuple[Resource[Any], ...]:
+        return self.by_kind.get(kind, ())
+
+    def endpoints_for(self, hostname: str, port: int) -> tuple[Endpoint, ...]:
+        return self.endpoints.get((hostname, port), ())
