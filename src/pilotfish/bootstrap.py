@@ -92,7 +92,13 @@ def xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
             "endpoints": [
                 {
                     "lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": opts.xds_host, "port_value": opts.xds_port}}}}
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": opts.xds_host, "port_value": opts.xds_port}
+                                }
+                            }
+                        }
                     ]
                 }
             ],
@@ -115,5 +121,7 @@ def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "lds_config": ads,
         },
         "static_resources": {"clusters": [xds_cluster(opts)]},
-        "admin": {"address": {"socket_address": {"address": opts.admin_address, "port_value": opts.admin_port}}},
+        "admin": {
+            "address": {"socket_address": {"address": opts.admin_address, "port_value": opts.admin_port}}
+        },
     }

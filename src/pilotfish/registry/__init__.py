@@ -1,1 +1,1 @@
-"""Services and endpoints: from ServiceEntry, WorkloadEntry and (later) registrations; MeshSnapshot assembly."""
+"""Services and endpoints from ServiceEntry, WorkloadEntry and registrations; MeshSnapshot assembly."""

@@ -66,8 +66,14 @@ def _endpoints_for(service: Service, workloads: Iterable[tuple[Any, str, str]]) 
 
 def _dns_host_endpoints(service: Service) -> Iterator[Endpoint]:
     for port in service.ports:
-        yield Endpoint(service.hostname, port.number, service.hostname, port.target_port or port.number,
-                       namespace=service.namespace, workload=service.source)
+        yield Endpoint(
+            service.hostname,
+            port.number,
+            service.hostname,
+            port.target_port or port.number,
+            namespace=service.namespace,
+            workload=service.source,
+        )
 
 
 def endpoints_of(

@@ -64,7 +64,9 @@ def target_reference(ref: PolicyTargetReference, path: Path) -> Iterator[Finding
             yield Finding((*path, name), problem)
     if (ref.group, ref.kind) not in ALLOWED_TARGETS:
         allowed = ", ".join(f"{g or 'core'}/{k}" for g, k in sorted(ALLOWED_TARGETS))
-        yield Finding((*path, "kind"), f"targetRef must be to one of {allowed} but was {ref.group}/{ref.kind}")
+        yield Finding(
+            (*path, "kind"), f"targetRef must be to one of {allowed} but was {ref.group}/{ref.kind}"
+        )
 
 
 def targeting(
@@ -75,7 +77,9 @@ def targeting(
     """Findings for a policy's ``selector`` / ``targetRef`` / ``targetRefs`` (at most one of them)."""
     present = [name for name, value in _choices(selector, target_ref, target_refs) if value]
     if len(present) > 1:
-        yield Finding((present[-1],), f"only one of targetRefs or selector can be set; got {', '.join(present)}")
+        yield Finding(
+            (present[-1],), f"only one of targetRefs or selector can be set; got {', '.join(present)}"
+        )
     if selector is not None:
         yield from checks.workload_selector(selector.match_labels, ("selector",))
     if target_ref is not None:
@@ -91,4 +95,8 @@ def _choices(
     target_ref: PolicyTargetReference | None,
     target_refs: tuple[PolicyTargetReference, ...],
 ) -> tuple[tuple[str, object], ...]:
-    return (("selector", selector is not None), ("targetRef", target_ref is not None), ("targetRefs", target_refs))
+    return (
+        ("selector", selector is not None),
+        ("targetRef", target_ref is not None),
+        ("targetRefs", target_refs),
+    )

@@ -1,0 +1,57 @@
+"""``--config DIR``: the Istio YAML in a directory, watched, with last-good semantics per file.
+
+A file that has any error keeps serving the resources it last loaded cleanly (so a typo in a
+DestinationRule never deletes the rule in force); its errors are logged and counted. A file
+that is removed takes its resources with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pilotfish.config.loader import LoadResult, load_paths
+from pilotfish.config.resource import Resource
+from pilotfish.config.source import iter_yaml_files
+from pilotfish.errors import Problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ConfigDirectory:
+    root: Path
+    on_problems: Callable[[tuple[Problem, ...]], None] = lambda problems: None
+    last_good: dict[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
+
+    def load(self) -> tuple[Resource[Any], ...]:
+        """(Re)read every file; returns the resources now in force."""
+        current: dict[str, tuple[Resource[Any], ...]] = {}
+        problems: list[Problem] = []
+        for path in iter_yaml_files([self.root]):
+            result: LoadResult = load_paths([path])
+            key = str(path)
+            problems.extend(result.problems)
+            if result.errors:
+                current[key] = self.last_good.get(key, ())
+                log.warning(
+                    "%s has errors; keeping its last good config:\n%s",
+                    key,
+                    "\n".join(str(p) for p in result.errors),
+                )
+            else:
+                current[key] = result.resources
+        self.last_good = current
+        self.on_problems(tuple(problems))
+        return self.resources()
+
+    def resources(self) -> tuple[Resource[Any], ...]:
+        """Resources in force; a kind/namespace/name defined in two files: the first file wins."""
+        seen: dict[tuple[str, str, str], Resource[Any]] = {}
+        for key in sorted(self.last_good):
+            for resource in self.last_good[key]:
+                seen.setdefault(resource.key, resource)
+        return tuple(seen.values())

