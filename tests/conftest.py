@@ -1,0 +1,3 @@
+"""Shared pytest setup: the harness fixtures (``echo_factory``, ``envoy_factory``) for every tier."""
+
+pytest_plugins = ["harness.plugin"]
