@@ -42,7 +42,7 @@ class EchoProcess:
         """Spawn the server and wait for its READY line."""
         if self._proc is not None:
             raise RuntimeError(f"echo {self.name!r} already started")
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed in stop()
         self._proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=self._stderr)
         try:
             line = read_line(self._proc, timeout)
@@ -57,8 +57,18 @@ class EchoProcess:
 
     def _command(self) -> list[str]:
         labels = ",".join(f"{key}={value}" for key, value in self.labels.items())
-        base = [sys.executable, "-m", "pilotfish.echo", "--name", self.name, "--port", "0", "--host", self.host]
-        return base + ["--labels", labels, *self._args]
+        identity = ["--name", self.name, "--labels", labels]
+        return [
+            sys.executable,
+            "-m",
+            "pilotfish.echo",
+            *identity,
+            "--port",
+            "0",
+            "--host",
+            self.host,
+            *self._args,
+        ]
 
     @property
     def port(self) -> int:

@@ -149,7 +149,7 @@ class EnvoyProcess:
         self.name = name
         self.bootstrap, self.ports = render_bootstrap(bootstrap, ports)
         self._owns_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="envoy-"))
+        self._workdir = Path(workdir) if workdir is not None else None
         self._log_level = log_level
         self._component_log_level = component_log_level
         self._extra_args = list(extra_args)
@@ -167,10 +167,15 @@ class EnvoyProcess:
         """
         if self._proc is not None:
             raise EnvoyError(f"{self.name} already started")
+        binary = envoy_binary()  # raises EnvoyNotFound before anything is written
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="envoy-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.bootstrap_path.write_text(yaml.safe_dump(self.bootstrap, sort_keys=False))
         with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self._proc = subprocess.Popen(
+                self.command(binary), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
         try:
             self._admin_address = self._wait_admin_address(timeout)
             if wait:
@@ -180,8 +185,8 @@ class EnvoyProcess:
             raise
         return self
 
-    def command(self) -> list[str]:
-        args = [envoy_binary(), "-c", str(self.bootstrap_path), "--concurrency", "1"]
+    def command(self, binary: str) -> list[str]:
+        args = [binary, "-c", str(self.bootstrap_path), "--concurrency", "1"]
         args += ["--disable-hot-restart", "--admin-address-path", str(self._admin_address_path)]
         args += ["--log-level", self._log_level]
         if self._component_log_level:
@@ -259,6 +264,13 @@ class EnvoyProcess:
     # files
 
     @property
+    def workdir(self) -> Path:
+        """Holds bootstrap.yaml, envoy.log and admin_address; a temporary one is made by ``start``."""
+        if self._workdir is None:
+            raise EnvoyError(f"{self.name} has no work directory before start()")
+        return self._workdir
+
+    @property
     def bootstrap_path(self) -> Path:
         return self.workdir / "bootstrap.yaml"
 
@@ -278,6 +290,8 @@ class EnvoyProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def _read_log(self) -> str:
+        if self._workdir is None:
+            return ""
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -361,7 +375,7 @@ class EnvoyProcess:
     # diagnostics
 
     def config_summary(self) -> str:
-        """One line per config_dump section: type, version_info and resource names, to spot what Envoy lacks."""
+        """One line per config_dump section: type, versions and resource names (what does Envoy lack?)."""
         try:
             dump = self.config_dump()
         except (OSError, EnvoyError) as exc:
@@ -372,7 +386,7 @@ class EnvoyProcess:
         """What a failing test needs to see: config summary (while Envoy runs) and the log tail."""
         summary = self.config_summary() if self.running else "(not running)"
         return (
-            f"{self!r}\nworkdir: {self.workdir}\n"
+            f"{self!r}\nworkdir: {self._workdir}\n"
             f"--- config_dump summary ---\n{summary}\n"
             f"--- last {log_lines} log lines ---\n{self.log_tail(log_lines)}"
         )

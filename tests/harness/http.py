@@ -54,7 +54,9 @@ def get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0
     return request("GET", url, headers=headers, timeout=timeout)
 
 
-def post_json(url: str, document: Any, headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> Response:
+def post_json(
+    url: str, document: Any, headers: Mapping[str, str] | None = None, timeout: float = 5.0
+) -> Response:
     all_headers = {"content-type": "application/json", **(headers or {})}
     return request("POST", url, headers=all_headers, body=json.dumps(document), timeout=timeout)
 
@@ -63,8 +65,9 @@ def echo_name(response: Response) -> str:
     """Which echo server answered, or ``<STATUS>`` when the answer is not from an echo server
     (e.g. Envoy's own ``503 no healthy upstream``), so failures show up in counts instead of crashing."""
     body = response.body
-    if isinstance(body, dict) and isinstance(body.get("name"), str):
-        return body["name"]
+    name = body.get("name") if isinstance(body, dict) else None
+    if isinstance(name, str):
+        return name
     return f"<{response.status}>"
 
 

@@ -5,12 +5,13 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins``); other pytest runs can load
 
 When a test fails (in setup or call), the teardown of these fixtures appends, for every process
 the test created, a section to the failing report: Envoy's config_dump summary and the last 200
-log lines, the echo server's stderr. pytest prints the sections under the failure.
+log lines; an echo server's stderr when it wrote any. pytest prints the sections under the failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keep each phase's report on the item so fixture teardown can tell whether the test failed."""
-    report: pytest.TestReport = yield
+    report = yield
     item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
     return report
 
@@ -73,7 +76,11 @@ def envoy_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[En
     created: list[EnvoyProcess] = []
 
     def make(
-        bootstrap: Mapping[str, Any] | str, *, ports: Mapping[str, object] | None = None, wait: bool = True, **options: Any
+        bootstrap: Mapping[str, Any] | str,
+        *,
+        ports: Mapping[str, object] | None = None,
+        wait: bool = True,
+        **options: Any,
     ) -> EnvoyProcess:
         name = options.pop("name", f"envoy{len(created)}")
         envoy = EnvoyProcess(bootstrap, ports=ports, workdir=tmp_path / name, name=name, **options)
@@ -84,21 +91,23 @@ def envoy_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[En
     _report_and_stop(request.node, created, _envoy_section)
 
 
-def _report_and_stop(item: pytest.Item, processes: list[Any], section: Callable[[Any], tuple[str, str]]) -> None:
+def _report_and_stop(
+    item: pytest.Item, processes: list[Any], section: Callable[[Any], tuple[str, str] | None]
+) -> None:
     """Attach diagnostics while the processes still run (config_dump needs Envoy), then stop them all."""
-    try:
+    with ExitStack() as stops:  # every stop runs even if diagnostics or another stop raises
+        for process in processes:
+            stops.callback(process.stop)
         report = failed_report(item)
         if report is not None:
-            for process in processes:
-                report.sections.append(section(process))
-    finally:
-        for process in processes:
-            process.stop()
+            report.sections.extend(filter(None, (section(process) for process in processes)))
 
 
 def _envoy_section(envoy: EnvoyProcess) -> tuple[str, str]:
     return f"envoy {envoy.name}", envoy.diagnostics()
 
 
-def _echo_section(echo: EchoProcess) -> tuple[str, str]:
-    return f"echo {echo.name} stderr", echo.stderr_text() or "(empty)"
+def _echo_section(echo: EchoProcess) -> tuple[str, str] | None:
+    """Only an echo that wrote to stderr (a traceback) has something to say."""
+    text = echo.stderr_text()
+    return (f"echo {echo.name} stderr", text) if text else None

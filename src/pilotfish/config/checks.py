@@ -332,7 +332,7 @@ def workload_selector(match_labels: Mapping[str, str], path: Path) -> Iterator[F
     if not match_labels:
         yield Finding(path, "workload selector specified without labels", "warning")
     for key, value in match_labels.items():
-        where = (*path, "matchLabels", key)
+        where = (*path, "matchLabels", key) if key else (*path, "matchLabels")
         if not key:
             yield Finding(where, f"empty key is not supported in selector: {key}={value}")
         elif "*" in key or "*" in value:

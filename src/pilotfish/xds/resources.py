@@ -7,7 +7,7 @@ considerations").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -60,6 +60,3 @@ def name_of(type_url: str, message: Any) -> str:
 def short_name(type_url: str) -> str:
     """``CDS``, ``EDS``... for a known type URL, the bare message name otherwise."""
     return SHORT_NAMES.get(type_url, type_url.rsplit(".", 1)[-1])
-
-
-NameOf = Callable[[str, Any], str]

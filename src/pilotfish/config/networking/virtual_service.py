@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -95,6 +95,7 @@ class HTTPRedirect(Message):
     derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
     scheme: str = ""
     redirect_code: UInt32 = 0
+    prefix_rewrite: str = ""  # replaces the matched prefix (with a prefix uri match)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,7 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONN
 
 # Envoy x-envoy-retry-on and x-envoy-retry-grpc-on policies (Istio ``supportedRetryOnPolicies``).
 RETRY_ON_POLICIES = frozenset(
-    {
+    (
         "5xx",
         "gateway-error",
         "reset",
@@ -289,7 +290,7 @@ RETRY_ON_POLICIES = frozenset(
         "internal",
         "resource-exhausted",
         "unavailable",
-    }
+    )
 )
 
 # HTTP status codes with a registered reason phrase (Go ``http.StatusText``), valid in retryOn.
@@ -299,7 +300,7 @@ HTTP_STATUS_CODES = frozenset(
 )
 
 GRPC_STATUSES = frozenset(
-    {
+    (
         "OK",
         "CANCELLED",
         "UNKNOWN",
@@ -317,7 +318,7 @@ GRPC_STATUSES = frozenset(
         "UNAVAILABLE",
         "DATA_LOSS",
         "UNAUTHENTICATED",
-    }
+    )
 )
 
 # What an HTTP route does: Istio forbids these pairs together (``validateHTTPRouteConflict``).
@@ -361,7 +362,9 @@ def gateway_name(name: str) -> tuple[str | None, str | None]:
         warning = None
         if "." in name:
             parts = name.split(".")
-            warning = f"using legacy gatewayName format {name!r}; prefer <namespace>/<name>: {parts[1]}/{parts[0]}"
+            warning = (
+                f"using legacy gatewayName format {name!r}; prefer <namespace>/<name>: {parts[1]}/{parts[0]}"
+            )
         return checks.fqdn(name), warning
     if not namespace or not gateway:
         return "config namespace and gateway name cannot be empty", None
@@ -381,7 +384,9 @@ def gateway_names(names: Iterable[str], path: Path) -> Iterator[Finding]:
             yield Finding((*path, i), warning, "warning")
 
 
-def string_match(match: StringMatch | None, path: Path, *, empty_prefix_ok: bool = False) -> Iterator[Finding]:
+def string_match(
+    match: StringMatch | None, path: Path, *, empty_prefix_ok: bool = False
+) -> Iterator[Finding]:
     """Istio ``validateStringMatch``: a non-empty prefix (URIs may match the empty prefix) and a
     non-empty RE2 regex."""
     if match is None:
@@ -389,7 +394,9 @@ def string_match(match: StringMatch | None, path: Path, *, empty_prefix_ok: bool
     if match.prefix == "" and not empty_prefix_ok:
         yield Finding((*path, "prefix"), "prefix string match should not be empty")
     if match.regex is not None:
-        problem = "regex string match should not be empty" if not match.regex else checks.re2_regex(match.regex)
+        problem = (
+            "regex string match should not be empty" if not match.regex else checks.re2_regex(match.regex)
+        )
         yield from checks.findings(((*path, "regex"), problem))
 
 
@@ -515,7 +522,9 @@ def _match_request(match: HTTPMatchRequest, path: Path) -> Iterator[Finding]:
     yield from checks.labels(match.source_labels, (*path, "sourceLabels"))
     yield from gateway_names(match.gateways, (*path, "gateways"))
     if match.source_namespace and checks.dns1123_label(match.source_namespace):
-        yield Finding((*path, "sourceNamespace"), f"sourceNamespace match {match.source_namespace!r} is invalid")
+        yield Finding(
+            (*path, "sourceNamespace"), f"sourceNamespace match {match.source_namespace!r} is invalid"
+        )
 
 
 def _cors(policy: CorsPolicy | None, path: Path) -> Iterator[Finding]:
@@ -599,11 +608,14 @@ def _redirect(redirect: HTTPRedirect | None, path: Path) -> Iterator[Finding]:
     """Istio ``validateHTTPRedirect``."""
     if redirect is None:
         return
-    if not (redirect.uri or redirect.authority or redirect.scheme) and redirect.port is None:
-        if redirect.derive_port is None:
-            yield Finding(path, "redirect must specify uri, authority, scheme, or port")
+    if not any((redirect.uri, redirect.authority, redirect.scheme, redirect.prefix_rewrite)) and (
+        redirect.port is None and redirect.derive_port is None
+    ):
+        yield Finding(path, "redirect must specify uri, authority, scheme, or port")
     if redirect.redirect_code and not 300 <= redirect.redirect_code <= 399:
-        yield Finding((*path, "redirectCode"), f"{redirect.redirect_code} is not a valid redirect code, must be 3xx")
+        yield Finding(
+            (*path, "redirectCode"), f"{redirect.redirect_code} is not a valid redirect code, must be 3xx"
+        )
     if redirect.scheme not in ("", "http", "https"):
         yield Finding((*path, "scheme"), 'invalid redirect scheme, must be "http" or "https"')
     if redirect.port is not None:
@@ -632,7 +644,9 @@ def _direct_response(response: HTTPDirectResponse | None, path: Path) -> Iterato
     elif size > DIRECT_RESPONSE_MAX:
         yield Finding((*path, "body"), "large direct responses must be less than 1MB")
     elif size > DIRECT_RESPONSE_WARN:
-        yield Finding((*path, "body"), "large direct responses may impact control plane performance", "warning")
+        yield Finding(
+            (*path, "body"), "large direct responses may impact control plane performance", "warning"
+        )
 
 
 def _retries(retries: HTTPRetry | None, path: Path) -> Iterator[Finding]:
@@ -641,10 +655,16 @@ def _retries(retries: HTTPRetry | None, path: Path) -> Iterator[Finding]:
         return
     if retries.attempts < 0:
         yield Finding((*path, "attempts"), "attempts cannot be negative")
-    configured = retries.per_try_timeout is not None or retries.retry_on or retries.retry_remote_localities is not None
+    configured = (
+        retries.per_try_timeout is not None or retries.retry_on or retries.retry_remote_localities is not None
+    )
     if retries.attempts == 0 and configured:
-        yield Finding((*path, "attempts"), "http retry policy configured when attempts are set to 0 (disabled)")
-    yield from durations((((*path, "perTryTimeout"), retries.per_try_timeout), ((*path, "backoff"), retries.backoff)))
+        yield Finding(
+            (*path, "attempts"), "http retry policy configured when attempts are set to 0 (disabled)"
+        )
+    yield from durations(
+        (((*path, "perTryTimeout"), retries.per_try_timeout), ((*path, "backoff"), retries.backoff))
+    )
     for policy in filter(None, retries.retry_on.split(",")):
         code = int(policy) if policy.isdigit() else -1
         if code not in HTTP_STATUS_CODES and policy not in RETRY_ON_POLICIES:
@@ -667,7 +687,9 @@ def _rewrite(rewrite: HTTPRewrite | None, path: Path) -> Iterator[Finding]:
             yield Finding((*path, "uriRegexRewrite", "match"), problem)
 
 
-def weighted_destinations(routes: tuple[HTTPRouteDestination, ...] | tuple[RouteDestination, ...], path: Path) -> Iterator[Finding]:
+def weighted_destinations(
+    routes: Sequence[HTTPRouteDestination | RouteDestination], path: Path
+) -> Iterator[Finding]:
     """Istio ``validate(HTTP)RouteDestinations``: each destination valid, weights ≥ 0 and, with
     more than one destination, not all 0. (Istio does not require a sum of 100: Envoy's weighted
     clusters take any total, so 1:3 means 25%/75%.)"""
@@ -722,7 +744,9 @@ def _sni_host(sni: str, spec: VirtualServiceSpec, path: Path) -> Iterator[Findin
             yield Finding(path, checks.wildcard_domain(sni) or "")
         return
     if not any(checks.host_subset_of(sni, host) for host in spec.hosts):
-        yield Finding(path, f"SNI host {sni!r} is not a compatible subset of any of the virtual service hosts")
+        yield Finding(
+            path, f"SNI host {sni!r} is not a compatible subset of any of the virtual service hosts"
+        )
 
 
 def _tls_route(route: TLSRoute, spec: VirtualServiceSpec, path: Path) -> Iterator[Finding]:
@@ -744,7 +768,9 @@ def _tcp_route(route: TCPRoute, path: Path) -> Iterator[Finding]:
     for i, match in enumerate(route.match):
         yield from _l4_match(match, (*path, "match", i))
         if match.source_subnet:
-            yield from checks.findings(((*path, "match", i, "sourceSubnet"), checks.ip_subnet(match.source_subnet)))
+            yield from checks.findings(
+                ((*path, "match", i, "sourceSubnet"), checks.ip_subnet(match.source_subnet))
+            )
     if not route.route:
         yield Finding((*path, "route"), "TCP route is required")
     yield from weighted_destinations(route.route, (*path, "route"))
@@ -763,7 +789,9 @@ def _hosts(spec: VirtualServiceSpec) -> Iterator[Finding]:
             yield Finding(("hosts", i), problem)
         elif host == "*" and not spec.applies_to_gateway:
             valid = False
-            yield Finding(("hosts", i), "wildcard host * is not allowed for virtual services bound to the mesh")
+            yield Finding(
+                ("hosts", i), "wildcard host * is not allowed for virtual services bound to the mesh"
+            )
     if not valid:
         return
     for i, a in enumerate(spec.hosts):
@@ -787,7 +815,10 @@ def _jwt_claim_routes(spec: VirtualServiceSpec) -> Iterator[Finding]:
         return
     for i, route in enumerate(spec.http):
         for j, match in enumerate(route.match):
-            for field_name, headers in (("headers", match.headers), ("withoutHeaders", match.without_headers)):
+            for field_name, headers in (
+                ("headers", match.headers),
+                ("withoutHeaders", match.without_headers),
+            ):
                 for key in headers:
                     if key.startswith(JWT_CLAIM_PREFIX):
                         where = ("http", i, "match", j, field_name, key)
@@ -801,7 +832,9 @@ def _unreachable(routes: tuple[Any, ...], section: str) -> Iterator[Finding]:
     for i, route in enumerate(routes):
         if not route.match:
             if catch_all >= 0:
-                yield Finding((section, i), "rule not used: only the last rule can have no matches", "warning")
+                yield Finding(
+                    (section, i), "rule not used: only the last rule can have no matches", "warning"
+                )
             catch_all = i
             continue
         duplicates = 0
@@ -810,7 +843,9 @@ def _unreachable(routes: tuple[Any, ...], section: str) -> Iterator[Finding]:
             key = repr(key)
             if key in seen:
                 duplicates += 1
-                yield Finding((section, i, "match", j), f"match is not used (duplicate of rule {seen[key]})", "warning")
+                yield Finding(
+                    (section, i, "match", j), f"match is not used (duplicate of rule {seen[key]})", "warning"
+                )
             else:
                 seen[key] = i
         if duplicates == len(route.match):

@@ -123,17 +123,17 @@ def _any(_value: str) -> str | None:
     return None
 
 
-def _ip(value: str) -> str | None:
+def ip_block(value: str) -> str | None:
     """``security.ValidateIPs``: an address, or a CIDR block when it holds a ``/``."""
     return None if checks.ip_or_cidr(value) is None else f"bad IP address or CIDR range ({value})"
 
 
-def _port(value: str) -> str | None:
+def port_value(value: str) -> str | None:
     """``security.ValidatePorts``: a decimal in [0, 65535]."""
     return None if _PORT.match(value) and int(value) <= 65535 else f"bad port ({value})"
 
 
-def _service_account(value: str) -> str | None:
+def service_account(value: str) -> str | None:
     """``security.CheckServiceAccount`` for one value: ``sa`` or ``namespace/sa``, no wildcard."""
     if "*" in value:
         return f"wildcard not allowed, found {value!r}"
@@ -145,7 +145,7 @@ def _service_account(value: str) -> str | None:
     return None
 
 
-def _edge_wildcard(value: str) -> str | None:
+def edge_wildcard(value: str) -> str | None:
     """Trust domains: ``*`` at most once, alone or at one end (Istio ``CheckWildcardValues``)."""
     if value.count("*") > 1 or ("*" in value and not value.startswith("*") and not value.endswith("*")):
         return f"{value!r}: '*' is only allowed alone or at the start or end"
@@ -175,7 +175,7 @@ def path_template(path: str) -> str | None:
 def inner_wildcard(value: str) -> str | None:
     """Istio matches ``*`` only alone, as a prefix or as a suffix; elsewhere it is a literal
     character, so the value almost surely does not mean what it says (a warning, not an error)."""
-    if _edge_wildcard(value) is None or MATCH_ONE_TEMPLATE in value or MATCH_ANY_TEMPLATE in value:
+    if edge_wildcard(value) is None or MATCH_ONE_TEMPLATE in value or MATCH_ANY_TEMPLATE in value:
         return None
     return f"{value!r}: '*' is only a wildcard alone or at the start or end; here it is matched literally"
 
@@ -209,14 +209,14 @@ SOURCE_FIELDS: tuple[FieldRule, ...] = (
     *_rows("principals", _any, tcp=True, identity=True, warn=inner_wildcard),
     *_rows("requestPrincipals", _any, tcp=False, identity=True, warn=inner_wildcard),
     *_rows("namespaces", _any, tcp=True, identity=True, warn=inner_wildcard),
-    *_rows("serviceAccounts", _service_account, tcp=True, identity=True),
-    *_rows("ipBlocks", _ip, tcp=True),
-    *_rows("remoteIpBlocks", _ip, tcp=True),
-    *_rows("trustDomains", _edge_wildcard, tcp=True, identity=True),
+    *_rows("serviceAccounts", service_account, tcp=True, identity=True),
+    *_rows("ipBlocks", ip_block, tcp=True),
+    *_rows("remoteIpBlocks", ip_block, tcp=True),
+    *_rows("trustDomains", edge_wildcard, tcp=True, identity=True),
 )
 OPERATION_FIELDS: tuple[FieldRule, ...] = (
     *_rows("hosts", _any, tcp=False, warn=inner_wildcard),
-    *_rows("ports", _port, tcp=True),
+    *_rows("ports", port_value, tcp=True),
     *_rows("methods", _any, tcp=False, warn=inner_wildcard),
     *_rows("paths", path_template, tcp=False, warn=inner_wildcard),
 )
@@ -243,18 +243,18 @@ WHEN_ATTRIBUTES: Mapping[str, WhenAttribute] = {
     for a in (
         WhenAttribute("request.headers", bracketed=True, tcp=False),
         WhenAttribute("request.experimental.inline.headers", bracketed=True, tcp=False),
-        WhenAttribute("source.ip", check=_ip),
-        WhenAttribute("remote.ip", check=_ip),
+        WhenAttribute("source.ip", check=ip_block),
+        WhenAttribute("remote.ip", check=ip_block),
         WhenAttribute("source.namespace", identity=True),
-        WhenAttribute("source.serviceAccount", check=_service_account, identity=True),
+        WhenAttribute("source.serviceAccount", check=service_account, identity=True),
         WhenAttribute("source.principal", identity=True),
-        WhenAttribute("source.trustDomain", check=_edge_wildcard, identity=True),
+        WhenAttribute("source.trustDomain", check=edge_wildcard, identity=True),
         WhenAttribute("request.auth.principal", identity=True, tcp=False),
         WhenAttribute("request.auth.audiences", identity=True, tcp=False),
         WhenAttribute("request.auth.presenter", identity=True, tcp=False),
         WhenAttribute("request.auth.claims", bracketed=True, identity=True, tcp=False),
-        WhenAttribute("destination.ip", check=_ip),
-        WhenAttribute("destination.port", check=_port),
+        WhenAttribute("destination.ip", check=ip_block),
+        WhenAttribute("destination.port", check=port_value),
         WhenAttribute("connection.sni"),
         WhenAttribute(EXPERIMENTAL_FILTERS, bracketed=True),
     )
@@ -338,8 +338,8 @@ def _rule(rule: Rule, path: Path, action: str) -> Iterator[Finding]:
     if action == "DENY" and _http_only(rule):
         yield Finding(
             path,
-            "this DENY rule uses only HTTP attributes, so it denies all traffic to TCP ports under its "
-            "scope; it is recommended to explicitly specify the port",
+            "configured AuthorizationPolicy will deny all traffic to TCP ports under its scope due to "
+            "the use of only HTTP attributes in a DENY rule; it is recommended to explicitly specify the port",
             "warning",
         )
 
@@ -370,7 +370,7 @@ def _source(source: Source, path: Path, action: str) -> Iterator[Finding]:
         values: tuple[str, ...] = getattr(source, rule.attr)
         if values and rule.identity and action == "CUSTOM":
             yield Finding((*path, rule.json), f"{rule.json} is currently not supported with CUSTOM action")
-        if rule.check is _service_account and len(values) > SERVICE_ACCOUNT_LIMIT:
+        if rule.check is service_account and len(values) > SERVICE_ACCOUNT_LIMIT:
             yield Finding((*path, rule.json), f"may not have more than {SERVICE_ACCOUNT_LIMIT} values")
         yield from _values(values, rule.check, rule.warn, (*path, rule.json))
 
@@ -418,7 +418,7 @@ def _condition(condition: Condition, path: Path, action: str) -> Iterator[Findin
     warn = inner_wildcard if attribute and check is _any else _any
     yield from _values(condition.values, check, warn, (*path, "values"))
     yield from _values(condition.not_values, check, warn, (*path, "notValues"))
-    if attribute and attribute.check is _service_account and len(condition.values) > SERVICE_ACCOUNT_LIMIT:
+    if attribute and attribute.check is service_account and len(condition.values) > SERVICE_ACCOUNT_LIMIT:
         yield Finding((*path, "values"), f"may not have more than {SERVICE_ACCOUNT_LIMIT} values")
 
 

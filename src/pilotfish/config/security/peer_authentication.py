@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pilotfish.config import checks
 from pilotfish.config.decode import Message
 from pilotfish.config.resource import Finding, Resource
 from pilotfish.config.security.annotations import dry_run_findings
 from pilotfish.config.selector import WorkloadSelector
-from pilotfish.config import checks
 
 MtlsMode = Literal["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]
 

@@ -95,7 +95,9 @@ def validate_jwt_rule(rule: JWTRule, path: Path) -> Iterator[Finding]:
     yield from _non_empty(rule.audiences, (*path, "audiences"), "audience must be non-empty string")
     yield from _non_empty(rule.from_params, (*path, "fromParams"), "location query must be non-empty string")
     yield from _non_empty(rule.from_cookies, (*path, "fromCookies"), "cookie name must be non-empty string")
-    yield from _non_empty(rule.space_delimited_claims, (*path, "spaceDelimitedClaims"), "claim must be non-empty")
+    yield from _non_empty(
+        rule.space_delimited_claims, (*path, "spaceDelimitedClaims"), "claim must be non-empty"
+    )
     if len(rule.space_delimited_claims) > 64:
         yield Finding((*path, "spaceDelimitedClaims"), "at most 64 spaceDelimitedClaims are allowed")
     for j, header in enumerate(rule.from_headers):
@@ -104,7 +106,9 @@ def validate_jwt_rule(rule: JWTRule, path: Path) -> Iterator[Finding]:
     for j, output in enumerate(rule.output_claim_to_headers):
         yield from _claim_to_header(output, (*path, "outputClaimToHeaders", j))
     if rule.jwks and _has_private_key(rule.jwks):
-        yield Finding((*path, "jwks"), "jwks contains private key material; only public keys belong here", "warning")
+        yield Finding(
+            (*path, "jwks"), "jwks contains private key material; only public keys belong here", "warning"
+        )
 
 
 def _non_empty(values: tuple[str, ...], path: Path, message: str) -> Iterator[Finding]:
@@ -148,8 +152,10 @@ def jwks(text: str) -> str | None:
     except ValueError as exc:
         return f"jwks parse error: {exc}"
     keys = data.get("keys") if isinstance(data, dict) and "keys" in data else [data]
-    if not isinstance(keys, list) or not all(isinstance(k, dict) and isinstance(k.get("kty"), str) for k in keys):
-        return "jwks parse error: expected a JWK set {\"keys\": [...]} whose keys each have a \"kty\""
+    if not isinstance(keys, list) or not all(
+        isinstance(k, dict) and isinstance(k.get("kty"), str) for k in keys
+    ):
+        return 'jwks parse error: expected a JWK set {"keys": [...]} whose keys each have a "kty"'
     return None
 
 

@@ -1,0 +1,461 @@
+"""The Aggregated Discovery Service: SotW and delta ADS over grpc.aio.
+
+Theory of operation
+-------------------
+grpc is only the transport here. ``AggregatedDiscoveryService`` registers two stream-stream
+methods whose responses are already bytes (``wire`` concatenates the cache's pre-encoded
+resources), so grpc serializes nothing. Each RPC builds a ``SotwStream`` or ``DeltaStream`` and
+calls ``run(requests, send)``: an async iterator of request messages in, an awaitable byte sink
+out. That is the seam the unit tests drive without a network.
+
+A stream is one reader task plus the handler loop. The reader appends requests to an inbox; the
+cache's watch callback drops the newest ``Snapshot`` in a one-slot mailbox (a snapshot that arrives
+while a push is in flight replaces the pending one; only the latest counts). Both wake the loop,
+which (1) applies every queued request to the per-type ``Subscription`` state, (2) adopts the
+pending snapshot, and (3) makes one pass over the types in ``ADS_ORDER`` (CDS, EDS, LDS, RDS, SDS),
+sending a response only where the client's view differs from the snapshot.
+
+The client's view is ``Subscription.known``: name -> version of what the client holds (as far as
+this stream has told it, updated when a response is sent, never rolled back). Diffing the
+snapshot against it gives every rule of xds_protocol.rst at once:
+
+* an ACK changes nothing, so it is never answered ("When to send an update");
+* a NACK (``error_detail`` set, "ACK and NACK semantics summary") is recorded in ``PushStatus``
+  with Envoy's text; the rejected version stays in ``known``, so it is not resent, and the next
+  snapshot that differs is;
+* SotW: a request whose nonce is not the type's latest is stale and ignored ("Resource updates");
+  CDS and LDS responses carry the full state ("Grouping Resources into Responses"), other types
+  only the resources whose version changed, or that were newly requested ("How the client
+  specifies what resources to return", including the legacy wildcard and ``*``);
+* delta ("Incremental xDS"): only changed resources are sent, deletions go in
+  ``removed_resources``, subscription changes are honoured even with a stale nonce,
+  ``initial_resource_versions`` seeds ``known`` on a new stream, a re-subscribed name is resent,
+  and a subscribed name that does not exist is reported removed ("Knowing When a Requested
+  Resource Does Not Exist");
+* a parent that changed forces a resend of the children it references, even if unchanged:
+  Envoy finishes warming an updated cluster only on a new ClusterLoadAssignment ("Resource
+  warming"), so the EDS names of updated clusters are resent right after the CDS response, and
+  the RDS names of updated listeners right after LDS.
+
+The first request of a type on a stream is always answered once a snapshot exists (Istio's
+``ShouldRespond``): Envoy waits for CDS and LDS to initialize, and a reconnecting client's old
+nonce means nothing on a new stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from pilotfish.errors import PeerError
+from pilotfish.xds import resources as rt
+from pilotfish.xds import wire
+from pilotfish.xds.cache import Resource, Snapshot, SnapshotCache, content_version
+from pilotfish.xds.proxy import Proxy, parse_node
+from pilotfish.xds.status import ConnectionStatus, PushStatus, StreamKind
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# grpcio's default receive limit is 4 MiB; large delta reconnects and SotW responses exceed it.
+GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+)
+
+ProxyHook = Callable[[Proxy], None]
+Send = Callable[[bytes], Awaitable[None]]
+
+# Placeholders in ``Subscription.known`` that never equal a real version.
+_ABSENT = "\0absent"  # delta: the client was told the name does not exist
+_RESEND = "\0resend"  # the client must get this name again: its resource or its removal
+
+
+def _ignore(proxy: Proxy) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One type on one stream: what the client subscribed to and what it holds."""
+
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    explicit: bool = False  # the client has named a resource: the legacy wildcard is over
+    known: dict[str, str] = field(default_factory=dict)
+    nonce: str = ""
+    must_respond: bool = False
+
+    def wants(self, name: str) -> bool:
+        return self.wildcard or name in self.names
+
+    def forget_unwanted(self) -> None:
+        for name in [n for n in self.known if not self.wants(n)]:
+            del self.known[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One response: its type, version, nonce, encoded bytes and the names whose version changed."""
+
+    type_url: str
+    version: str
+    nonce: str
+    payload: bytes
+    updated: tuple[str, ...]
+
+
+class _Stream:
+    """The per-stream loop shared by SotW and delta; subclasses handle requests and diffs."""
+
+    kind: StreamKind
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        status: PushStatus,
+        on_connect: ProxyHook = _ignore,
+        on_disconnect: ProxyHook = _ignore,
+    ) -> None:
+        self._cache, self._status = cache, status
+        self._on_connect, self._on_disconnect = on_connect, on_disconnect
+        self.subscriptions: dict[str, Subscription] = {}
+        self._snapshot: Snapshot | None = None
+        self._pending: Snapshot | None = None
+        self._inbox: deque[Any] = deque()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._nonces = itertools.count(1)
+        self._connection: ConnectionStatus | None = None
+
+    async def run(self, requests: AsyncIterable[Any], send: Send) -> None:
+        """Serve one stream until the client closes it; ``PeerError`` for a malformed first request."""
+        iterator = aiter(requests)
+        first = await anext(iterator, None)
+        if first is None:
+            return
+        proxy = parse_node(first.node)
+        self._connection = self._status.connect(proxy, self.kind)
+        loop = asyncio.get_running_loop()
+
+        def on_snapshot(snapshot: Snapshot) -> None:
+            loop.call_soon_threadsafe(self._deliver, snapshot)
+
+        cancel_watch = self._cache.watch(proxy.id, on_snapshot)
+        reader = asyncio.create_task(self._read(iterator))
+        try:
+            self._snapshot = self._cache.get(proxy.id)
+            self._on_connect(proxy)
+            self._inbox.append(first)
+            self._wake.set()
+            await self._serve(send)
+        finally:
+            cancel_watch()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._status.disconnect(self._connection)
+            self._on_disconnect(proxy)
+
+    def _deliver(self, snapshot: Snapshot) -> None:
+        self._pending = snapshot  # one slot: only the latest snapshot counts
+        self._wake.set()
+
+    async def _read(self, iterator: AsyncIterator[Any]) -> None:
+        try:
+            async for request in iterator:
+                self._inbox.append(request)
+                self._wake.set()
+        except (grpc.RpcError, grpc.aio.AioRpcError, ConnectionError) as error:
+            log.debug("ADS stream read ended: %s", error)
+        finally:
+            self._closed = True
+            self._wake.set()
+
+    async def _serve(self, send: Send) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._inbox:
+                self._handle(self._inbox.popleft())
+            if self._pending is not None:
+                self._snapshot, self._pending = self._pending, None
+            for outgoing in self._pass():
+                await send(outgoing.payload)
+                assert self._connection is not None
+                self._status.sent(self._connection, outgoing.type_url, outgoing.version, outgoing.nonce)
+            if self._closed and not self._inbox:
+                return
+
+    def _pass(self) -> list[Outgoing]:
+        """Responses for every subscribed type, in ADS order, with children of updated parents forced."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return []
+        extra = sorted(set(self.subscriptions) - set(rt.ADS_ORDER))
+        forced: dict[str, set[str]] = {}
+        out: list[Outgoing] = []
+        for type_url in (*rt.ADS_ORDER, *extra):
+            subscription = self.subscriptions.get(type_url)
+            if subscription is None:
+                continue
+            _force(subscription, forced.get(type_url, set()))
+            outgoing = self._respond(type_url, subscription, snapshot)
+            if outgoing is None:
+                continue
+            out.append(outgoing)
+            child = rt.CHILD_TYPE.get(type_url)
+            if child is not None:
+                forced[child] = snapshot.children(type_url, outgoing.updated)
+        return out
+
+    def _next_nonce(self, subscription: Subscription) -> str:
+        subscription.nonce = str(next(self._nonces))
+        return subscription.nonce
+
+    def _record_reply(self, type_url: str, subscription: Subscription, nonce: str, error: Any) -> None:
+        """Book an ACK or NACK of ``nonce``; a NACK is detected by ``error_detail`` alone."""
+        assert self._connection is not None
+        if nonce != subscription.nonce:
+            return
+        if error is None:
+            self._status.acked(self._connection, type_url, nonce)
+            return
+        log.warning(
+            "%s NACKed %s (nonce %s): %s", self._connection.proxy.id, rt.short_name(type_url), nonce, error
+        )
+        self._status.nacked(self._connection, type_url, nonce, error)
+
+    def _handle(self, request: Any) -> None:
+        raise NotImplementedError
+
+    def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
+        raise NotImplementedError
+
+
+def _force(subscription: Subscription, names: Iterable[str]) -> None:
+    """Make the client get ``names`` again even if it holds them at the current version."""
+    for name in names:
+        if name in subscription.known:
+            subscription.known[name] = _RESEND
+
+
+def _desired(subscription: Subscription, snapshot: Snapshot, type_url: str) -> dict[str, Resource]:
+    return {n: r for n, r in snapshot.named(type_url).items() if subscription.wants(n)}
+
+
+def _changed(subscription: Subscription, desired: dict[str, Resource]) -> list[Resource]:
+    return [r for n, r in sorted(desired.items()) if subscription.known.get(n) != r.version]
+
+
+def _error_text(request: Any) -> str | None:
+    if not request.HasField("error_detail"):
+        return None
+    return str(request.error_detail.message) or f"code {request.error_detail.code}"
+
+
+def _require_type(request: Any) -> str:
+    if not request.type_url:
+        raise PeerError("an ADS request must carry type_url")
+    return str(request.type_url)
+
+
+class SotwStream(_Stream):
+    """State-of-the-world ADS (``StreamAggregatedResources``)."""
+
+    kind = StreamKind.SOTW
+
+    def _handle(self, request: Any) -> None:
+        type_url = _require_type(request)
+        subscription = self.subscriptions.get(type_url)
+        if subscription is None or not request.response_nonce:
+            # A new watch (first request of the type on this stream): always answered.
+            subscription = self.subscriptions.setdefault(type_url, Subscription())
+            subscription.must_respond = True
+        elif request.response_nonce != subscription.nonce:
+            return  # stale nonce: a newer response supersedes this request ("Resource updates")
+        else:
+            self._record_reply(type_url, subscription, request.response_nonce, _error_text(request))
+        _set_sotw_names(subscription, request.resource_names)
+
+    def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
+        desired = _desired(subscription, snapshot, type_url)
+        changed = _changed(subscription, desired)
+        gone = [n for n in subscription.known if n not in desired]
+        full_state = type_url in rt.FULL_STATE_TYPES
+        if not (changed or (full_state and gone) or subscription.must_respond):
+            for name in gone:  # per-resource types cannot signal removal in SotW ("Deleting Resources")
+                del subscription.known[name]
+            return None
+        subscription.must_respond = False
+        subscription.known = {n: r.version for n, r in desired.items() if n in subscription.known}
+        subscription.known.update((r.name, r.version) for r in changed)
+        sent = [desired[n] for n in sorted(desired)] if full_state else changed
+        version = content_version(subscription.known.items())
+        nonce = self._next_nonce(subscription)
+        payload = wire.encode_sotw(version, type_url, nonce, sent)
+        return Outgoing(type_url, version, nonce, payload, tuple(r.name for r in changed))
+
+
+def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -> None:
+    """SotW names replace the previous list; empty before any explicit name is the legacy wildcard."""
+    names = set(resource_names)
+    if not names and not subscription.explicit:
+        subscription.wildcard = True
+        return
+    subscription.explicit = True
+    subscription.wildcard = rt.WILDCARD in names
+    subscription.names = names - {rt.WILDCARD}
+    subscription.forget_unwanted()  # a name requested again later must be resent
+
+
+class DeltaStream(_Stream):
+    """Incremental ADS (``DeltaAggregatedResources``)."""
+
+    kind = StreamKind.DELTA
+
+    def _handle(self, request: Any) -> None:
+        type_url = _require_type(request)
+        subscription = self.subscriptions.get(type_url)
+        first = subscription is None
+        if subscription is None:
+            subscription = self.subscriptions[type_url] = Subscription()
+            subscription.known = dict(request.initial_resource_versions)
+        elif request.response_nonce:
+            self._record_reply(type_url, subscription, request.response_nonce, _error_text(request))
+        # Subscription changes count even with a stale nonce ("Incremental xDS").
+        _apply_delta_names(subscription, request, first)
+        if first and subscription.wildcard:
+            subscription.must_respond = True
+
+    def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
+        desired = _desired(subscription, snapshot, type_url)
+        changed = _changed(subscription, desired)
+        missing = {n for n in subscription.names if n not in desired}
+        candidates = (subscription.known.keys() | missing) - desired.keys()
+        removed = sorted(n for n in candidates if subscription.known.get(n) != _ABSENT)
+        if not (changed or removed or subscription.must_respond):
+            return None
+        subscription.must_respond = False
+        subscription.known.update((r.name, r.version) for r in changed)
+        for name in removed:
+            if name in subscription.names:
+                subscription.known[name] = _ABSENT
+            else:
+                subscription.known.pop(name, None)
+        version = snapshot.version(type_url)
+        nonce = self._next_nonce(subscription)
+        payload = wire.encode_delta(version, type_url, nonce, changed, removed)
+        return Outgoing(type_url, version, nonce, payload, tuple(r.name for r in changed))
+
+
+def _apply_delta_names(subscription: Subscription, request: Any, first: bool) -> None:
+    """Apply ``resource_names_subscribe``/``_unsubscribe`` ("Subscribing to Resources")."""
+    subscribe, unsubscribe = list(request.resource_names_subscribe), list(request.resource_names_unsubscribe)
+    if first and not subscribe and not unsubscribe:
+        subscription.wildcard = True  # legacy wildcard
+    for name in subscribe:
+        subscription.explicit = True
+        if name == rt.WILDCARD:
+            subscription.wildcard = True
+            continue
+        subscription.names.add(name)
+        if not first:
+            subscription.known.pop(name, None)  # the client may have forgotten it: resend
+    for name in unsubscribe:
+        _unsubscribe(subscription, name)
+
+
+def _unsubscribe(subscription: Subscription, name: str) -> None:
+    if name == rt.WILDCARD:
+        subscription.wildcard = False
+        subscription.forget_unwanted()
+        return
+    subscription.names.discard(name)
+    if subscription.wildcard:
+        # With "*" and the name both subscribed, the client cannot tell whether to keep it: send
+        # it again or report it removed ("Unsubscribing from Resources").
+        subscription.known[name] = _RESEND
+    else:
+        subscription.known.pop(name, None)
+
+
+class AggregatedDiscoveryService:
+    """The ADS servicer: both RPCs, each a thin shell around ``SotwStream`` / ``DeltaStream``."""
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        status: PushStatus | None = None,
+        *,
+        on_connect: ProxyHook = _ignore,
+        on_disconnect: ProxyHook = _ignore,
+    ) -> None:
+        self.cache = cache
+        self.status = status or PushStatus()
+        self._on_connect, self._on_disconnect = on_connect, on_disconnect
+
+    def sotw_stream(self) -> SotwStream:
+        return SotwStream(self.cache, self.status, self._on_connect, self._on_disconnect)
+
+    def delta_stream(self) -> DeltaStream:
+        return DeltaStream(self.cache, self.status, self._on_connect, self._on_disconnect)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._stream_aggregated_resources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_already_encoded,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._delta_aggregated_resources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_already_encoded,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+    async def _stream_aggregated_resources(self, requests: Any, context: Any) -> None:
+        await _serve_rpc(self.sotw_stream(), requests, context)
+
+    async def _delta_aggregated_resources(self, requests: Any, context: Any) -> None:
+        await _serve_rpc(self.delta_stream(), requests, context)
+
+
+def _already_encoded(payload: bytes) -> bytes:
+    return payload
+
+
+async def _serve_rpc(stream: _Stream, requests: Any, context: Any) -> None:
+    """Run ``stream`` on a grpc.aio RPC; peer errors become INVALID_ARGUMENT, bugs INTERNAL."""
+    try:
+        await stream.run(requests, context.write)
+    except PeerError as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    except (asyncio.CancelledError, grpc.aio.AbortError):
+        raise
+    except Exception:
+        log.exception("ADS stream failed")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error in the ADS stream")
+
+
+async def start_server(
+    service: AggregatedDiscoveryService, address: str = "127.0.0.1:0"
+) -> tuple[grpc.aio.Server, int]:
+    """Start a plaintext grpc.aio server for ``service``; returns it and the bound port."""
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    service.register(server)
+    port = server.add_insecure_port(address)
+    await server.start()
+    return server, port
