@@ -89,14 +89,18 @@ def test_an_istio_mesh_config_loads_and_unused_fields_are_ignored(tmp_path: Path
     text = ISTIO_EXAMPLE.replace('port: "9000"', "port: 9000")
     mesh = load_mesh_config(write(tmp_path, text))
     assert mesh.root_namespace == "istio-system"
-    assert mesh.default_config == {
-        "discoveryAddress": "istiod.istio-system.svc:15012",
-        "proxyMetadata": {},
-        "tracing": {"zipkin": {"address": "zipkin.istio-system:9411"}},
-    }
+    assert mesh.default_config == JsonValue(
+        {
+            "discoveryAddress": "istiod.istio-system.svc:15012",
+            "proxyMetadata": {},
+            "tracing": {"zipkin": {"address": "zipkin.istio-system:9411"}},
+        }
+    )
     grpc = mesh.extension_provider("sample-ext-authz-grpc")
     http = mesh.extension_provider("sample-ext-authz-http")
-    assert grpc is not None and grpc.ext_authz == EnvoyExtAuthzGrpcProvider("ext-authz.foo.svc.cluster.local", 9000)
+    assert grpc is not None and grpc.ext_authz == EnvoyExtAuthzGrpcProvider(
+        "ext-authz.foo.svc.cluster.local", 9000
+    )
     assert http is not None and http.envoy_ext_authz_http is not None
     assert http.envoy_ext_authz_http.include_request_headers_in_check == ("x-ext-authz",)
     otel = mesh.extension_provider("otel")
@@ -119,8 +123,14 @@ def test_snake_case_field_names_are_accepted(tmp_path: Path) -> None:
             """,
         )
     )
-    assert (mesh.root_namespace, mesh.trust_domain_aliases, mesh.enable_auto_mtls) == ("mesh-root", ("old.td",), False)
-    assert mesh.extension_providers[0].envoy_ext_authz_grpc == EnvoyExtAuthzGrpcProvider("authz.svc", 9191, fail_open=True)
+    assert (mesh.root_namespace, mesh.trust_domain_aliases, mesh.enable_auto_mtls) == (
+        "mesh-root",
+        ("old.td",),
+        False,
+    )
+    assert mesh.extension_providers[0].envoy_ext_authz_grpc == EnvoyExtAuthzGrpcProvider(
+        "authz.svc", 9191, fail_open=True
+    )
 
 
 def test_every_ignored_field_is_accepted(tmp_path: Path) -> None:
@@ -195,28 +205,119 @@ def test_round_trip_through_a_file(tmp_path: Path) -> None:
 
 # ---- rejected, with file:line and field path -------------------------------------------------------
 
+GRPC = "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: "
 REJECTED = [
     ("unknown-field", "rootNamespace: a\nnotAMeshField: 1\n", 2, "notAMeshField", "unknown field"),
     ("removed-field", "mixerCheckServer: x\n", 1, "mixerCheckServer", "unknown field"),
     ("bad-trust-domain", "trustDomain: Not_A_Domain\n", 1, "trustDomain", "trust domain name"),
     ("bad-alias", "trustDomainAliases:\n- ok.local\n- bad..td\n", 3, "trustDomainAliases[1]", "invalid"),
     ("bad-root-namespace", "rootNamespace: Istio_System\n", 1, "rootNamespace", "DNS-1123 label"),
-    ("bad-outbound-mode", "outboundTrafficPolicy:\n  mode: VIRTUAL_SERVICE_ONLY\n", 2, "outboundTrafficPolicy.mode", "must be one of"),
-    ("provider-without-name", "extensionProviders:\n- envoyExtAuthzGrpc: {service: a.svc, port: 1}\n", 2, "extensionProviders[0].name", "required field is missing"),
-    ("provider-empty-name", "extensionProviders:\n- name: ''\n  prometheus: {}\n", 2, "extensionProviders[0].name", "empty extension provider name"),
-    ("provider-duplicate", "extensionProviders:\n- name: a\n  prometheus: {}\n- name: a\n  prometheus: {}\n", 4, "extensionProviders[1].name", "duplicate extension provider name a"),
-    ("provider-two-kinds", "extensionProviders:\n- name: a\n  prometheus: {}\n  envoyExtAuthzGrpc: {service: a.svc, port: 1}\n", 2, "extensionProviders[0]", "only one of"),
+    (
+        "bad-outbound-mode",
+        "outboundTrafficPolicy:\n  mode: VIRTUAL_SERVICE_ONLY\n",
+        2,
+        "outboundTrafficPolicy.mode",
+        "must be one of",
+    ),
+    (
+        "provider-without-name",
+        "extensionProviders:\n- envoyExtAuthzGrpc: {service: a.svc, port: 1}\n",
+        2,
+        "extensionProviders[0].name",
+        "required field is missing",
+    ),
+    (
+        "provider-empty-name",
+        "extensionProviders:\n- name: ''\n  prometheus: {}\n",
+        2,
+        "extensionProviders[0].name",
+        "empty extension provider name",
+    ),
+    (
+        "provider-duplicate",
+        "extensionProviders:\n- name: a\n  prometheus: {}\n- name: a\n  prometheus: {}\n",
+        4,
+        "extensionProviders[1].name",
+        "duplicate extension provider name a",
+    ),
+    (
+        "provider-two-kinds",
+        "extensionProviders:\n- name: a\n  prometheus: {}\n  envoyExtAuthzGrpc: {service: a.svc, port: 1}\n",
+        2,
+        "extensionProviders[0]",
+        "only one of",
+    ),
     ("provider-no-kind", "extensionProviders:\n- name: a\n", 2, "extensionProviders[0]", "must set one of"),
-    ("provider-no-service", "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc:\n    port: 9000\n", 3, "extensionProviders[0].envoyExtAuthzGrpc.service", "service must not be empty"),
-    ("provider-no-port", "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: a.svc\n", 3, "extensionProviders[0].envoyExtAuthzHttp.port", "between 1 and 65535"),
-    ("provider-port-range", "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: a.svc\n    port: 70000\n", 5, "extensionProviders[0].envoyExtAuthzHttp.port", "between 1 and 65535"),
-    ("provider-bad-service", "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: a/b/c\n    port: 80\n", 4, "extensionProviders[0].envoyExtAuthzHttp.service", "invalid service"),
-    ("provider-bad-host", "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: bad_host!\n    port: 80\n", 4, "extensionProviders[0].envoyExtAuthzHttp.service", "invalid service"),
-    ("status-not-number", "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: {service: a.svc, port: 1, statusOnError: forbidden}\n", 3, "extensionProviders[0].envoyExtAuthzGrpc.statusOnError", "invalid statusOnError"),
-    ("status-unknown", "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: {service: a.svc, port: 1, statusOnError: '499'}\n", 3, "extensionProviders[0].envoyExtAuthzGrpc.statusOnError", "unsupported statusOnError"),
-    ("path-prefix-slash", "extensionProviders:\n- name: a\n  envoyExtAuthzHttp: {service: a.svc, port: 1, pathPrefix: check}\n", 3, "extensionProviders[0].envoyExtAuthzHttp.pathPrefix", "should begin with `/`"),
-    ("unknown-provider-field", "extensionProviders:\n- name: a\n  envoyExtAuthzHttp: {service: a.svc, port: 1, failClosed: true}\n", 3, "extensionProviders[0].envoyExtAuthzHttp.failClosed", "unknown field"),
-    ("bad-duration", "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: {service: a.svc, port: 1, timeout: soon}\n", 3, "extensionProviders[0].envoyExtAuthzGrpc.timeout", "invalid duration"),
+    (
+        "provider-no-service",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc:\n    port: 9000\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzGrpc.service",
+        "service must not be empty",
+    ),
+    (
+        "provider-no-port",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: a.svc\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzHttp.port",
+        "between 1 and 65535",
+    ),
+    (
+        "provider-port-range",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: a.svc\n    port: 70000\n",
+        5,
+        "extensionProviders[0].envoyExtAuthzHttp.port",
+        "between 1 and 65535",
+    ),
+    (
+        "provider-bad-service",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: a/b/c\n    port: 80\n",
+        4,
+        "extensionProviders[0].envoyExtAuthzHttp.service",
+        "invalid service",
+    ),
+    (
+        "provider-bad-host",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzHttp:\n    service: bad_host!\n    port: 80\n",
+        4,
+        "extensionProviders[0].envoyExtAuthzHttp.service",
+        "invalid service",
+    ),
+    (
+        "status-not-number",
+        GRPC + "{service: a.svc, port: 1, statusOnError: forbidden}\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzGrpc.statusOnError",
+        "invalid statusOnError",
+    ),
+    (
+        "status-unknown",
+        GRPC + "{service: a.svc, port: 1, statusOnError: '499'}\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzGrpc.statusOnError",
+        "unsupported statusOnError",
+    ),
+    (
+        "path-prefix-slash",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzHttp: {service: a.svc, port: 1, pathPrefix: check}\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzHttp.pathPrefix",
+        "should begin with `/`",
+    ),
+    (
+        "unknown-provider-field",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzHttp: {service: a.svc, port: 1, failClosed: true}\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzHttp.failClosed",
+        "unknown field",
+    ),
+    (
+        "bad-duration",
+        "extensionProviders:\n- name: a\n  envoyExtAuthzGrpc: {service: a.svc, port: 1, timeout: soon}\n",
+        3,
+        "extensionProviders[0].envoyExtAuthzGrpc.timeout",
+        "invalid duration",
+    ),
 ]
 
 

@@ -15,8 +15,14 @@ VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
 
 
 def doc(spec: Any, *, version: str = VERSIONS[0], annotations: dict[str, str] | None = None) -> str:
-    meta: dict[str, Any] = {"name": "pa", "namespace": "foo", **({"annotations": annotations} if annotations else {})}
-    return yaml.safe_dump({"apiVersion": version, "kind": "PeerAuthentication", "metadata": meta, "spec": spec})
+    meta: dict[str, Any] = {
+        "name": "pa",
+        "namespace": "foo",
+        **({"annotations": annotations} if annotations else {}),
+    }
+    return yaml.safe_dump(
+        {"apiVersion": version, "kind": "PeerAuthentication", "metadata": meta, "spec": spec}
+    )
 
 
 def load(spec: Any, **kw: Any) -> LoadResult:
@@ -65,28 +71,77 @@ def test_namespace_wide_modes(mode: str) -> None:
 
 def test_empty_spec_and_snake_spelling() -> None:
     assert accepted({}) == pa.PeerAuthenticationSpec()
-    spec = accepted({"selector": {"match_labels": {"app": "a"}}, "port_level_mtls": {"80": {"mode": "DISABLE"}}})
+    spec = accepted(
+        {"selector": {"match_labels": {"app": "a"}}, "port_level_mtls": {"80": {"mode": "DISABLE"}}}
+    )
     assert spec.port_modes() == {80: "DISABLE"}
     assert pa.PortMutualTLS is pa.MutualTLS
 
 
 SEL = {"selector": {"matchLabels": {"app": "a"}}}
 REJECTED = [
-    ("bad-mode", {"mtls": {"mode": "MUTUAL"}}, "spec.mtls.mode", "must be one of UNSET, DISABLE, PERMISSIVE, STRICT"),
-    ("port-level-without-selector", {"portLevelMtls": {"80": {"mode": "DISABLE"}}}, "spec.portLevelMtls", "cannot have port level mTLS"),
-    ("port-level-empty-selector", {"selector": {}, "portLevelMtls": {"80": {"mode": "DISABLE"}}}, "spec.portLevelMtls", "cannot have port level mTLS"),
-    ("port-level-empty", {**SEL, "portLevelMtls": {}}, "spec.portLevelMtls", "must have at least one element"),
-    ("port-zero", {**SEL, "portLevelMtls": {"0": {"mode": "DISABLE"}}}, "spec.portLevelMtls.0", "must be in range 1..65535"),
-    ("port-too-big", {**SEL, "portLevelMtls": {"65536": {"mode": "DISABLE"}}}, "spec.portLevelMtls.65536", "1..65535"),
-    ("port-not-number", {**SEL, "portLevelMtls": {"http": {"mode": "DISABLE"}}}, "spec.portLevelMtls.http", "1..65535"),
-    ("port-bad-mode", {**SEL, "portLevelMtls": {"80": {"mode": "ON"}}}, "spec.portLevelMtls.80.mode", "must be one of"),
-    ("selector-wildcard-value", {"selector": {"matchLabels": {"app": "*"}}}, "spec.selector.matchLabels.app", "wildcard"),
+    (
+        "bad-mode",
+        {"mtls": {"mode": "MUTUAL"}},
+        "spec.mtls.mode",
+        "must be one of UNSET, DISABLE, PERMISSIVE, STRICT",
+    ),
+    (
+        "port-level-without-selector",
+        {"portLevelMtls": {"80": {"mode": "DISABLE"}}},
+        "spec.portLevelMtls",
+        "cannot have port level mTLS",
+    ),
+    (
+        "port-level-empty-selector",
+        {"selector": {}, "portLevelMtls": {"80": {"mode": "DISABLE"}}},
+        "spec.portLevelMtls",
+        "cannot have port level mTLS",
+    ),
+    (
+        "port-level-empty",
+        {**SEL, "portLevelMtls": {}},
+        "spec.portLevelMtls",
+        "must have at least one element",
+    ),
+    (
+        "port-zero",
+        {**SEL, "portLevelMtls": {"0": {"mode": "DISABLE"}}},
+        "spec.portLevelMtls.0",
+        "must be in range 1..65535",
+    ),
+    (
+        "port-too-big",
+        {**SEL, "portLevelMtls": {"65536": {"mode": "DISABLE"}}},
+        "spec.portLevelMtls.65536",
+        "1..65535",
+    ),
+    (
+        "port-not-number",
+        {**SEL, "portLevelMtls": {"http": {"mode": "DISABLE"}}},
+        "spec.portLevelMtls.http",
+        "1..65535",
+    ),
+    (
+        "port-bad-mode",
+        {**SEL, "portLevelMtls": {"80": {"mode": "ON"}}},
+        "spec.portLevelMtls.80.mode",
+        "must be one of",
+    ),
+    (
+        "selector-wildcard-value",
+        {"selector": {"matchLabels": {"app": "*"}}},
+        "spec.selector.matchLabels.app",
+        "wildcard",
+    ),
     ("unknown-field", {"mtls": {"mode": "STRICT", "strict": True}}, "spec.mtls.strict", "unknown field"),
 ]
 
 
 @pytest.mark.parametrize(("case", "spec", "path", "message"), REJECTED, ids=[c[0] for c in REJECTED])
-def test_invalid_policy_is_rejected_at_its_path(case: str, spec: dict[str, Any], path: str, message: str) -> None:
+def test_invalid_policy_is_rejected_at_its_path(
+    case: str, spec: dict[str, Any], path: str, message: str
+) -> None:
     found = errors(spec)
     assert any(p == path and message in m for p, m in found), found
 

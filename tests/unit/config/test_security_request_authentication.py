@@ -14,12 +14,34 @@ from pilotfish.config.loader import LoadResult, load_text
 from pilotfish.config.security import request_authentication as ra
 
 VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
-JWKS = json.dumps({"keys": [{"kty": "RSA", "e": "AQAB", "n": "xAE7eB6qugXyCAG3yhh7pkDkT65pHymX-P7KfIupjf59vsdo91bSP9C8H07pSAGQO1MV_xFj9VswgsCg4R6otmg5PV2He95lZdHtOcU5DXIg_pbhLdKXbi66GlVeK6ABZOUW3WYtnNHD-91gVuoeJT_DwtGGcp4ignkgXfkiEm4sw-4sfb4qdt5oLbyVpmW6x9cfa7vs2WTfURiCrBoUqgBo_-4WTiULmmHSGZHOjzwa8WtrtOQGsAFjIbno85jp6MnGGGZPYZbDAa_b3y5u-YpW7ypZrvD8BgtKVjgtQgZhLAGezMt0ua3DRrWnKqTZ0BJ_EyxOGuHJrLsn00fnMQ"}]})
+JWKS = json.dumps(
+    {
+        "keys": [
+            {
+                "kty": "RSA",
+                "e": "AQAB",
+                "n": (
+                    "xAE7eB6qugXyCAG3yhh7pkDkT65pHymX-P7KfIupjf59vsdo91bSP9C8H07pSAGQO1MV_xFj9VswgsCg"
+                    "4R6otmg5PV2He95lZdHtOcU5DXIg_pbhLdKXbi66GlVeK6ABZOUW3WYtnNHD-91gVuoeJT_DwtGGcp4i"
+                    "gnkgXfkiEm4sw-4sfb4qdt5oLbyVpmW6x9cfa7vs2WTfURiCrBoUqgBo_-4WTiULmmHSGZHOjzwa8Wtr"
+                    "tOQGsAFjIbno85jp6MnGGGZPYZbDAa_b3y5u-YpW7ypZrvD8BgtKVjgtQgZhLAGezMt0ua3DRrWnKqTZ"
+                    "0BJ_EyxOGuHJrLsn00fnMQ"
+                ),
+            }
+        ]
+    }
+)
 
 
 def doc(spec: Any, *, version: str = VERSIONS[0], annotations: dict[str, str] | None = None) -> str:
-    meta: dict[str, Any] = {"name": "jwt", "namespace": "foo", **({"annotations": annotations} if annotations else {})}
-    return yaml.safe_dump({"apiVersion": version, "kind": "RequestAuthentication", "metadata": meta, "spec": spec})
+    meta: dict[str, Any] = {
+        "name": "jwt",
+        "namespace": "foo",
+        **({"annotations": annotations} if annotations else {}),
+    }
+    return yaml.safe_dump(
+        {"apiVersion": version, "kind": "RequestAuthentication", "metadata": meta, "spec": spec}
+    )
 
 
 def load(spec: Any, **kw: Any) -> LoadResult:
@@ -87,12 +109,16 @@ def test_documented_example_decodes_every_field(version: str) -> None:
 
 
 def test_snake_case_spellings_and_inline_jwks_are_accepted() -> None:
-    spec = accepted({"jwt_rules": [{"issuer": "a", "jwks": JWKS, "from_headers": [{"name": "x"}], "jwks_uri": ""}]})
+    spec = accepted(
+        {"jwt_rules": [{"issuer": "a", "jwks": JWKS, "from_headers": [{"name": "x"}], "jwks_uri": ""}]}
+    )
     assert spec.jwt_rules[0].jwks == JWKS and spec.jwt_rules[0].from_headers == (ra.JWTHeader("x"),)
 
 
 def test_jwks_uri_alone_satisfies_the_issuer_rule() -> None:
-    assert accepted({"jwtRules": [{"jwksUri": "http://keys.example.com:8080/jwks"}]}).jwt_rules[0].issuer == ""
+    assert (
+        accepted({"jwtRules": [{"jwksUri": "http://keys.example.com:8080/jwks"}]}).jwt_rules[0].issuer == ""
+    )
 
 
 def test_rules_for_the_same_issuer_are_allowed_istio_merges_them() -> None:
@@ -113,10 +139,30 @@ def rule(**fields: Any) -> dict[str, Any]:
 
 R = "spec.jwtRules[0]"
 REJECTED = [
-    ("no-issuer-no-jwks-uri", {"jwtRules": [{"jwks": JWKS}]}, f"{R}.issuer", "issuer or jwksUri must be non-empty"),
-    ("jwks-and-jwks-uri", rule(jwks=JWKS, jwksUri="https://a.example/jwks"), f"{R}.jwks", "only one of jwks or jwksUri"),
-    ("jwks-uri-both-spellings", rule(jwksUri="https://a/j", jwks_uri="https://b/j"), f"{R}.jwks_uri", "set twice"),
-    ("jwks-uri-scheme", rule(jwksUri="ftp://example.com/jwks"), f"{R}.jwksUri", "scheme 'ftp' is not supported"),
+    (
+        "no-issuer-no-jwks-uri",
+        {"jwtRules": [{"jwks": JWKS}]},
+        f"{R}.issuer",
+        "issuer or jwksUri must be non-empty",
+    ),
+    (
+        "jwks-and-jwks-uri",
+        rule(jwks=JWKS, jwksUri="https://a.example/jwks"),
+        f"{R}.jwks",
+        "only one of jwks or jwksUri",
+    ),
+    (
+        "jwks-uri-both-spellings",
+        rule(jwksUri="https://a/j", jwks_uri="https://b/j"),
+        f"{R}.jwks_uri",
+        "set twice",
+    ),
+    (
+        "jwks-uri-scheme",
+        rule(jwksUri="ftp://example.com/jwks"),
+        f"{R}.jwksUri",
+        "scheme 'ftp' is not supported",
+    ),
     ("jwks-uri-relative", rule(jwksUri="/jwks.json"), f"{R}.jwksUri", "is not supported"),
     ("jwks-uri-no-host", rule(jwksUri="https:///jwks"), f"{R}.jwksUri", "has no host"),
     ("jwks-uri-bad-port", rule(jwksUri="https://example.com:http/jwks"), f"{R}.jwksUri", "invalid jwksUri"),
@@ -125,29 +171,89 @@ REJECTED = [
     ("jwks-no-kty", rule(jwks='{"keys": [{"n": "x"}]}'), f"{R}.jwks", "jwks parse error"),
     ("jwks-keys-not-list", rule(jwks='{"keys": {"kty": "RSA"}}'), f"{R}.jwks", "jwks parse error"),
     ("empty-audience", rule(audiences=["a", ""]), f"{R}.audiences[1]", "audience must be non-empty"),
-    ("header-without-name", rule(fromHeaders=[{"prefix": "Bearer "}]), f"{R}.fromHeaders[0].name", "required field is missing"),
+    (
+        "header-without-name",
+        rule(fromHeaders=[{"prefix": "Bearer "}]),
+        f"{R}.fromHeaders[0].name",
+        "required field is missing",
+    ),
     ("header-empty-name", rule(fromHeaders=[{"name": ""}]), f"{R}.fromHeaders[0].name", "must be non-empty"),
     ("empty-param", rule(fromParams=[""]), f"{R}.fromParams[0]", "location query must be non-empty"),
     ("empty-cookie", rule(fromCookies=[""]), f"{R}.fromCookies[0]", "cookie name must be non-empty"),
-    ("claim-header-invalid", rule(outputClaimToHeaders=[{"header": "x jwt", "claim": "sub"}]), f"{R}.outputClaimToHeaders[0].header", "not a valid header name"),
-    ("claim-header-empty", rule(outputClaimToHeaders=[{"header": "", "claim": "sub"}]), f"{R}.outputClaimToHeaders[0].header", "cannot be empty"),
-    ("claim-empty", rule(outputClaimToHeaders=[{"header": "x-sub", "claim": ""}]), f"{R}.outputClaimToHeaders[0].claim", "must be non-empty"),
-    ("claim-missing", rule(outputClaimToHeaders=[{"header": "x-sub"}]), f"{R}.outputClaimToHeaders[0].claim", "required field is missing"),
-    ("payload-header-invalid", rule(outputPayloadToHeader="x:payload"), f"{R}.outputPayloadToHeader", "not a valid header name"),
+    (
+        "claim-header-invalid",
+        rule(outputClaimToHeaders=[{"header": "x jwt", "claim": "sub"}]),
+        f"{R}.outputClaimToHeaders[0].header",
+        "not a valid header name",
+    ),
+    (
+        "claim-header-empty",
+        rule(outputClaimToHeaders=[{"header": "", "claim": "sub"}]),
+        f"{R}.outputClaimToHeaders[0].header",
+        "cannot be empty",
+    ),
+    (
+        "claim-empty",
+        rule(outputClaimToHeaders=[{"header": "x-sub", "claim": ""}]),
+        f"{R}.outputClaimToHeaders[0].claim",
+        "must be non-empty",
+    ),
+    (
+        "claim-missing",
+        rule(outputClaimToHeaders=[{"header": "x-sub"}]),
+        f"{R}.outputClaimToHeaders[0].claim",
+        "required field is missing",
+    ),
+    (
+        "payload-header-invalid",
+        rule(outputPayloadToHeader="x:payload"),
+        f"{R}.outputPayloadToHeader",
+        "not a valid header name",
+    ),
     ("timeout-zero", rule(timeout="0s"), f"{R}.timeout", "greater than 1ms"),
     ("timeout-sub-ms", rule(timeout="1500us"), f"{R}.timeout", "ms precision"),
     ("timeout-negative", rule(timeout="-1s"), f"{R}.timeout", "invalid duration"),
-    ("empty-space-delimited-claim", rule(spaceDelimitedClaims=[""]), f"{R}.spaceDelimitedClaims[0]", "non-empty"),
-    ("too-many-space-delimited-claims", rule(spaceDelimitedClaims=[f"c{i}" for i in range(65)]), f"{R}.spaceDelimitedClaims", "at most 64"),
-    ("selector-and-target-ref", {"selector": {"matchLabels": {"a": "b"}}, "targetRef": {"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"}}, "spec.targetRef", "only one of"),
-    ("selector-wildcard-key", {"selector": {"matchLabels": {"app*": "b"}}}, "spec.selector.matchLabels.app*", "wildcard"),
-    ("target-bad-kind", {"targetRefs": [{"kind": "Pod", "name": "p"}]}, "spec.targetRefs[0].kind", "targetRef must be to one of"),
+    (
+        "empty-space-delimited-claim",
+        rule(spaceDelimitedClaims=[""]),
+        f"{R}.spaceDelimitedClaims[0]",
+        "non-empty",
+    ),
+    (
+        "too-many-space-delimited-claims",
+        rule(spaceDelimitedClaims=[f"c{i}" for i in range(65)]),
+        f"{R}.spaceDelimitedClaims",
+        "at most 64",
+    ),
+    (
+        "selector-and-target-ref",
+        {
+            "selector": {"matchLabels": {"a": "b"}},
+            "targetRef": {"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"},
+        },
+        "spec.targetRef",
+        "only one of",
+    ),
+    (
+        "selector-wildcard-key",
+        {"selector": {"matchLabels": {"app*": "b"}}},
+        "spec.selector.matchLabels.app*",
+        "wildcard",
+    ),
+    (
+        "target-bad-kind",
+        {"targetRefs": [{"kind": "Pod", "name": "p"}]},
+        "spec.targetRefs[0].kind",
+        "targetRef must be to one of",
+    ),
     ("unknown-field", rule(jwksUrl="https://a/j"), f"{R}.jwksUrl", "unknown field"),
 ]
 
 
 @pytest.mark.parametrize(("case", "spec", "path", "message"), REJECTED, ids=[c[0] for c in REJECTED])
-def test_invalid_rule_is_rejected_at_its_path(case: str, spec: dict[str, Any], path: str, message: str) -> None:
+def test_invalid_rule_is_rejected_at_its_path(
+    case: str, spec: dict[str, Any], path: str, message: str
+) -> None:
     found = errors(spec)
     assert any(p == path and message in m for p, m in found), found
 
@@ -171,4 +277,4 @@ def test_jwks_uri_checker_accepts_http_and_https_urls_with_ports() -> None:
 
 
 def test_default_jwks_timeout_is_istios_five_seconds() -> None:
-    assert ra.DEFAULT_JWKS_TIMEOUT == timedelta(seconds=5)
+    assert timedelta(seconds=5) == ra.DEFAULT_JWKS_TIMEOUT

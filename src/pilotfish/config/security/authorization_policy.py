@@ -338,8 +338,8 @@ def _rule(rule: Rule, path: Path, action: str) -> Iterator[Finding]:
     if action == "DENY" and _http_only(rule):
         yield Finding(
             path,
-            "configured AuthorizationPolicy will deny all traffic to TCP ports under its scope due to "
-            "the use of only HTTP attributes in a DENY rule; it is recommended to explicitly specify the port",
+            "configured AuthorizationPolicy will deny all traffic to TCP ports under its scope due to the "
+            "use of only HTTP attributes in a DENY rule; it is recommended to explicitly specify the port",
             "warning",
         )
 

@@ -1,0 +1,123 @@
+"""Registry endpoints → Envoy ``ClusterLoadAssignment``s, like Istio's EDS.
+
+Istio ``pilot/pkg/xds/endpoints/endpoint_builder.go``:
+
+- a subset cluster holds only the endpoints whose labels include every subset label
+  (``EndpointBuilder.WithSubset``, ``labels.Instance.SubsetOf``);
+- unhealthy endpoints are left out (``filterIstioEndpoint``; ``SEND_UNHEALTHY_ENDPOINTS`` is off
+  by default); draining ones are sent with status DRAINING, so Envoy keeps their connections but
+  balances no new requests to them;
+- endpoints are grouped by locality (``region/zone/subzone``, ``util.ConvertLocality``), each
+  ``LbEndpoint`` carrying its weight and each locality the sum of its endpoints' weights;
+- every EDS cluster gets an assignment, empty if need be, so Envoy's cluster finishes warming.
+
+The same ``LocalityLbEndpoints`` are inlined into STRICT_DNS / LOGICAL_DNS clusters by
+``clusters.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from pilotfish.registry.model import Endpoint, Service
+from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.translate.destination_rules import (
+    DestinationRuleIndex,
+    destination_rule_for,
+    index_destination_rules,
+)
+from pilotfish.xds.translate.names import parse_cluster_name
+
+UNIX_PREFIX = "unix://"
+
+# Registry health → what Envoy is told; a status missing here is not sent at all.
+HEALTH_STATUS: Mapping[str, int] = {
+    "HEALTHY": health_check_pb2.HEALTHY,
+    "DRAINING": health_check_pb2.DRAINING,
+}
+
+
+def subset_endpoints(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str]) -> tuple[Endpoint, ...]:
+    """The endpoints a subset selects: those whose labels include every subset label."""
+    return tuple(e for e in endpoints if all(e.labels.get(k) == v for k, v in subset_labels.items()))
+
+
+def socket_address(address: str, port: int) -> address_pb2.Address:
+    """Istio ``util.BuildAddress``: a ``unix://`` path becomes a pipe, anything else host:port."""
+    if address.startswith(UNIX_PREFIX):
+        return address_pb2.Address(pipe=address_pb2.Pipe(path=address[len(UNIX_PREFIX) :]))
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=address, port_value=port))
+
+
+def locality(value: str) -> base_pb2.Locality:
+    """Istio ``util.ConvertLocality``: ``region/zone/subzone``, any suffix may be missing."""
+    region, zone, sub_zone = ([*value.split("/", 2), "", ""])[:3] if value else ("", "", "")
+    return base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone)
+
+
+def lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(address=socket_address(endpoint.address, endpoint.port)),
+        health_status=HEALTH_STATUS[endpoint.health],
+        load_balancing_weight={"value": endpoint.weight or 1},
+    )
+
+
+def locality_lb_endpoints(endpoints: Iterable[Endpoint]) -> list[endpoint_components_pb2.LocalityLbEndpoints]:
+    """Sendable endpoints grouped by locality (sorted by locality name, endpoints in order)."""
+    groups: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        if endpoint.health in HEALTH_STATUS:
+            groups.setdefault(endpoint.locality, []).append(endpoint)
+    return [
+        endpoint_components_pb2.LocalityLbEndpoints(
+            locality=locality(name),
+            lb_endpoints=[lb_endpoint(e) for e in members],
+            load_balancing_weight={"value": sum(e.weight or 1 for e in members)},
+        )
+        for name, members in sorted(groups.items())
+    ]
+
+
+def load_assignment(cluster_name: str, endpoints: Iterable[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster_name, endpoints=locality_lb_endpoints(endpoints)
+    )
+
+
+def service_for(snapshot: MeshSnapshot, proxy: Proxy, hostname: str) -> Service | None:
+    """The service a proxy means by ``hostname``: one visible to it, its own namespace's first."""
+    visible = [s for s in snapshot.services if s.hostname == hostname and s.visible_from(proxy.namespace)]
+    return min(visible, key=lambda s: s.namespace != proxy.namespace, default=None)
+
+
+def cluster_endpoints(
+    snapshot: MeshSnapshot, proxy: Proxy, index: DestinationRuleIndex, cluster_name: str
+) -> tuple[Endpoint, ...]:
+    """The endpoints an outbound cluster (default or subset) holds for this proxy."""
+    key = parse_cluster_name(cluster_name)
+    if key is None or key.direction != "outbound":
+        return ()
+    service = service_for(snapshot, proxy, key.hostname)
+    if service is None:
+        return ()
+    endpoints = snapshot.endpoints_for(key.hostname, key.port)
+    if not key.subset:
+        return endpoints
+    rule = destination_rule_for(index, proxy.namespace, proxy.labels, key.hostname, service.namespace)
+    subset = rule.spec.subset(key.subset) if rule is not None else None
+    return subset_endpoints(endpoints, subset.labels) if subset is not None else ()
+
+
+def translate_endpoints(
+    snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster_pb2.Cluster]
+) -> list[endpoint_pb2.ClusterLoadAssignment]:
+    """One ``ClusterLoadAssignment`` per EDS cluster (named by its ``service_name``)."""
+    index = index_destination_rules(snapshot.of_kind("DestinationRule"), snapshot.mesh.root_namespace)
+    names = [c.eds_cluster_config.service_name or c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS]
+    return [load_assignment(name, cluster_endpoints(snapshot, proxy, index, name)) for name in names]
