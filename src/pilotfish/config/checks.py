@@ -247,13 +247,14 @@ def duration(value: timedelta) -> str | None:
     return None
 
 
-def duration_text(value: str) -> str | None:
-    """A duration held as text (fields whose CRD schema has no ``duration()`` rule)."""
+def duration_text(value: str, *, zero_ok: bool = False) -> str | None:
+    """A duration held as text (fields whose CRD schema has no ``duration()`` rule): at least 1ms,
+    or (``zero_ok``, e.g. a cookie TTL where 0 means a session cookie) any valid duration."""
     try:
         parsed = parse_duration(value)
     except ValueError as exc:
         return str(exc)
-    return duration(parsed)
+    return None if zero_ok else duration(parsed)
 
 
 def http_header_name(name: str) -> str | None:

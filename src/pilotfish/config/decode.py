@@ -261,6 +261,9 @@ class Decoder:
         out: dict[str, Any] = {}
         for key, item in value.items():
             key_line = value.key_lines.get(key, line) if isinstance(value, Node) else line
+            if isinstance(key, bool | int):
+                # Kubernetes converts YAML to JSON, where every key is a string: `8080:` is "8080".
+                key = str(key).lower() if isinstance(key, bool) else str(key)
             if not isinstance(key, str):
                 self.fail((*path, str(key)), f"keys must be strings, got {_describe(key)}", key_line)
                 continue

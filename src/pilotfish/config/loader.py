@@ -94,7 +94,7 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
         origin=Origin(file, line),
     )
     for finding in info.validate(resource):
-        problems.append(problem(("spec", *finding.path), finding.message, finding.severity))
+        problems.append(problem((finding.root, *finding.path), finding.message, finding.severity))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ConfigError(problems)

@@ -75,6 +75,7 @@ class Finding:
     path: Path
     message: str
     severity: str = "error"  # "error" rejects the document; "warning" is printed but accepted
+    root: str = "spec"  # the top-level key the path is under ("spec" or "metadata")
 
 
 Validator = Callable[[Resource[Any]], Iterable[Finding]]

@@ -99,9 +99,9 @@ async def fetch(url: str) -> str | None:
     return await asyncio.to_thread(_fetch, url)
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = TIMEOUT) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, within: float = TIMEOUT) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = await check()
@@ -215,7 +215,7 @@ async def exercise(s: Scenario, port_a: int, port_b: int) -> None:
         timeouts = [c["connect_timeout"] for c in clusters["active"] if c["name"] == "backend"]
         return timeouts == ["2.500s"] and not clusters["warming"]
 
-    await eventually(cluster_replaced, "the updated cluster to finish warming", timeout=10)
+    await eventually(cluster_replaced, "the updated cluster to finish warming", within=10)
     await s.serves(port, "B")
 
     # A route change moves traffic to a new cluster.

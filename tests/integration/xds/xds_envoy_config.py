@@ -99,7 +99,8 @@ def endpoints(cluster: str, *ports: int) -> endpoint_pb2.ClusterLoadAssignment:
         for p in ports
     ]
     return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=cluster, endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)]
+        cluster_name=cluster,
+        endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)],
     )
 
 
@@ -107,7 +108,9 @@ def http_listener(name: str = LISTENER_NAME, route: str = ROUTE_NAME, port: int 
     manager = hcm.HttpConnectionManager(
         stat_prefix=name,
         rds=hcm.Rds(route_config_name=route, config_source=_ads()),
-        http_filters=[hcm.HttpFilter(name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router()))],
+        http_filters=[
+            hcm.HttpFilter(name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router()))
+        ],
     )
     chain = listener_components_pb2.FilterChain(
         filters=[

@@ -658,18 +658,18 @@ def test_without_the_annotation_a_policy_is_enforced() -> None:
 @pytest.mark.parametrize(
     ("key", "name", "argument"),
     [
-        ("request.headers[X-Token]", "request.headers", "X-Token"),
-        ("request.auth.claims[groups]", "request.auth.claims", "groups"),
-        ("request.auth.claims[nested][key1]", "request.auth.claims", "nested][key1"),
-        ("experimental.envoy.filters.http.foo[bar]", ap.EXPERIMENTAL_FILTERS, "bar"),
-        ("source.ip", "source.ip", ""),
-        ("destination.port", "destination.port", ""),
+        ("request.headers[X-Token]", "request.headers", ("X-Token",)),
+        ("request.auth.claims[groups]", "request.auth.claims", ("groups",)),
+        ("request.auth.claims[nested][key1]", "request.auth.claims", ("nested", "key1")),
+        ("experimental.envoy.filters.http.foo[bar]", ap.EXPERIMENTAL_FILTERS, ("bar",)),
+        ("source.ip", "source.ip", ()),
+        ("destination.port", "destination.port", ()),
     ],
 )
-def test_when_attribute_names_the_table_row(key: str, name: str, argument: str) -> None:
+def test_when_attribute_names_the_table_row(key: str, name: str, argument: tuple[str, ...]) -> None:
     attribute = ap.when_attribute(key)
     assert attribute is not None and attribute.name == name
-    assert ap.when_argument(key) == argument
+    assert ap.when_arguments(key) == argument
 
 
 def test_when_attribute_is_none_for_unknown_or_malformed_keys() -> None:

@@ -377,8 +377,9 @@ def _consistent_hash(ch: ConsistentHashLB, path: Path) -> Iterator[Finding]:
         )
     if ch.http_cookie is not None and not ch.http_cookie.name:
         yield Finding((*path, "httpCookie", "name"), "name required for httpCookie")
-    if ch.http_cookie is not None:
-        yield from _text_durations((*path, "httpCookie"), ttl=ch.http_cookie.ttl)
+    if ch.http_cookie is not None and ch.http_cookie.ttl:  # 0s: a session cookie
+        where = (*path, "httpCookie", "ttl")
+        yield from checks.findings((where, checks.duration_text(ch.http_cookie.ttl, zero_ok=True)))
     if ch.minimum_ring_size:
         yield Finding((*path, "minimumRingSize"), "minimumRingSize is deprecated; use ringHash", "warning")
         if ch.ring_hash is not None or ch.maglev is not None:

@@ -10,7 +10,7 @@ Reading a rule (API docs, ``Rule``): a rule matches when one of its ``from`` sou
 ``to`` operations and every ``when`` condition match; an absent list matches anything. Inside one
 field, any of ``values`` must match and none of ``notValues``. ``from_``/``to`` are ``None`` when
 absent; validation rejects present-but-empty lists, so consumers may treat ``None`` and ``()``
-alike. Use ``when_attribute(key)`` for what a ``when`` key means.
+alike. ``when_attribute(key)`` and ``when_arguments(key)`` say what a ``when`` key names.
 """
 
 from __future__ import annotations
@@ -277,10 +277,12 @@ def when_attribute(key: str) -> WhenAttribute | None:
     return attribute
 
 
-def when_argument(key: str) -> str:
-    """What is inside the brackets: ``request.auth.claims[groups]`` → ``groups``;
-    ``request.auth.claims[a][b]`` → ``a][b`` (nested claims; split on ``][``)."""
-    return key.partition("[")[2][:-1]
+def when_arguments(key: str) -> tuple[str, ...]:
+    """What the brackets of a valid key hold: ``request.headers[x-token]`` → ``("x-token",)``;
+    ``request.auth.claims[a][b]`` → ``("a", "b")`` (a nested claim, Istio
+    ``extractNameInNestedBrackets``); ``source.ip`` → ``()``."""
+    inner = key.partition("[")[2]
+    return tuple(inner[:-1].split("][")) if inner else ()
 
 
 def when_key(key: str) -> str | None:

@@ -119,5 +119,7 @@ def translate_endpoints(
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """One ``ClusterLoadAssignment`` per EDS cluster (named by its ``service_name``)."""
     index = index_destination_rules(snapshot.of_kind("DestinationRule"), snapshot.mesh.root_namespace)
-    names = [c.eds_cluster_config.service_name or c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS]
+    names = [
+        c.eds_cluster_config.service_name or c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS
+    ]
     return [load_assignment(name, cluster_endpoints(snapshot, proxy, index, name)) for name in names]

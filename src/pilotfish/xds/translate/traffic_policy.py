@@ -76,7 +76,9 @@ def _merge(base: TrafficPolicy, override: TrafficPolicy, has_port_level: bool) -
     return TrafficPolicy(**merged)
 
 
-def cluster_policy(destination: TrafficPolicy | None, port: int, subset: Subset | None = None) -> TrafficPolicy | None:
+def cluster_policy(
+    destination: TrafficPolicy | None, port: int, subset: Subset | None = None
+) -> TrafficPolicy | None:
     """The policy a cluster is built from: the default cluster takes the destination policy's
     port pick (``applyDestinationRule``), a subset cluster the subset merge (``buildSubsetCluster``)."""
     if subset is None:

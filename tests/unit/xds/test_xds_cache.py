@@ -1,0 +1,115 @@
+"""The snapshot cache: content-hash versions, bytes shared across proxies, consistency, watchers."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import xds_unit_builders as b
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import any_pb2
+
+from pilotfish.xds import resources as rt
+from pilotfish.xds.cache import InconsistentSnapshot, ResourceInterner, Snapshot, SnapshotCache
+
+
+def test_identical_rebuilds_give_identical_versions() -> None:
+    cache = SnapshotCache()
+    first, again = cache.build(b.mesh()), cache.build(list(reversed(b.mesh())))
+    assert first.versions == again.versions
+    assert set(first.versions) == set(rt.ADS_ORDER)
+    changed = cache.build(b.mesh(port=9999))
+    assert changed.version(rt.ENDPOINT) != first.version(rt.ENDPOINT)
+    assert changed.version(rt.CLUSTER) == first.version(rt.CLUSTER)
+
+
+def test_a_renamed_resource_changes_the_type_version() -> None:
+    cache = SnapshotCache()
+    one = cache.build([b.cluster("a", eds=False)])
+    other = cache.build([b.cluster("b", eds=False)])
+    assert one.version(rt.CLUSTER) != other.version(rt.CLUSTER)
+
+
+def test_bytes_are_shared_across_proxies() -> None:
+    cache = SnapshotCache()
+    cache.set_snapshot("p1", cache.build(b.mesh()))
+    cache.set_snapshot("p2", cache.build(b.mesh()))  # equal content, distinct message objects
+    one, two = cache.get("p1"), cache.get("p2")
+    assert one is not None and two is not None
+    for type_url in rt.ADS_ORDER:
+        for name, resource in one.named(type_url).items():
+            shared = two.named(type_url)[name]
+            assert shared is resource
+            assert shared.body is resource.body and shared.any_bytes is resource.any_bytes
+
+
+def test_resource_bytes_are_the_message_and_its_any() -> None:
+    message = b.cluster("a")
+    resource = ResourceInterner().resource(message)
+    assert resource.body == message.SerializeToString(deterministic=True)
+    packed = any_pb2.Any.FromString(resource.any_bytes)
+    assert (packed.type_url, packed.value) == (rt.CLUSTER, resource.body)
+    assert (resource.type_url, resource.name, resource.references) == (rt.CLUSTER, "a", frozenset({"a"}))
+
+
+def test_unused_resources_are_released() -> None:
+    cache = SnapshotCache()
+    cache.set_snapshot("p1", cache.build(b.mesh()))
+    cache.set_snapshot("p1", cache.build(b.mesh(port=1234)))
+    gc.collect()
+    assert len(cache.interner) == len(b.mesh())  # the old endpoints of "a" are gone
+
+
+def test_an_eds_cluster_without_endpoints_is_inconsistent() -> None:
+    with pytest.raises(InconsistentSnapshot) as caught:
+        SnapshotCache().build([b.cluster("a"), b.cluster("s", service_name="svc"), b.cla("a")])
+    assert caught.value.problems == ("CDS 's' references EDS 'svc', which is not in the snapshot",)
+
+
+def test_a_listener_without_its_route_is_inconsistent() -> None:
+    messages = [
+        b.listener("http", "r"),
+        b.listener("fallback", "other", port=1, default_chain=True),
+        b.route("r", "x"),
+    ]
+    with pytest.raises(InconsistentSnapshot, match="LDS 'fallback' references RDS 'other'"):
+        SnapshotCache().build(messages)
+
+
+def test_duplicate_names_are_inconsistent() -> None:
+    with pytest.raises(InconsistentSnapshot, match="CDS 'a' appears twice"):
+        SnapshotCache().build([b.cluster("a", eds=False), b.cluster("a", eds=False, timeout=2)])
+
+
+def test_static_clusters_and_orphan_children_are_fine() -> None:
+    snapshot = SnapshotCache().build([b.cluster("s", eds=False), b.cla("unused"), b.route("unused", "s")])
+    assert set(snapshot.named(rt.CLUSTER)) == {"s"}
+    assert snapshot.children(rt.CLUSTER, ["s"]) == set()
+
+
+def test_children_lists_referenced_names() -> None:
+    snapshot = SnapshotCache().build([*b.mesh(), b.cluster("c", service_name="svc"), b.cla("svc")])
+    assert snapshot.children(rt.CLUSTER, ["a", "c", "missing"]) == {"a", "svc"}
+    assert snapshot.children(rt.LISTENER, ["http"]) == {"r"}
+
+
+def test_a_non_ads_message_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not an ADS resource type"):
+        SnapshotCache().build([base_pb2.Node(id="x")])
+
+
+def test_watchers_see_changes_only_until_cancelled() -> None:
+    cache = SnapshotCache()
+    seen: list[Snapshot] = []
+    cancel = cache.watch("p1", seen.append)
+    first = cache.build(b.mesh())
+    assert cache.set_snapshot("p1", first)
+    assert not cache.set_snapshot("p1", cache.build(b.mesh()))
+    assert cache.set_snapshot("p2", cache.build(b.mesh()))  # another proxy: not our watcher
+    assert seen == [first]
+    cancel()
+    assert cache.set_snapshot("p1", cache.build(b.mesh(port=1)))
+    assert seen == [first]
+    assert cache.proxy_ids() == ("p1", "p2")
+    cache.clear("p1")
+    assert cache.get("p1") is None
