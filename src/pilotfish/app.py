@@ -88,10 +88,12 @@ class ControlPlane:
         self.problems: tuple[Problem, ...] = ()
         self.mesh = MeshSnapshot(mesh=self.mesh_config)
         self.cache = SnapshotCache()
-        self.status = PushStatus(StatusHooks(pushed=self.metrics.on_push, nacked=self.metrics.on_nack,
-                                             acked=self._on_ack))
-        self.ads = AggregatedDiscoveryService(self.cache, self.status, on_connect=self._on_connect,
-                                              on_disconnect=self._on_disconnect)
+        self.status = PushStatus(
+            StatusHooks(pushed=self.metrics.on_push, nacked=self.metrics.on_nack, acked=self._on_ack)
+        )
+        self.ads = AggregatedDiscoveryService(
+            self.cache, self.status, on_connect=self._on_connect, on_disconnect=self._on_disconnect
+        )
         self.proxies: dict[str, Proxy] = {}
         self._streams: dict[str, int] = {}
         self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
@@ -112,12 +114,19 @@ class ControlPlane:
         self.ads.register(self._grpc)
         self.xds_port = self._grpc.add_insecure_port(f"{self.opts.host}:{self.opts.xds_port}")
         await self._grpc.start()
-        self._admin, self.admin_port = await admin_http.start(AdminBackend(self), self.opts.host, self.opts.admin_port)
+        self._admin, self.admin_port = await admin_http.start(
+            AdminBackend(self), self.opts.host, self.opts.admin_port
+        )
         self._tasks.append(asyncio.create_task(self.debouncer.run()))
         if self.opts.config_dir:
             self._tasks.append(asyncio.create_task(self._watch(self.opts.config_dir)))
-        log.info("pilotfish serving: xds=%s:%d admin=%s:%d", self.opts.host, self.xds_port, self.opts.host,
-                 self.admin_port)
+        log.info(
+            "pilotfish serving: xds=%s:%d admin=%s:%d",
+            self.opts.host,
+            self.xds_port,
+            self.opts.host,
+            self.admin_port,
+        )
 
     async def stop(self, grace: float = 1.0) -> None:
         self._stop_watch.set()
@@ -211,10 +220,18 @@ class AdminBackend:
         out = []
         for connection in self.cp.status.connections():
             types = {
-                rt.short_name(t): {**dataclasses.asdict(s), "state": str(s.state)} for t, s in connection.types.items()
+                rt.short_name(t): {**dataclasses.asdict(s), "state": str(s.state)}
+                for t, s in connection.types.items()
             }
-            out.append({"proxy": connection.proxy.id, "namespace": connection.proxy.namespace,
-                        "kind": str(connection.kind), "connected_at": connection.connected_at, "types": types})
+            out.append(
+                {
+                    "proxy": connection.proxy.id,
+                    "namespace": connection.proxy.namespace,
+                    "kind": str(connection.kind),
+                    "connected_at": connection.connected_at,
+                    "types": types,
+                }
+            )
         return out
 
     def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None:
@@ -222,13 +239,26 @@ class AdminBackend:
         if snapshot is None:
             return None
         wanted = [t for t in rt.ADS_ORDER if type_name is None or _matches_type(t, type_name)]
-        return {rt.short_name(t): {"version": snapshot.version(t), "resources": [_to_json(t, r.body)
-                for r in snapshot.named(t).values()]} for t in wanted}
+        return {
+            rt.short_name(t): {
+                "version": snapshot.version(t),
+                "resources": [_to_json(t, r.body) for r in snapshot.named(t).values()],
+            }
+            for t in wanted
+        }
 
     def configz(self) -> list[dict[str, Any]]:
-        return [{"kind": r.kind, "namespace": r.namespace, "name": r.name, "apiVersion": r.api_version,
-                 "origin": f"{r.origin.file}:{r.origin.line}", "spec": json.loads(json.dumps(
-                     dataclasses.asdict(r.spec), default=str))} for r in self.cp.mesh.resources]
+        return [
+            {
+                "kind": r.kind,
+                "namespace": r.namespace,
+                "name": r.name,
+                "apiVersion": r.api_version,
+                "origin": f"{r.origin.file}:{r.origin.line}",
+                "spec": json.loads(json.dumps(dataclasses.asdict(r.spec), default=str)),
+            }
+            for r in self.cp.mesh.resources
+        ]
 
 
 _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {
@@ -245,9 +275,25 @@ def _matches_type(type_url: str, name: str) -> bool:
     return alias(type_url) if alias else rt.short_name(type_url).lower() == name.lower()
 
 
+def _message_classes() -> dict[str, Any]:
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.endpoint.v3 import endpoint_pb2
+    from envoy.config.listener.v3 import listener_pb2
+    from envoy.config.route.v3 import route_pb2
+    from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+
+    return {
+        rt.CLUSTER: cluster_pb2.Cluster,
+        rt.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+        rt.LISTENER: listener_pb2.Listener,
+        rt.ROUTE: route_pb2.RouteConfiguration,
+        rt.SECRET: secret_pb2.Secret,
+    }
+
+
 def _to_json(type_url: str, body: bytes) -> Any:
-    message = rt.message_class(type_url).FromString(body)
-    return json_format.MessageToDict(message)
+    message = _message_classes()[type_url].FromString(body)
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:

@@ -66,6 +66,94 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve xDS and the admin API until SIGINT/SIGTERM. Prints one ``READY`` line once bound."""
+    import asyncio
+    import contextlib
+    import logging
+    import signal
+    from pathlib import Path
+
+    from pilotfish.app import ControlPlane, ServeOptions, serve_forever
+    from pilotfish.errors import ConfigError
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    opts = ServeOptions(
+        config_dir=Path(args.config) if args.config else None,
+        mesh_file=Path(args.mesh) if args.mesh else None,
+        host=args.host,
+        xds_port=args.xds_port,
+        admin_port=args.admin_port,
+        debounce_quiet=args.debounce_after,
+        debounce_max=args.debounce_max,
+    )
+
+    def ready(cp: ControlPlane) -> None:
+        print(f"READY xds={cp.opts.host}:{cp.xds_port} admin={cp.opts.host}:{cp.admin_port}", flush=True)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(serve_forever(opts, ready))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _admin_get(address: str, path: str) -> object:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:  # noqa: S310 - admin URL
+        return json.loads(response.read())
+
+
+def cmd_proxy_status(args: argparse.Namespace) -> int:
+    """A table like ``istioctl proxy-status``: one row per proxy, SYNCED / STALE / NACKED per type."""
+    rows = _admin_get(args.admin, "/debug/syncz")
+    assert isinstance(rows, list)
+    types = ("CDS", "EDS", "LDS", "RDS", "SDS")
+    table = [("NAME", "KIND", *types, "NACK")]
+    for row in rows:
+        states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
+        nacks = "; ".join(
+            f"{t}: {info['nack']['message']}"
+            for t, info in row["types"].items()
+            if info.get("state") == "NACKED"
+        )
+        table.append((row["proxy"], row["kind"], *states, nacks))
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
+    return 0
+
+
+def cmd_proxy_config(args: argparse.Namespace) -> int:
+    """The config pilotfish sent to one proxy, for one type (JSON, like istioctl's ``-o json``)."""
+    import json
+    import urllib.error
+    import urllib.parse
+
+    params = {"proxyID": args.node} | ({} if args.type == "all" else {"type": args.type})
+    query = urllib.parse.urlencode(params)
+    try:
+        dump = _admin_get(args.admin, f"/debug/config_dump?{query}")
+    except urllib.error.HTTPError as exc:
+        print(f"pilotfish proxy-config: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    print(json.dumps(dump, indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pilotfish", description="Istio-compatible control plane for Envoy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +173,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", action="store_true", help="use delta (incremental) ADS")
     p.add_argument("--admin-port", type=int, default=15000)
     p.set_defaults(handler=cmd_bootstrap)
+
+    p = sub.add_parser("serve", help="serve xDS and the admin API")
+    p.add_argument("--config", help="directory of Istio YAML, watched for changes")
+    p.add_argument("--mesh", help="MeshConfig YAML (rootNamespace, trustDomain, extensionProviders, ...)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all interfaces)")
+    p.add_argument("--xds-port", type=int, default=15010)
+    p.add_argument("--admin-port", type=int, default=15014)
+    p.add_argument("--debounce-after", type=float, default=0.1, help="quiet period before a push (seconds)")
+    p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(handler=cmd_serve)
+
+    for name, handler, helptext in (
+        ("proxy-status", cmd_proxy_status, "push status of every connected proxy"),
+        ("proxy-config", cmd_proxy_config, "the config sent to one proxy"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--admin", default="127.0.0.1:15014", help="HOST:PORT of pilotfish's admin API")
+        if name == "proxy-config":
+            p.add_argument("node", help="proxy id (as in proxy-status)")
+            p.add_argument("type", choices=["cluster", "endpoint", "listener", "route", "secret", "all"])
+        p.set_defaults(handler=handler)
     return parser
 
 

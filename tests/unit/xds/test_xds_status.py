@@ -1,0 +1,85 @@
+"""Push status: istioctl-style states per type, NACK records, metric hooks, rows."""
+
+from __future__ import annotations
+
+import xds_unit_builders as b
+
+from pilotfish.xds import resources as rt
+from pilotfish.xds.proxy import parse_node
+from pilotfish.xds.status import PushStatus, StatusHooks, StreamKind, SyncState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_states_follow_sends_acks_and_nacks() -> None:
+    clock, pushed, nacked, latencies = Clock(), [], [], []
+    hooks = StatusHooks(
+        pushed=pushed.append, nacked=nacked.append, acked=lambda t, s: latencies.append((t, s))
+    )
+    status = PushStatus(hooks, clock=clock)
+    connection = status.connect(parse_node(b.node()), StreamKind.SOTW)
+    cds = connection.of(rt.CLUSTER)
+    assert cds.state is SyncState.NOT_SENT
+    status.sent(connection, rt.CLUSTER, "v1", "1")
+    assert cds.state is SyncState.STALE
+    clock.now = 100.25
+    status.acked(connection, rt.CLUSTER, "0")  # not the latest nonce: ignored
+    assert cds.state is SyncState.STALE
+    status.acked(connection, rt.CLUSTER, "1")
+    status.acked(connection, rt.CLUSTER, "1")  # a repeated ACK is counted once
+    assert (cds.state, cds.acked_version) == (SyncState.SYNCED, "v1")
+    assert latencies == [(rt.CLUSTER, 0.25)]
+    status.sent(connection, rt.CLUSTER, "v2", "2")
+    status.nacked(connection, rt.CLUSTER, "1", "old")  # stale NACK: ignored
+    assert cds.state is SyncState.STALE
+    status.nacked(connection, rt.CLUSTER, "2", "bad cluster")
+    assert cds.state is SyncState.NACKED
+    assert cds.nack is not None and (cds.nack.version, cds.nack.message, cds.nack.at) == (
+        "v2",
+        "bad cluster",
+        100.25,
+    )
+    assert cds.acked_version == "v1"
+    assert (pushed, nacked, cds.pushes) == ([rt.CLUSTER, rt.CLUSTER], [rt.CLUSTER], 2)
+    status.sent(connection, rt.CLUSTER, "v3", "3")
+    assert cds.state is SyncState.STALE  # the NACK was of an older response
+
+
+def test_rows_list_every_type_in_ads_order() -> None:
+    status = PushStatus()
+    proxy = parse_node(b.node(CLUSTER_ID="east"))
+    connection = status.connect(proxy, StreamKind.DELTA)
+    status.sent(connection, rt.CLUSTER, "v1", "1")
+    status.acked(connection, rt.CLUSTER, "1")
+    status.sent(connection, rt.LISTENER, "v1", "2")
+    status.nacked(connection, rt.LISTENER, "2", "port in use")
+    status.sent(connection, rt.ENDPOINT, "v1", "3")
+    [row] = status.status_rows()
+    assert row.as_dict() == {
+        "NAME": b.NODE_ID,
+        "CLUSTER": "east",
+        "CDS": "SYNCED",
+        "EDS": "STALE",
+        "LDS": "NACKED",
+        "RDS": "NOT SENT",
+        "SDS": "NOT SENT",
+        "KIND": "delta",
+        "NACK": "LDS: port in use",
+    }
+
+
+def test_a_replaced_stream_is_not_forgotten_by_the_old_ones_disconnect() -> None:
+    status = PushStatus()
+    proxy = parse_node(b.node())
+    old = status.connect(proxy, StreamKind.SOTW)
+    new = status.connect(proxy, StreamKind.DELTA)
+    status.disconnect(old)
+    assert status.get(proxy.id) is new
+    status.disconnect(new)
+    assert status.connections() == () and status.status_rows() == []
