@@ -19,6 +19,7 @@ import pytest
 
 from harness.echo import EchoProcess
 from harness.envoy import EnvoyProcess
+from harness.pilotfish import PilotfishProcess
 
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -111,3 +112,28 @@ def _echo_section(echo: EchoProcess) -> tuple[str, str] | None:
     """Only an echo that wrote to stderr (a traceback) has something to say."""
     text = echo.stderr_text()
     return (f"echo {echo.name} stderr", text) if text else None
+
+
+PilotfishFactory = Callable[..., PilotfishProcess]
+
+
+@pytest.fixture
+def pilotfish_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PilotfishFactory]:
+    """``pilotfish_factory(config_dir, xds_port=0, extra_args=())`` → a started ``pilotfish serve``.
+
+    Each gets its own directory under ``tmp_path`` (pilotfish.log). Every process is stopped at
+    teardown, pass or fail; a failing test gets the log tail in its report.
+    """
+    created: list[PilotfishProcess] = []
+
+    def make(config_dir: Path, **options: Any) -> PilotfishProcess:
+        process = PilotfishProcess(config_dir, tmp_path / f"pilotfish{len(created)}", **options)
+        created.append(process)
+        return process.start()
+
+    yield make
+    _report_and_stop(request.node, created, _pilotfish_section)
+
+
+def _pilotfish_section(process: PilotfishProcess) -> tuple[str, str]:
+    return "pilotfish log", "\n".join(process.log_text().splitlines()[-200:])

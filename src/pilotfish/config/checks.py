@@ -294,6 +294,8 @@ _NOT_RE2 = (
     (re.compile(r"[*+?}]\+"), "possessive quantifiers"),
     (re.compile(r"\(\?\("), "conditional groups"),
 )
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+RE2_MAX_REPEAT = 1000
 _RE2_ONLY = ((re.compile(r"\\z"), r"\\Z"), (re.compile(r"\(\?<(?=[A-Za-z_])"), "(?P<"))
 
 
@@ -302,43 +304,32 @@ def _without_escapes(pattern: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\x00" if m.group(1) in "123456789g" else "_", pattern, flags=re.S)
 
 
-def re2_regex(pattern: str) -> str | None:
-    """A regular expression Envoy's RE2 compiles (Istio ``validateStringRegexp``: at most 1024
-    characters, Go RE2 syntax). Python's ``re`` is the compiler, with RE2-only syntax mapped to
-    it and Python-only syntax rejected."""
-    if len(pattern) > 1024:
-        return "regex is too large, max length allowed is 1024"
+def _not_re2(pattern: str) -> str | None:
+    """Python-only syntax RE2 rejects, found outside escapes."""
     bare = _without_escapes(pattern)
     for construct, name in _NOT_RE2:
         if construct.search(bare):
-            return f"regex {pattern!r} uses {name}, which RE2 does not support"
+            return f"uses {name}, which RE2 does not support"
+    for m in _REPEAT.finditer(bare):
+        if max(int(n) for n in m.groups() if n) > RE2_MAX_REPEAT:
+            return f"repeats more than {RE2_MAX_REPEAT} times, which RE2 rejects"
+    return None
+
+
+def re2_regex(pattern: str) -> str | None:
+    """A regular expression Envoy's RE2 compiles (Istio ``validateStringRegexp``: at most 1024
+    characters, Go RE2 syntax). Python's ``re`` is the compiler, with RE2-only syntax mapped to
+    it and Python-only syntax rejected. (RE2's ``\\p{Greek}`` and ``\\Q...\\E`` are not mapped.)"""
+    if len(pattern) > 1024:
+        return "regex is too large, max length allowed is 1024"
+    problem = _not_re2(pattern)
+    if problem:
+        return f"regex {pattern!r} {problem}"
     translated = pattern
     for re2_form, python_form in _RE2_ONLY:
         translated = re2_form.sub(python_form, translated)
     try:
         re.compile(translated)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:
         return f"regex {pattern!r} does not compile: {exc}"
     return None
-
-
-# ---- workload selectors (security kinds; reusable by any kind with a WorkloadSelector) ----------
-
-
-def workload_selector(match_labels: Mapping[str, str], path: Path) -> Iterator[Finding]:
-    """Istio ``validateWorkloadSelector`` plus the CRD schema of ``matchLabels``: keys must be
-    non-empty, neither keys nor values may hold ``*``, values are at most 63 characters. A key or
-    value Kubernetes would not accept as a label is only a warning (Istio accepts it; it can never
-    match a workload). An empty ``matchLabels`` is a warning ("selector specified without labels")."""
-    if not match_labels:
-        yield Finding(path, "workload selector specified without labels", "warning")
-    for key, value in match_labels.items():
-        where = (*path, "matchLabels", key) if key else (*path, "matchLabels")
-        if not key:
-            yield Finding(where, f"empty key is not supported in selector: {key}={value}")
-        elif "*" in key or "*" in value:
-            yield Finding(where, f"wildcard is not supported in selector: {key}={value}")
-        elif len(value) > 63:
-            yield Finding(where, f"label value {value!r} is longer than 63 characters")
-        elif label_key(key) or label_value(value):
-            yield Finding(where, f"{label_key(key) or label_value(value)}; it matches no workload", "warning")

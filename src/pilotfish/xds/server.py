@@ -37,13 +37,16 @@ snapshot against it gives every rule of xds_protocol.rst at once:
   warming"), so the EDS names of updated clusters are resent right after the CDS response, and
   the RDS names of updated listeners right after LDS.
 
-The first request of a type on a stream is always answered once a snapshot exists (Istio's
+The first SotW request of a type on a stream is always answered once a snapshot exists (Istio's
 ``ShouldRespond``): Envoy waits for CDS and LDS to initialize, and a reconnecting client's old
-nonce means nothing on a new stream.
+nonce and version mean nothing on a new stream. In delta, a new wildcard watch is always answered
+(possibly with nothing in it); a new watch of named resources is answered with whatever differs
+from ``initial_resource_versions``. Requests wait, unanswered, until the proxy's first snapshot.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -115,7 +118,7 @@ class Outgoing:
     updated: tuple[str, ...]
 
 
-class _Stream:
+class _Stream(abc.ABC):
     """The per-stream loop shared by SotW and delta; subclasses handle requests and diffs."""
 
     kind: StreamKind
@@ -236,11 +239,13 @@ class _Stream:
         )
         self._status.nacked(self._connection, type_url, nonce, error)
 
+    @abc.abstractmethod
     def _handle(self, request: Any) -> None:
-        raise NotImplementedError
+        """Apply one request to ``subscriptions`` (and book its ACK or NACK)."""
 
+    @abc.abstractmethod
     def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
-        raise NotImplementedError
+        """The response that brings the client's view of ``type_url`` to ``snapshot``, if any."""
 
 
 def _force(subscription: Subscription, names: Iterable[str]) -> None:

@@ -10,6 +10,7 @@ Field numbers are read from the message descriptors, not written down by hand.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
@@ -18,8 +19,8 @@ from pilotfish.xds.cache import Resource
 _LENGTH_DELIMITED = 2
 
 
-def _numbers(message: type) -> dict[str, int]:
-    return {f.name: f.number for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
+def _numbers(message: Any) -> dict[str, int]:
+    return {f.name: f.number for f in message.DESCRIPTOR.fields}
 
 
 _SOTW = _numbers(discovery_pb2.DiscoveryResponse)

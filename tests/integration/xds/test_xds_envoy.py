@@ -78,6 +78,10 @@ def envoy(bootstrap: str, workdir: Path) -> Iterator[tuple[subprocess.Popen[byte
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         try:
             yield process, admin_file
+        except BaseException:
+            tail = log.read_text(errors="replace").splitlines()[-80:]
+            print("--- envoy.log (tail) ---", *tail, sep="\n")  # shown by pytest on failure
+            raise
         finally:
             process.terminate()
             try:

@@ -3,6 +3,7 @@ validation rule rejects or warns at the right field path."""
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +24,8 @@ trafficPolicy:
   connectionPool:
     tcp: {maxConnections: 100, connectTimeout: 30ms, tcpKeepalive: {time: 7200s, interval: 75s}}
     http: {http2MaxRequests: 1000, maxRequestsPerConnection: 10, idleTimeout: 1h}
-  outlierDetection: {consecutive5xxErrors: 7, interval: 5m, baseEjectionTime: 15m, maxEjectionPercent: 50}
+  outlierDetection:
+    {consecutive5xxErrors: 7, interval: 5m, baseEjectionTime: 15m, maxEjectionPercent: 50}
   tls: {mode: ISTIO_MUTUAL}
   portLevelSettings:
   - port: {number: 80}
@@ -46,7 +48,8 @@ traffic_policy:
   connection_pool:
     tcp: {max_connections: 100, connect_timeout: 30ms, tcp_keepalive: {time: 7200s, interval: 75s}}
     http: {http2_max_requests: 1000, max_requests_per_connection: 10, idle_timeout: 1h}
-  outlier_detection: {consecutive_5xx_errors: 7, interval: 5m, base_ejection_time: 15m, max_ejection_percent: 50}
+  outlier_detection:
+    {consecutive_5xx_errors: 7, interval: 5m, base_ejection_time: 15m, max_ejection_percent: 50}
   tls: {mode: ISTIO_MUTUAL}
   port_level_settings:
   - port: {number: 80}
@@ -128,106 +131,454 @@ def test_egress_tls_origination_with_locality_failover_is_valid() -> None:
     assert spec.traffic_policy.tls.credential_name == "client-credential"
 
 
-POLICY = "host: a\ntrafficPolicy: {%s}"
-
-# (case id, spec, field path, message substring, severity)
-RULES: list[tuple[str, str, str, str, str]] = [
-    ("host-required", "subsets: [{name: v1}]", "spec.host", "required field is missing", "error"),
-    ("host-invalid", "host: 'bad host'", "spec.host", "invalid", "error"),
-    ("duplicate-subset", "host: a\nsubsets: [{name: v1}, {name: v1}]", "spec.subsets[1].name", "duplicate subset", "error"),
-    ("subset-name-required", "host: a\nsubsets: [{labels: {a: b}}]", "spec.subsets[0].name", "required field is missing", "error"),
-    ("subset-name-empty", "host: a\nsubsets: [{name: ''}]", "spec.subsets[0].name", "cannot be empty", "error"),
-    ("subset-name-invalid", "host: a\nsubsets: [{name: V1}]", "spec.subsets[0].name", "subset name is invalid", "error"),
-    ("subset-labels", "host: a\nsubsets: [{name: v1, labels: {'bad key!': v}}]", "spec.subsets[0].labels.bad key!", "invalid label key", "error"),
-    ("subset-policy-empty", "host: a\nsubsets: [{name: v1, trafficPolicy: {}}]", "spec.subsets[0].trafficPolicy", "at least one field", "error"),
-    ("lb-unknown-name", POLICY % "loadBalancer: {simple: FASTEST}", "spec.trafficPolicy.loadBalancer.simple", "must be one of", "error"),
-    ("lb-oneof", POLICY % "loadBalancer: {simple: RANDOM, consistentHash: {useSourceIp: true}}",
-     "spec.trafficPolicy.loadBalancer", "only one of simple, consistentHash", "error"),
-    ("hash-needs-key", POLICY % "loadBalancer: {consistentHash: {ringHash: {minimumRingSize: 64}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash", "needs one of", "error"),
-    ("hash-two-keys", POLICY % "loadBalancer: {consistentHash: {useSourceIp: true, httpHeaderName: x}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash", "only one of", "error"),
-    ("ring-hash-too-big", POLICY % "loadBalancer: {consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 9000000}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize", "at most", "error"),
-    ("ring-size-and-algorithm", POLICY % "loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 64, maglev: {tableSize: 65537}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize", "only one of minimumRingSize", "error"),
-    ("ring-size-deprecated", POLICY % "loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 64}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize", "deprecated", "warning"),
-    ("maglev-not-prime", POLICY % "loadBalancer: {consistentHash: {useSourceIp: true, maglev: {tableSize: 1000}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize", "prime", "error"),
-    ("cookie-name-required", POLICY % "loadBalancer: {consistentHash: {httpCookie: {ttl: 0s}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name", "required field is missing", "error"),
-    ("cookie-ttl", POLICY % "loadBalancer: {consistentHash: {httpCookie: {name: c, ttl: forever}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl", "invalid duration", "error"),
-    ("warmup-percent", POLICY % "loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 10s, minimumPercent: 150}}",
-     "spec.trafficPolicy.loadBalancer.warmup.minimumPercent", "not in range 0..100", "error"),
-    ("locality-distribute-sum", POLICY % "loadBalancer: {localityLbSetting: {distribute: [{from: 'us/*', to: {'us/a/*': 60, 'us/b/*': 30}}]}}",
-     "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "!= 100", "error"),
-    ("locality-distribute-and-failover", POLICY % "loadBalancer: {localityLbSetting: {distribute: [{from: 'us/*', to: {'us/*': 100}}], failover: [{from: us, to: eu}]}}",
-     "spec.trafficPolicy.loadBalancer.localityLbSetting", "distribute' and 'failover'", "error"),
-    ("locality-failover-same", POLICY % "loadBalancer: {localityLbSetting: {failover: [{from: us, to: us}]}}, outlierDetection: {interval: 1s}",
-     "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "different regions", "error"),
-    ("locality-failover-needs-outlier", POLICY % "loadBalancer: {localityLbSetting: {failover: [{from: us, to: eu}]}}",
-     "spec.trafficPolicy.loadBalancer.localityLbSetting", "outlier detection policy must be provided", "warning"),
-    ("outlier-max-ejection", POLICY % "outlierDetection: {maxEjectionPercent: 150}",
-     "spec.trafficPolicy.outlierDetection.maxEjectionPercent", "not in range 0..100", "error"),
-    ("outlier-min-health", POLICY % "outlierDetection: {minHealthPercent: -1}",
-     "spec.trafficPolicy.outlierDetection.minHealthPercent", "not in range 0..100", "error"),
-    ("outlier-local-origin", POLICY % "outlierDetection: {consecutiveLocalOriginFailures: 5}",
-     "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "splitExternalLocalOriginErrors", "error"),
-    ("outlier-interval", POLICY % "outlierDetection: {interval: 0s}",
-     "spec.trafficPolicy.outlierDetection.interval", "greater than 1ms", "error"),
-    ("outlier-error-code", POLICY % "outlierDetection: {outlierDetectionHttpErrorCodes: [503, 700]}",
-     "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[1]", "out of range", "error"),
-    ("outlier-consecutive-errors", POLICY % "outlierDetection: {consecutiveErrors: 5}",
-     "spec.trafficPolicy.outlierDetection.consecutiveErrors", "deprecated", "warning"),
-    ("pool-empty", POLICY % "connectionPool: {}", "spec.trafficPolicy.connectionPool", "at least one field", "error"),
-    ("pool-negative", POLICY % "connectionPool: {http: {http1MaxPendingRequests: -1}}",
-     "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests", "non-negative", "error"),
-    ("pool-max-connections", POLICY % "connectionPool: {tcp: {maxConnections: -5}}",
-     "spec.trafficPolicy.connectionPool.tcp.maxConnections", "non-negative", "error"),
-    ("pool-upgrade-client-protocol", POLICY % "connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}",
-     "spec.trafficPolicy.connectionPool.http", "useClientProtocol must not be true", "error"),
-    ("pool-tcp-idle-timeout", POLICY % "connectionPool: {tcp: {idleTimeout: bogus}}",
-     "spec.trafficPolicy.connectionPool.tcp.idleTimeout", "invalid duration", "error"),
-    ("pool-connect-timeout", POLICY % "connectionPool: {tcp: {connectTimeout: 1500us}}",
-     "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "ms precision", "error"),
-    ("policy-empty", POLICY % "", "spec.trafficPolicy", "at least one field", "error"),
-    ("tunnel-and-proxy-protocol", POLICY % "tunnel: {targetHost: a.com, targetPort: 80}, proxyProtocol: {version: V2}",
-     "spec.trafficPolicy", "tunnel and proxyProtocol", "error"),
-    ("tunnel-protocol", POLICY % "tunnel: {protocol: GET, targetHost: a.com, targetPort: 80}",
-     "spec.trafficPolicy.tunnel.protocol", "CONNECT", "error"),
-    ("tunnel-target-port", POLICY % "tunnel: {targetHost: a.com}",
-     "spec.trafficPolicy.tunnel.targetPort", "required field is missing", "error"),
-    ("tls-mutual-files", POLICY % "tls: {mode: MUTUAL, privateKey: /k.pem}",
-     "spec.trafficPolicy.tls.clientCertificate", "client certificate required", "error"),
-    ("tls-credential-and-files", POLICY % "tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}",
-     "spec.trafficPolicy.tls.caCertificates", "with credentialName", "error"),
-    ("tls-insecure-skip-verify", POLICY % "tls: {mode: SIMPLE, insecureSkipVerify: true, subjectAltNames: [a]}",
-     "spec.trafficPolicy.tls", "insecureSkipVerify", "error"),
-    ("tls-istio-mutual-files", POLICY % "tls: {mode: ISTIO_MUTUAL, clientCertificate: /c.pem}",
-     "spec.trafficPolicy.tls", "ignored", "warning"),
-    ("tls-mode-unknown", POLICY % "tls: {mode: STRICT}", "spec.trafficPolicy.tls.mode", "must be one of", "error"),
-    ("port-level-needs-port", POLICY % "portLevelSettings: [{loadBalancer: {simple: RANDOM}}]",
-     "spec.trafficPolicy.portLevelSettings[0]", "need a port", "error"),
-    ("port-level-empty", POLICY % "portLevelSettings: [{port: {number: 80}}]",
-     "spec.trafficPolicy.portLevelSettings[0]", "at least one field", "error"),
-    ("port-level-duplicate", POLICY % "portLevelSettings: [{port: {number: 80}, tls: {mode: DISABLE}}, {port: {number: 80}, tls: {mode: SIMPLE}}]",
-     "spec.trafficPolicy.portLevelSettings[1].port.number", "duplicate portLevelSettings", "error"),
-    ("port-level-port-range", POLICY % "portLevelSettings: [{port: {number: 0}, tls: {mode: DISABLE}}]",
-     "spec.trafficPolicy.portLevelSettings[0].port.number", "between 1 and 65535", "error"),
-    ("retry-budget-percent", POLICY % "retryBudget: {percent: 120}",
-     "spec.trafficPolicy.retryBudget.percent", "not in range 0..100", "error"),
-    ("selector-wildcard", "host: a\nworkloadSelector: {matchLabels: {app: 'web*'}}",
-     "spec.workloadSelector.matchLabels.app", "wildcard is not supported", "error"),
-    ("selector-empty", "host: a\nworkloadSelector: {}", "spec.workloadSelector", "without labels", "warning"),
-    ("selector-export-beyond-namespace", "host: a\nexportTo: [other]\nworkloadSelector: {matchLabels: {app: web}}",
-     "spec.exportTo", "cannot be exported beyond its namespace", "error"),
-    ("export-to-invalid", "host: a\nexportTo: [Not_A_Namespace]", "spec.exportTo[0]", "invalid exportTo", "error"),
-]  # fmt: skip
+def cases(text: str) -> list[tuple[Any, ...]]:
+    """Rule cases written as YAML: id, spec, field path, message substring, severity."""
+    return [
+        (c["id"], c["spec"], c["path"], c["message"], c.get("severity", "error"))
+        for c in yaml.safe_load(textwrap.dedent(text))
+    ]
 
 
-@pytest.mark.parametrize(("spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+# Each case breaks one rule; severity is "error" unless given.
+RULES = cases(
+    r"""
+    - id: host-required
+      path: spec.host
+      message: required field is missing
+      spec:
+        subsets:
+        - {name: v1}
+
+    - id: host-invalid
+      path: spec.host
+      message: invalid
+      spec: {host: bad host}
+
+    - id: duplicate-subset
+      path: spec.subsets[1].name
+      message: duplicate subset
+      spec:
+        host: a
+        subsets:
+        - {name: v1}
+        - {name: v1}
+
+    - id: subset-name-required
+      path: spec.subsets[0].name
+      message: required field is missing
+      spec:
+        host: a
+        subsets:
+        - {labels: {a: b}}
+
+    - id: subset-name-empty
+      path: spec.subsets[0].name
+      message: cannot be empty
+      spec:
+        host: a
+        subsets:
+        - {name: ''}
+
+    - id: subset-name-invalid
+      path: spec.subsets[0].name
+      message: subset name is invalid
+      spec:
+        host: a
+        subsets:
+        - {name: V1}
+
+    - id: subset-labels
+      path: spec.subsets[0].labels.bad key!
+      message: invalid label key
+      spec:
+        host: a
+        subsets:
+        - {name: v1, labels: {bad key!: v}}
+
+    - id: subset-policy-empty
+      path: spec.subsets[0].trafficPolicy
+      message: at least one field
+      spec:
+        host: a
+        subsets:
+        - {name: v1, trafficPolicy: {}}
+
+    - id: lb-unknown-name
+      path: spec.trafficPolicy.loadBalancer.simple
+      message: must be one of
+      spec:
+        host: a
+        trafficPolicy: {loadBalancer: {simple: FASTEST}}
+
+    - id: lb-oneof
+      path: spec.trafficPolicy.loadBalancer
+      message: only one of simple, consistentHash
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer: {simple: RANDOM, consistentHash: {useSourceIp: true}}
+
+    - id: hash-needs-key
+      path: spec.trafficPolicy.loadBalancer.consistentHash
+      message: needs one of
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {ringHash: {minimumRingSize: 64}}
+
+    - id: hash-two-keys
+      path: spec.trafficPolicy.loadBalancer.consistentHash
+      message: only one of
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer: {consistentHash: {useSourceIp: true, httpHeaderName: x}}
+
+    - id: ring-hash-too-big
+      path: spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize
+      message: at most
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 9000000}}
+
+    - id: ring-size-and-algorithm
+      path: spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize
+      message: only one of minimumRingSize
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {useSourceIp: true, minimumRingSize: 64, maglev: {tableSize: 65537}}
+
+    - id: ring-size-deprecated
+      path: spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize
+      message: deprecated
+      severity: warning
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 64}}
+
+    - id: maglev-not-prime
+      path: spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize
+      message: prime
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {useSourceIp: true, maglev: {tableSize: 1000}}
+
+    - id: cookie-name-required
+      path: spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name
+      message: required field is missing
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {httpCookie: {ttl: 0s}}
+
+    - id: cookie-ttl
+      path: spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl
+      message: invalid duration
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            consistentHash: {httpCookie: {name: c, ttl: forever}}
+
+    - id: warmup-percent
+      path: spec.trafficPolicy.loadBalancer.warmup.minimumPercent
+      message: not in range 0..100
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer: {simple: ROUND_ROBIN, warmup: {duration: 10s, minimumPercent: 150}}
+
+    - id: locality-distribute-sum
+      path: spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to
+      message: '!= 100'
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              distribute:
+              - {from: us/*, to: {us/a/*: 60, us/b/*: 30}}
+
+    - id: locality-distribute-and-failover
+      path: spec.trafficPolicy.loadBalancer.localityLbSetting
+      message: distribute' and 'failover'
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              distribute:
+              - {from: us/*, to: {us/*: 100}}
+              failover:
+              - {from: us, to: eu}
+
+    - id: locality-failover-same
+      path: spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]
+      message: different regions
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              failover:
+              - {from: us, to: us}
+          outlierDetection: {interval: 1s}
+
+    - id: locality-failover-needs-outlier
+      path: spec.trafficPolicy.loadBalancer.localityLbSetting
+      message: outlier detection policy must be provided
+      severity: warning
+      spec:
+        host: a
+        trafficPolicy:
+          loadBalancer:
+            localityLbSetting:
+              failover:
+              - {from: us, to: eu}
+
+    - id: outlier-max-ejection
+      path: spec.trafficPolicy.outlierDetection.maxEjectionPercent
+      message: not in range 0..100
+      spec:
+        host: a
+        trafficPolicy: {outlierDetection: {maxEjectionPercent: 150}}
+
+    - id: outlier-min-health
+      path: spec.trafficPolicy.outlierDetection.minHealthPercent
+      message: not in range 0..100
+      spec:
+        host: a
+        trafficPolicy: {outlierDetection: {minHealthPercent: -1}}
+
+    - id: outlier-local-origin
+      path: spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures
+      message: splitExternalLocalOriginErrors
+      spec:
+        host: a
+        trafficPolicy: {outlierDetection: {consecutiveLocalOriginFailures: 5}}
+
+    - id: outlier-interval
+      path: spec.trafficPolicy.outlierDetection.interval
+      message: greater than 1ms
+      spec:
+        host: a
+        trafficPolicy: {outlierDetection: {interval: 0s}}
+
+    - id: outlier-error-code
+      path: spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[1]
+      message: out of range
+      spec:
+        host: a
+        trafficPolicy:
+          outlierDetection: {outlierDetectionHttpErrorCodes: [503, 700]}
+
+    - id: outlier-consecutive-errors
+      path: spec.trafficPolicy.outlierDetection.consecutiveErrors
+      message: deprecated
+      severity: warning
+      spec:
+        host: a
+        trafficPolicy: {outlierDetection: {consecutiveErrors: 5}}
+
+    - id: pool-empty
+      path: spec.trafficPolicy.connectionPool
+      message: at least one field
+      spec:
+        host: a
+        trafficPolicy: {connectionPool: {}}
+
+    - id: pool-negative
+      path: spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests
+      message: non-negative
+      spec:
+        host: a
+        trafficPolicy:
+          connectionPool: {http: {http1MaxPendingRequests: -1}}
+
+    - id: pool-max-connections
+      path: spec.trafficPolicy.connectionPool.tcp.maxConnections
+      message: non-negative
+      spec:
+        host: a
+        trafficPolicy:
+          connectionPool: {tcp: {maxConnections: -5}}
+
+    - id: pool-upgrade-client-protocol
+      path: spec.trafficPolicy.connectionPool.http
+      message: useClientProtocol must not be true
+      spec:
+        host: a
+        trafficPolicy:
+          connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}
+
+    - id: pool-tcp-idle-timeout
+      path: spec.trafficPolicy.connectionPool.tcp.idleTimeout
+      message: invalid duration
+      spec:
+        host: a
+        trafficPolicy:
+          connectionPool: {tcp: {idleTimeout: bogus}}
+
+    - id: pool-connect-timeout
+      path: spec.trafficPolicy.connectionPool.tcp.connectTimeout
+      message: ms precision
+      spec:
+        host: a
+        trafficPolicy:
+          connectionPool: {tcp: {connectTimeout: 1500us}}
+
+    - id: policy-empty
+      path: spec.trafficPolicy
+      message: at least one field
+      spec: {host: a, trafficPolicy: {}}
+
+    - id: tunnel-and-proxy-protocol
+      path: spec.trafficPolicy
+      message: tunnel and proxyProtocol
+      spec:
+        host: a
+        trafficPolicy:
+          tunnel: {targetHost: a.com, targetPort: 80}
+          proxyProtocol: {version: V2}
+
+    - id: tunnel-protocol
+      path: spec.trafficPolicy.tunnel.protocol
+      message: CONNECT
+      spec:
+        host: a
+        trafficPolicy:
+          tunnel: {protocol: GET, targetHost: a.com, targetPort: 80}
+
+    - id: tunnel-target-port
+      path: spec.trafficPolicy.tunnel.targetPort
+      message: required field is missing
+      spec:
+        host: a
+        trafficPolicy: {tunnel: {targetHost: a.com}}
+
+    - id: tls-mutual-files
+      path: spec.trafficPolicy.tls.clientCertificate
+      message: client certificate required
+      spec:
+        host: a
+        trafficPolicy: {tls: {mode: MUTUAL, privateKey: /k.pem}}
+
+    - id: tls-credential-and-files
+      path: spec.trafficPolicy.tls.caCertificates
+      message: with credentialName
+      spec:
+        host: a
+        trafficPolicy:
+          tls: {mode: SIMPLE, credentialName: c, caCertificates: /ca.pem}
+
+    - id: tls-insecure-skip-verify
+      path: spec.trafficPolicy.tls
+      message: insecureSkipVerify
+      spec:
+        host: a
+        trafficPolicy:
+          tls: {mode: SIMPLE, insecureSkipVerify: true, subjectAltNames: [a]}
+
+    - id: tls-istio-mutual-files
+      path: spec.trafficPolicy.tls
+      message: ignored
+      severity: warning
+      spec:
+        host: a
+        trafficPolicy: {tls: {mode: ISTIO_MUTUAL, clientCertificate: /c.pem}}
+
+    - id: tls-mode-unknown
+      path: spec.trafficPolicy.tls.mode
+      message: must be one of
+      spec:
+        host: a
+        trafficPolicy: {tls: {mode: STRICT}}
+
+    - id: port-level-needs-port
+      path: spec.trafficPolicy.portLevelSettings[0]
+      message: need a port
+      spec:
+        host: a
+        trafficPolicy:
+          portLevelSettings:
+          - {loadBalancer: {simple: RANDOM}}
+
+    - id: port-level-empty
+      path: spec.trafficPolicy.portLevelSettings[0]
+      message: at least one field
+      spec:
+        host: a
+        trafficPolicy:
+          portLevelSettings:
+          - {port: {number: 80}}
+
+    - id: port-level-duplicate
+      path: spec.trafficPolicy.portLevelSettings[1].port.number
+      message: duplicate portLevelSettings
+      spec:
+        host: a
+        trafficPolicy:
+          portLevelSettings:
+          - {port: {number: 80}, tls: {mode: DISABLE}}
+          - {port: {number: 80}, tls: {mode: SIMPLE}}
+
+    - id: port-level-port-range
+      path: spec.trafficPolicy.portLevelSettings[0].port.number
+      message: between 1 and 65535
+      spec:
+        host: a
+        trafficPolicy:
+          portLevelSettings:
+          - {port: {number: 0}, tls: {mode: DISABLE}}
+
+    - id: retry-budget-percent
+      path: spec.trafficPolicy.retryBudget.percent
+      message: not in range 0..100
+      spec:
+        host: a
+        trafficPolicy: {retryBudget: {percent: 120}}
+
+    - id: selector-wildcard
+      path: spec.workloadSelector.matchLabels.app
+      message: wildcard is not supported
+      spec:
+        host: a
+        workloadSelector: {matchLabels: {app: web*}}
+
+    - id: selector-empty
+      path: spec.workloadSelector
+      message: without labels
+      severity: warning
+      spec: {host: a, workloadSelector: {}}
+
+    - id: selector-export-beyond-namespace
+      path: spec.exportTo
+      message: cannot be exported beyond its namespace
+      spec:
+        host: a
+        exportTo: [other]
+        workloadSelector: {matchLabels: {app: web}}
+
+    - id: export-to-invalid
+      path: spec.exportTo[0]
+      message: invalid exportTo
+      spec: {host: a, exportTo: [Not_A_Namespace]}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
 def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, severity: str) -> None:
     found = problems(spec)
     hit = [p for p in found if p.path == path and message.lower() in p.message.lower()]
@@ -240,11 +591,16 @@ def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, 
     [
         REVIEWS,
         EGRESS_TLS,
-        "host: '*.example.com'\ntrafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}}}",
-        "host: a\ntrafficPolicy: {loadBalancer: {localityLbSetting: {distribute: [{from: 'us/a/*', to: {'us/a/*': 80, 'us/b/*': 20}}]}}}",
+        "host: '*.example.com'\n"
+        "trafficPolicy: {loadBalancer: "
+        "{consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}}}",
+        "host: a\ntrafficPolicy: {loadBalancer: {localityLbSetting: "
+        "{distribute: [{from: 'us/a/*', to: {'us/a/*': 80, 'us/b/*': 20}}]}}}",
         "host: a\ntrafficPolicy: {tunnel: {protocol: CONNECT, targetHost: 10.0.0.1, targetPort: 8443}}",
-        "host: a\ntrafficPolicy: {connectionPool: {tcp: {idleTimeout: 1h30m}}, retryBudget: {percent: 20, budgetInterval: 10s}}",
-        "host: a\nexportTo: [.]\nworkloadSelector: {matchLabels: {app: web}}\ntrafficPolicy: {tls: {mode: DISABLE}}",
+        "host: a\ntrafficPolicy: {connectionPool: {tcp: {idleTimeout: 1h30m}}, "
+        "retryBudget: {percent: 20, budgetInterval: 10s}}",
+        "host: a\nexportTo: [.]\nworkloadSelector: {matchLabels: {app: web}}\n"
+        "trafficPolicy: {tls: {mode: DISABLE}}",
     ],
 )  # fmt: skip
 def test_valid_documents_have_no_findings(spec: str) -> None:

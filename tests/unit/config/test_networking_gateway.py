@@ -3,6 +3,7 @@ rule rejects or warns at the right field path."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pytest
@@ -26,7 +27,9 @@ servers:
   tls: {mode: SIMPLE, credentialName: bookinfo-secret}
 - port: {number: 9443, name: https-9443, protocol: HTTPS}
   hosts: [bookinfo-namespace/*.bookinfo.com]
-  tls: {mode: MUTUAL, serverCertificate: /etc/certs/server.pem, privateKey: /etc/certs/key.pem, caCertificates: /etc/certs/ca.pem}
+  tls:
+    {mode: MUTUAL, serverCertificate: /etc/certs/server.pem, privateKey: /etc/certs/key.pem,
+     caCertificates: /etc/certs/ca.pem}
 - port: {number: 8443, name: tls-passthrough, protocol: TLS}
   hosts: ["*/*.example.com"]
   tls: {mode: PASSTHROUGH}
@@ -44,7 +47,9 @@ servers:
   tls: {mode: SIMPLE, credential_name: bookinfo-secret}
 - port: {number: 9443, name: https-9443, protocol: HTTPS}
   hosts: [bookinfo-namespace/*.bookinfo.com]
-  tls: {mode: MUTUAL, server_certificate: /etc/certs/server.pem, private_key: /etc/certs/key.pem, ca_certificates: /etc/certs/ca.pem}
+  tls:
+    {mode: MUTUAL, server_certificate: /etc/certs/server.pem, private_key: /etc/certs/key.pem,
+     ca_certificates: /etc/certs/ca.pem}
 - port: {number: 8443, name: tls-passthrough, protocol: TLS}
   hosts: ["*/*.example.com"]
   tls: {mode: PASSTHROUGH}
@@ -82,7 +87,10 @@ def test_bookinfo_gateway_decodes_http_and_https_servers(version: str) -> None:
     http, https, mutual, passthrough, mongo = spec.servers
     assert spec.selector == {"app": "my-gateway-controller"}
     assert (http.port.number, http.port.protocol, http.tls and http.tls.https_redirect) == (80, "HTTP", True)
-    assert https.tls is not None and (https.tls.mode, https.tls.credential_name) == ("SIMPLE", "bookinfo-secret")
+    assert https.tls is not None and (https.tls.mode, https.tls.credential_name) == (
+        "SIMPLE",
+        "bookinfo-secret",
+    )
     assert mutual.tls is not None and mutual.tls.ca_certificates == "/etc/certs/ca.pem"
     assert passthrough.hosts == ("*/*.example.com",)
     assert mongo.tls is None
@@ -93,68 +101,298 @@ def test_snake_case_spelling_decodes_to_the_same_object() -> None:
 
 
 def server(fragment: str) -> str:
-    return "servers: [{%s}]" % fragment
+    return f"servers: [{{{fragment}}}]"
 
 
 HTTP80 = "port: {number: 80, name: http, protocol: HTTP}"
 HTTPS443 = "port: {number: 443, name: https, protocol: HTTPS}"
 
-# (case id, spec, field path, message substring, severity)
-RULES: list[tuple[str, str, str, str, str]] = [
-    ("servers-required", "selector: {app: gw}", "spec.servers", "at least one server", "error"),
-    ("hosts-required", server(HTTP80), "spec.servers[0].hosts", "required field is missing", "error"),
-    ("hosts-empty", server(HTTP80 + ", hosts: []"), "spec.servers[0].hosts", "at least one host", "error"),
-    ("host-short-name", server(HTTP80 + ", hosts: [ns/reviews]"), "spec.servers[0].hosts[0]", "short names", "error"),
-    ("host-namespace", server(HTTP80 + ", hosts: [Bad_NS/a.com]"), "spec.servers[0].hosts[0]", "invalid namespace", "error"),
-    ("host-partial-wildcard", server(HTTP80 + ", hosts: ['ns/foo*.com']"), "spec.servers[0].hosts[0]", "partial wildcard", "error"),
-    ("host-empty-part", server(HTTP80 + ", hosts: [ns/]"), "spec.servers[0].hosts[0]", "cannot be empty", "error"),
-    ("port-required", server("hosts: [a.com]"), "spec.servers[0].port", "required field is missing", "error"),
-    ("port-protocol-required", server("port: {number: 80, name: http}, hosts: [a.com]"),
-     "spec.servers[0].port.protocol", "required field is missing", "error"),
-    ("port-protocol-unknown", server("port: {number: 80, name: http, protocol: SPDY}, hosts: [a.com]"),
-     "spec.servers[0].port.protocol", "unsupported protocol", "error"),
-    ("port-number", server("port: {number: 0, name: http, protocol: HTTP}, hosts: [a.com]"),
-     "spec.servers[0].port.number", "between 1 and 65535", "error"),
-    ("port-name-empty", server("port: {number: 80, name: '', protocol: HTTP}, hosts: [a.com]"),
-     "spec.servers[0].port.name", "must be set", "error"),
-    ("port-target-port", server("port: {number: 80, name: http, protocol: HTTP, targetPort: 8080}, hosts: [a.com]"),
-     "spec.servers[0].port.targetPort", "no impact on Gateways", "error"),
-    ("https-needs-tls", server(HTTPS443 + ", hosts: [a.com]"), "spec.servers[0].tls", "must have TLS settings", "error"),
-    ("simple-needs-certificate", server(HTTPS443 + ", hosts: [a.com], tls: {mode: SIMPLE, privateKey: /k.pem}"),
-     "spec.servers[0].tls.serverCertificate", "SIMPLE TLS requires serverCertificate", "error"),
-    ("mutual-needs-ca", server(HTTPS443 + ", hosts: [a.com], tls: {mode: MUTUAL, serverCertificate: /c, privateKey: /k}"),
-     "spec.servers[0].tls.caCertificates", "MUTUAL TLS requires caCertificates", "error"),
-    ("istio-mutual-credential", server(HTTPS443 + ", hosts: [a.com], tls: {mode: ISTIO_MUTUAL, credentialName: s}"),
-     "spec.servers[0].tls.credentialName", "ISTIO_MUTUAL TLS cannot have", "error"),
-    ("credential-sources", server(HTTPS443 + ", hosts: [a.com], tls: {mode: SIMPLE, credentialName: a, tlsCertificates: [{serverCertificate: /c, privateKey: /k}]}"),
-     "spec.servers[0].tls.tlsCertificates", "only one of", "error"),
-    ("tls-certificate-incomplete", server(HTTPS443 + ", hosts: [a.com], tls: {mode: SIMPLE, tlsCertificates: [{serverCertificate: /c}]}"),
-     "spec.servers[0].tls.tlsCertificates[0]", "needs serverCertificate and privateKey", "error"),
-    ("crl-with-simple", server(HTTPS443 + ", hosts: [a.com], tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k, caCrl: /crl}"),
-     "spec.servers[0].tls.caCrl", "not supported with SIMPLE", "error"),
-    ("tls-versions", server(HTTPS443 + ", hosts: [a.com], tls: {mode: SIMPLE, credentialName: s, minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}"),
-     "spec.servers[0].tls.maxProtocolVersion", "must not be below", "error"),
-    ("tls-mode-unknown", server(HTTPS443 + ", hosts: [a.com], tls: {mode: STRICT}"),
-     "spec.servers[0].tls.mode", "must be one of", "error"),
-    ("http-with-tls", server(HTTP80 + ", hosts: [a.com], tls: {mode: SIMPLE, credentialName: s}"),
-     "spec.servers[0].tls", "plain text HTTP ports", "error"),
-    ("tcp-with-tls", server("port: {number: 31400, name: tcp, protocol: TCP}, hosts: [a.com], tls: {mode: PASSTHROUGH}"),
-     "spec.servers[0].tls", "non HTTPS/TLS ports", "error"),
-    ("passthrough-certificates", server("port: {number: 443, name: tls, protocol: TLS}, hosts: [a.com], tls: {mode: PASSTHROUGH, serverCertificate: /c}"),
-     "spec.servers[0].tls", "will be ignored", "warning"),
-    ("https-redirect-on-https", server(HTTPS443 + ", hosts: [a.com], tls: {mode: SIMPLE, credentialName: s, httpsRedirect: true}"),
-     "spec.servers[0].tls.httpsRedirect", "only be used with HTTP", "warning"),
-    ("duplicate-port-names", "servers: [{%s, hosts: [a.com]}, {port: {number: 8080, name: http, protocol: HTTP}, hosts: [b.com]}]" % HTTP80,
-     "spec.servers[1].port.name", "must be unique", "error"),
-    ("bind-not-ip", server(HTTP80 + ", hosts: [a.com], bind: localhost"), "spec.servers[0].bind", "not an IP address", "error"),
-    ("unix-bind-with-port", server(HTTP80 + ", hosts: [a.com], bind: 'unix:///var/run/gw.sock'"),
-     "spec.servers[0].port.number", "must be 0 for a unix domain socket", "error"),
-    ("selector-label", "selector: {'bad key!': x}\n" + server(HTTP80 + ", hosts: [a.com]"),
-     "spec.selector.bad key!", "invalid label key", "error"),
-]  # fmt: skip
+
+def cases(text: str) -> list[tuple[Any, ...]]:
+    """Rule cases written as YAML: id, spec, field path, message substring, severity."""
+    return [
+        (c["id"], c["spec"], c["path"], c["message"], c.get("severity", "error"))
+        for c in yaml.safe_load(textwrap.dedent(text))
+    ]
 
 
-@pytest.mark.parametrize(("spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+# Each case breaks one rule; severity is "error" unless given.
+RULES = cases(
+    r"""
+    - id: servers-required
+      path: spec.servers
+      message: at least one server
+      spec: {selector: {app: gw}}
+
+    - id: hosts-required
+      path: spec.servers[0].hosts
+      message: required field is missing
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+
+    - id: hosts-empty
+      path: spec.servers[0].hosts
+      message: at least one host
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: []
+
+    - id: host-short-name
+      path: spec.servers[0].hosts[0]
+      message: short names
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [ns/reviews]
+
+    - id: host-namespace
+      path: spec.servers[0].hosts[0]
+      message: invalid namespace
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [Bad_NS/a.com]
+
+    - id: host-partial-wildcard
+      path: spec.servers[0].hosts[0]
+      message: partial wildcard
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [ns/foo*.com]
+
+    - id: host-empty-part
+      path: spec.servers[0].hosts[0]
+      message: cannot be empty
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [ns/]
+
+    - id: port-required
+      path: spec.servers[0].port
+      message: required field is missing
+      spec:
+        servers:
+        - {hosts: [a.com]}
+
+    - id: port-protocol-required
+      path: spec.servers[0].port.protocol
+      message: required field is missing
+      spec:
+        servers:
+        - {port: {number: 80, name: http}, hosts: [a.com]}
+
+    - id: port-protocol-unknown
+      path: spec.servers[0].port.protocol
+      message: unsupported protocol
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: SPDY}
+          hosts: [a.com]
+
+    - id: port-number
+      path: spec.servers[0].port.number
+      message: between 1 and 65535
+      spec:
+        servers:
+        - port: {number: 0, name: http, protocol: HTTP}
+          hosts: [a.com]
+
+    - id: port-name-empty
+      path: spec.servers[0].port.name
+      message: must be set
+      spec:
+        servers:
+        - port: {number: 80, name: '', protocol: HTTP}
+          hosts: [a.com]
+
+    - id: port-target-port
+      path: spec.servers[0].port.targetPort
+      message: no impact on Gateways
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP, targetPort: 8080}
+          hosts: [a.com]
+
+    - id: https-needs-tls
+      path: spec.servers[0].tls
+      message: must have TLS settings
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+
+    - id: simple-needs-certificate
+      path: spec.servers[0].tls.serverCertificate
+      message: SIMPLE TLS requires serverCertificate
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls: {mode: SIMPLE, privateKey: /k.pem}
+
+    - id: mutual-needs-ca
+      path: spec.servers[0].tls.caCertificates
+      message: MUTUAL TLS requires caCertificates
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls: {mode: MUTUAL, serverCertificate: /c, privateKey: /k}
+
+    - id: istio-mutual-credential
+      path: spec.servers[0].tls.credentialName
+      message: ISTIO_MUTUAL TLS cannot have
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls: {mode: ISTIO_MUTUAL, credentialName: s}
+
+    - id: credential-sources
+      path: spec.servers[0].tls.tlsCertificates
+      message: only one of
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls:
+            mode: SIMPLE
+            credentialName: a
+            tlsCertificates:
+            - {serverCertificate: /c, privateKey: /k}
+
+    - id: tls-certificate-incomplete
+      path: spec.servers[0].tls.tlsCertificates[0]
+      message: needs serverCertificate and privateKey
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls:
+            mode: SIMPLE
+            tlsCertificates:
+            - {serverCertificate: /c}
+
+    - id: crl-with-simple
+      path: spec.servers[0].tls.caCrl
+      message: not supported with SIMPLE
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls:
+            mode: SIMPLE
+            serverCertificate: /c
+            privateKey: /k
+            caCrl: /crl
+
+    - id: tls-versions
+      path: spec.servers[0].tls.maxProtocolVersion
+      message: must not be below
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls:
+            mode: SIMPLE
+            credentialName: s
+            minProtocolVersion: TLSV1_3
+            maxProtocolVersion: TLSV1_2
+
+    - id: tls-mode-unknown
+      path: spec.servers[0].tls.mode
+      message: must be one of
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls: {mode: STRICT}
+
+    - id: http-with-tls
+      path: spec.servers[0].tls
+      message: plain text HTTP ports
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [a.com]
+          tls: {mode: SIMPLE, credentialName: s}
+
+    - id: tcp-with-tls
+      path: spec.servers[0].tls
+      message: non HTTPS/TLS ports
+      spec:
+        servers:
+        - port: {number: 31400, name: tcp, protocol: TCP}
+          hosts: [a.com]
+          tls: {mode: PASSTHROUGH}
+
+    - id: passthrough-certificates
+      path: spec.servers[0].tls
+      message: will be ignored
+      severity: warning
+      spec:
+        servers:
+        - port: {number: 443, name: tls, protocol: TLS}
+          hosts: [a.com]
+          tls: {mode: PASSTHROUGH, serverCertificate: /c}
+
+    - id: https-redirect-on-https
+      path: spec.servers[0].tls.httpsRedirect
+      message: only be used with HTTP
+      severity: warning
+      spec:
+        servers:
+        - port: {number: 443, name: https, protocol: HTTPS}
+          hosts: [a.com]
+          tls: {mode: SIMPLE, credentialName: s, httpsRedirect: true}
+
+    - id: duplicate-port-names
+      path: spec.servers[1].port.name
+      message: must be unique
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [a.com]
+        - port: {number: 8080, name: http, protocol: HTTP}
+          hosts: [b.com]
+
+    - id: bind-not-ip
+      path: spec.servers[0].bind
+      message: not an IP address
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [a.com]
+          bind: localhost
+
+    - id: unix-bind-with-port
+      path: spec.servers[0].port.number
+      message: must be 0 for a unix domain socket
+      spec:
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [a.com]
+          bind: unix:///var/run/gw.sock
+
+    - id: selector-label
+      path: spec.selector.bad key!
+      message: invalid label key
+      spec:
+        selector: {bad key!: x}
+        servers:
+        - port: {number: 80, name: http, protocol: HTTP}
+          hosts: [a.com]
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
 def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, severity: str) -> None:
     found = problems(spec)
     hit = [p for p in found if p.path == path and message.lower() in p.message.lower()]
@@ -169,7 +407,10 @@ def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, 
         server("port: {number: 0, name: uds, protocol: HTTP}, hosts: [a.com], bind: 'unix:///var/run/gw.sock'"),
         server(HTTP80 + ", hosts: [10.1.2.3, ./a.com, '*/*']"),
         server(HTTPS443 + ", hosts: [a.com], tls: {mode: OPTIONAL_MUTUAL, credentialNames: [rsa, ecdsa]}"),
-        server("port: {number: 15443, name: tls, protocol: TLS}, hosts: ['*.local'], tls: {mode: AUTO_PASSTHROUGH}"),
+        server(
+            "port: {number: 15443, name: tls, protocol: TLS}, hosts: ['*.local'], "
+            "tls: {mode: AUTO_PASSTHROUGH}"
+        ),
     ],
 )  # fmt: skip
 def test_valid_documents_have_no_findings(spec: str) -> None:

@@ -3,6 +3,7 @@ version and spelling; each validation rule rejects or warns at the right field p
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pytest
@@ -60,7 +61,12 @@ probe:
   periodSeconds: 4
   successThreshold: 3
   failureThreshold: 3
-  httpGet: {path: /foo/bar, host: 127.0.0.1, port: 3100, scheme: HTTPS, httpHeaders: [{name: Lit-Header, value: Im-The-Best}]}
+  httpGet:
+    path: /foo/bar
+    host: 127.0.0.1
+    port: 3100
+    scheme: HTTPS
+    httpHeaders: [{name: Lit-Header, value: Im-The-Best}]
 """
 
 
@@ -102,7 +108,11 @@ def test_static_and_dns_service_entries_decode_with_endpoints(version: str) -> N
 @pytest.mark.parametrize("version", VERSIONS)
 def test_workload_entry_and_group_decode(version: str) -> None:
     entry: WorkloadEntrySpec = parse("WorkloadEntry", WORKLOAD_ENTRY, version)
-    assert (entry.address, entry.service_account, entry.ports) == ("2.2.2.2", "details-legacy", {"http": 9080})
+    assert (entry.address, entry.service_account, entry.ports) == (
+        "2.2.2.2",
+        "details-legacy",
+        {"http": 9080},
+    )
     group: WorkloadGroupSpec = parse("WorkloadGroup", WORKLOAD_GROUP, version)
     assert group.template.ports == {"grpc": 3550, "http": 8080}
     assert group.probe is not None and group.probe.http_get is not None
@@ -112,95 +122,437 @@ def test_workload_entry_and_group_decode(version: str) -> None:
 
 SE = "hosts: [a.example.com]\nports: [{number: 80, name: http, protocol: HTTP}]\n"
 
-# (case id, kind, spec, field path, message substring, severity)
-RULES: list[tuple[str, str, str, str, str, str]] = [
-    ("se-hosts-required", "ServiceEntry", "ports: []", "spec.hosts", "required field is missing", "error"),
-    ("se-hosts-empty", "ServiceEntry", "hosts: []", "spec.hosts", "at least one host", "error"),
-    ("se-host-star", "ServiceEntry", "hosts: ['*']", "spec.hosts[0]", "cannot be wildcard", "error"),
-    ("se-host-invalid", "ServiceEntry", "hosts: ['a..com']", "spec.hosts[0]", "invalid", "error"),
-    ("se-host-partial-wildcard", "ServiceEntry", "hosts: ['*foo.com']", "spec.hosts[0]", "partial wildcard", "warning"),
-    ("se-port-name-duplicate", "ServiceEntry", "hosts: [a.com]\nports: [{number: 80, name: http}, {number: 81, name: http}]",
-     "spec.ports[1].name", "already defined", "error"),
-    ("se-port-number-duplicate", "ServiceEntry", "hosts: [a.com]\nports: [{number: 80, name: a}, {number: 80, name: b}]",
-     "spec.ports[1].number", "already defined", "error"),
-    ("se-port-name-invalid", "ServiceEntry", "hosts: [a.com]\nports: [{number: 80, name: HTTP_1}]",
-     "spec.ports[0].name", "invalid port name", "error"),
-    ("se-port-name-required", "ServiceEntry", "hosts: [a.com]\nports: [{number: 80}]",
-     "spec.ports[0].name", "required field is missing", "error"),
-    ("se-port-protocol", "ServiceEntry", "hosts: [a.com]\nports: [{number: 80, name: a, protocol: QUIC}]",
-     "spec.ports[0].protocol", "unsupported protocol", "error"),
-    ("se-port-number", "ServiceEntry", "hosts: [a.com]\nports: [{number: 70000, name: a}]",
-     "spec.ports[0].number", "between 1 and 65535", "error"),
-    ("se-target-port-none", "ServiceEntry", "hosts: [a.com]\nports: [{number: 80, name: a, targetPort: 8080}]",
-     "spec.ports[0].targetPort", "no effect", "warning"),
-    ("se-address", "ServiceEntry", SE + "addresses: [not-an-ip]", "spec.addresses[0]", "not a valid IP", "error"),
-    ("se-cidr-with-dns", "ServiceEntry", SE + "addresses: [10.0.0.0/8]\nresolution: DNS",
-     "spec.addresses[0]", "only for NONE/STATIC", "error"),
-    ("se-none-with-endpoints", "ServiceEntry", SE + "endpoints: [{address: 1.1.1.1}]",
-     "spec.endpoints", "no endpoints should be provided for resolution NONE", "error"),
-    ("se-selector-and-endpoints", "ServiceEntry", SE + "resolution: STATIC\nworkloadSelector: {labels: {app: a}}\nendpoints: [{address: 1.1.1.1}]",
-     "spec.endpoints", "only one of workloadSelector or endpoints", "error"),
-    ("se-static-hostname-endpoint", "ServiceEntry", SE + "resolution: STATIC\nendpoints: [{address: db.example.com}]",
-     "spec.endpoints[0].address", "not a valid IP address", "error"),
-    ("se-endpoint-port-undefined", "ServiceEntry", SE + "resolution: STATIC\nendpoints: [{address: 1.1.1.1, ports: {grpc: 9000}}]",
-     "spec.endpoints[0].ports.grpc", "not defined by the service entry", "error"),
-    ("se-endpoint-address-required", "ServiceEntry", SE + "resolution: STATIC\nendpoints: [{labels: {a: b}}]",
-     "spec.endpoints[0].address", "address is required", "error"),
-    ("se-endpoint-uds-ports", "ServiceEntry", SE + "resolution: STATIC\nendpoints: [{address: 'unix:///sock', ports: {http: 80}}]",
-     "spec.endpoints[0].ports", "unix domain socket address may not have ports", "error"),
-    ("se-dns-rr-endpoints", "ServiceEntry", SE + "resolution: DNS_ROUND_ROBIN\nendpoints: [{address: a.com}, {address: b.com}]",
-     "spec.endpoints", "0 or 1 endpoint", "error"),
-    ("se-dns-wildcard-host", "ServiceEntry", "hosts: ['*.example.com']\nports: [{number: 80, name: http, protocol: HTTP}]\nresolution: DNS",
-     "spec.hosts[0]", "must be FQDN", "error"),
-    ("se-dns-endpoint-invalid", "ServiceEntry", SE + "resolution: DNS\nendpoints: [{address: 'bad host'}]",
-     "spec.endpoints[0].address", "not a valid FQDN or an IP", "error"),
-    ("se-multiple-hosts-tcp", "ServiceEntry", "hosts: [a.com, b.com]\nports: [{number: 3306, name: mysql, protocol: TCP}]\nresolution: DNS",
-     "spec.ports[0].protocol", "multiple hosts provided with non-HTTP", "error"),
-    ("se-export-to-none-and-more", "ServiceEntry", SE + "exportTo: ['~', ns1]",
-     "spec.exportTo", "no one (~) and someone", "error"),
-    ("se-resolution-unknown", "ServiceEntry", SE + "resolution: ROUND_ROBIN", "spec.resolution", "must be one of", "error"),
-    ("se-selector-wildcard", "ServiceEntry", SE + "resolution: STATIC\nworkloadSelector: {labels: {app: '*'}}",
-     "spec.workloadSelector.labels.app", "wildcard is not supported", "error"),
-    ("we-address-required", "WorkloadEntry", "labels: {app: a}", "spec.address", "address is required", "error"),
-    ("we-address-network-only", "WorkloadEntry", "network: vpc1", "spec.address", "unset with network", "warning"),
-    ("we-address-invalid", "WorkloadEntry", "address: 'bad host!'", "spec.address", "not a valid FQDN or an IP", "error"),
-    ("we-uds-dir", "WorkloadEntry", "address: 'unix:///var/run/'", "spec.address", "may not be a dir", "error"),
-    ("we-uds-relative", "WorkloadEntry", "address: 'unix://relative.sock'", "spec.address", "absolute path", "error"),
-    ("we-port-name", "WorkloadEntry", "address: 1.1.1.1\nports: {Bad_Name: 80}", "spec.ports.Bad_Name", "invalid port name", "error"),
-    ("we-port-number", "WorkloadEntry", "address: 1.1.1.1\nports: {http: 0}", "spec.ports.http", "between 1 and 65535", "error"),
-    ("we-service-account-length", "WorkloadEntry", "address: 1.1.1.1\nserviceAccount: " + "a" * 254,
-     "spec.serviceAccount", "at most 253", "error"),
-    ("wg-template-required", "WorkloadGroup", "metadata: {labels: {app: a}}", "spec.template", "required field is missing", "error"),
-    ("wg-template-uds-ports", "WorkloadGroup", "template: {address: 'unix:///s', ports: {http: 80}}",
-     "spec.template.ports", "may not have ports", "error"),
-    ("wg-metadata-labels", "WorkloadGroup", "template: {}\nmetadata: {labels: {'bad key!': x}}",
-     "spec.metadata.labels.bad key!", "invalid label key", "error"),
-    ("wg-probe-method", "WorkloadGroup", "template: {}\nprobe: {periodSeconds: 5}", "spec.probe", "needs one of", "error"),
-    ("wg-probe-oneof", "WorkloadGroup", "template: {}\nprobe: {tcpSocket: {port: 80}, exec: {command: [true]}}",
-     "spec.probe", "only one of", "error"),
-    ("wg-probe-negative", "WorkloadGroup", "template: {}\nprobe: {periodSeconds: -1, tcpSocket: {port: 80}}",
-     "spec.probe.periodSeconds", "non-negative", "error"),
-    ("wg-probe-http-port", "WorkloadGroup", "template: {}\nprobe: {httpGet: {port: 0}}",
-     "spec.probe.httpGet.port", "between 1 and 65535", "error"),
-    ("wg-probe-http-scheme", "WorkloadGroup", "template: {}\nprobe: {httpGet: {port: 80, scheme: FTP}}",
-     "spec.probe.httpGet.scheme", "HTTP, HTTPS", "error"),
-    ("wg-probe-http-header", "WorkloadGroup", "template: {}\nprobe: {httpGet: {port: 80, httpHeaders: [{name: 'a b'}]}}",
-     "spec.probe.httpGet.httpHeaders[0].name", "not a valid header name", "error"),
-    ("wg-probe-exec-empty", "WorkloadGroup", "template: {}\nprobe: {exec: {command: []}}",
-     "spec.probe.exec.command", "required", "error"),
-    ("wg-probe-grpc-port", "WorkloadGroup", "template: {}\nprobe: {grpc: {service: health}}",
-     "spec.probe.grpc.port", "between 1 and 65535", "error"),
-]  # fmt: skip
+
+def cases(text: str) -> list[tuple[Any, ...]]:
+    """Rule cases written as YAML: id, kind, spec, field path, message substring, severity."""
+    return [
+        (c["id"], c["kind"], c["spec"], c["path"], c["message"], c.get("severity", "error"))
+        for c in yaml.safe_load(textwrap.dedent(text))
+    ]
+
+
+# Each case breaks one rule; severity is "error" unless given.
+RULES = cases(
+    r"""
+    - id: se-hosts-required
+      kind: ServiceEntry
+      path: spec.hosts
+      message: required field is missing
+      spec: {ports: []}
+
+    - id: se-hosts-empty
+      kind: ServiceEntry
+      path: spec.hosts
+      message: at least one host
+      spec: {hosts: []}
+
+    - id: se-host-star
+      kind: ServiceEntry
+      path: spec.hosts[0]
+      message: cannot be wildcard
+      spec: {hosts: ['*']}
+
+    - id: se-host-invalid
+      kind: ServiceEntry
+      path: spec.hosts[0]
+      message: invalid
+      spec: {hosts: [a..com]}
+
+    - id: se-host-partial-wildcard
+      kind: ServiceEntry
+      path: spec.hosts[0]
+      message: partial wildcard
+      severity: warning
+      spec: {hosts: ['*foo.com']}
+
+    - id: se-port-name-duplicate
+      kind: ServiceEntry
+      path: spec.ports[1].name
+      message: already defined
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 80, name: http}
+        - {number: 81, name: http}
+
+    - id: se-port-number-duplicate
+      kind: ServiceEntry
+      path: spec.ports[1].number
+      message: already defined
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 80, name: a}
+        - {number: 80, name: b}
+
+    - id: se-port-name-invalid
+      kind: ServiceEntry
+      path: spec.ports[0].name
+      message: invalid port name
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 80, name: HTTP_1}
+
+    - id: se-port-name-required
+      kind: ServiceEntry
+      path: spec.ports[0].name
+      message: required field is missing
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 80}
+
+    - id: se-port-protocol
+      kind: ServiceEntry
+      path: spec.ports[0].protocol
+      message: unsupported protocol
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 80, name: a, protocol: QUIC}
+
+    - id: se-port-number
+      kind: ServiceEntry
+      path: spec.ports[0].number
+      message: between 1 and 65535
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 70000, name: a}
+
+    - id: se-target-port-none
+      kind: ServiceEntry
+      path: spec.ports[0].targetPort
+      message: no effect
+      severity: warning
+      spec:
+        hosts: [a.com]
+        ports:
+        - {number: 80, name: a, targetPort: 8080}
+
+    - id: se-address
+      kind: ServiceEntry
+      path: spec.addresses[0]
+      message: not a valid IP
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        addresses: [not-an-ip]
+
+    - id: se-cidr-with-dns
+      kind: ServiceEntry
+      path: spec.addresses[0]
+      message: only for NONE/STATIC
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        addresses: [10.0.0.0/8]
+        resolution: DNS
+
+    - id: se-none-with-endpoints
+      kind: ServiceEntry
+      path: spec.endpoints
+      message: no endpoints should be provided for resolution NONE
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        endpoints:
+        - {address: 1.1.1.1}
+
+    - id: se-selector-and-endpoints
+      kind: ServiceEntry
+      path: spec.endpoints
+      message: only one of workloadSelector or endpoints
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: STATIC
+        workloadSelector: {labels: {app: a}}
+        endpoints:
+        - {address: 1.1.1.1}
+
+    - id: se-static-hostname-endpoint
+      kind: ServiceEntry
+      path: spec.endpoints[0].address
+      message: not a valid IP address
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: STATIC
+        endpoints:
+        - {address: db.example.com}
+
+    - id: se-endpoint-port-undefined
+      kind: ServiceEntry
+      path: spec.endpoints[0].ports.grpc
+      message: not defined by the service entry
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: STATIC
+        endpoints:
+        - {address: 1.1.1.1, ports: {grpc: 9000}}
+
+    - id: se-endpoint-address-required
+      kind: ServiceEntry
+      path: spec.endpoints[0].address
+      message: address is required
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: STATIC
+        endpoints:
+        - {labels: {a: b}}
+
+    - id: se-endpoint-uds-ports
+      kind: ServiceEntry
+      path: spec.endpoints[0].ports
+      message: unix domain socket address may not have ports
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: STATIC
+        endpoints:
+        - {address: 'unix:///sock', ports: {http: 80}}
+
+    - id: se-dns-rr-endpoints
+      kind: ServiceEntry
+      path: spec.endpoints
+      message: 0 or 1 endpoint
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: DNS_ROUND_ROBIN
+        endpoints:
+        - {address: a.com}
+        - {address: b.com}
+
+    - id: se-dns-wildcard-host
+      kind: ServiceEntry
+      path: spec.hosts[0]
+      message: must be FQDN
+      spec:
+        hosts: ['*.example.com']
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: DNS
+
+    - id: se-dns-endpoint-invalid
+      kind: ServiceEntry
+      path: spec.endpoints[0].address
+      message: not a valid FQDN or an IP
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: DNS
+        endpoints:
+        - {address: bad host}
+
+    - id: se-multiple-hosts-tcp
+      kind: ServiceEntry
+      path: spec.ports[0].protocol
+      message: multiple hosts provided with non-HTTP
+      spec:
+        hosts: [a.com, b.com]
+        ports:
+        - {number: 3306, name: mysql, protocol: TCP}
+        resolution: DNS
+
+    - id: se-export-to-none-and-more
+      kind: ServiceEntry
+      path: spec.exportTo
+      message: no one (~) and someone
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        exportTo: ['~', ns1]
+
+    - id: se-resolution-unknown
+      kind: ServiceEntry
+      path: spec.resolution
+      message: must be one of
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: ROUND_ROBIN
+
+    - id: se-selector-wildcard
+      kind: ServiceEntry
+      path: spec.workloadSelector.labels.app
+      message: wildcard is not supported
+      spec:
+        hosts: [a.example.com]
+        ports:
+        - {number: 80, name: http, protocol: HTTP}
+        resolution: STATIC
+        workloadSelector: {labels: {app: '*'}}
+
+    - id: we-address-required
+      kind: WorkloadEntry
+      path: spec.address
+      message: address is required
+      spec: {labels: {app: a}}
+
+    - id: we-address-network-only
+      kind: WorkloadEntry
+      path: spec.address
+      message: unset with network
+      severity: warning
+      spec: {network: vpc1}
+
+    - id: we-address-invalid
+      kind: WorkloadEntry
+      path: spec.address
+      message: not a valid FQDN or an IP
+      spec: {address: bad host!}
+
+    - id: we-uds-dir
+      kind: WorkloadEntry
+      path: spec.address
+      message: may not be a dir
+      spec: {address: 'unix:///var/run/'}
+
+    - id: we-uds-relative
+      kind: WorkloadEntry
+      path: spec.address
+      message: absolute path
+      spec: {address: 'unix://relative.sock'}
+
+    - id: we-port-name
+      kind: WorkloadEntry
+      path: spec.ports.Bad_Name
+      message: invalid port name
+      spec: {address: 1.1.1.1, ports: {Bad_Name: 80}}
+
+    - id: we-port-number
+      kind: WorkloadEntry
+      path: spec.ports.http
+      message: between 1 and 65535
+      spec: {address: 1.1.1.1, ports: {http: 0}}
+
+    - id: wg-template-required
+      kind: WorkloadGroup
+      path: spec.template
+      message: required field is missing
+      spec:
+        metadata: {labels: {app: a}}
+
+    - id: wg-template-uds-ports
+      kind: WorkloadGroup
+      path: spec.template.ports
+      message: may not have ports
+      spec:
+        template: {address: 'unix:///s', ports: {http: 80}}
+
+    - id: wg-metadata-labels
+      kind: WorkloadGroup
+      path: spec.metadata.labels.bad key!
+      message: invalid label key
+      spec:
+        template: {}
+        metadata: {labels: {bad key!: x}}
+
+    - id: wg-probe-method
+      kind: WorkloadGroup
+      path: spec.probe
+      message: needs one of
+      spec: {template: {}, probe: {periodSeconds: 5}}
+
+    - id: wg-probe-oneof
+      kind: WorkloadGroup
+      path: spec.probe
+      message: only one of
+      spec:
+        template: {}
+        probe:
+          tcpSocket: {port: 80}
+          exec: {command: [true]}
+
+    - id: wg-probe-negative
+      kind: WorkloadGroup
+      path: spec.probe.periodSeconds
+      message: non-negative
+      spec:
+        template: {}
+        probe: {periodSeconds: -1, tcpSocket: {port: 80}}
+
+    - id: wg-probe-http-port
+      kind: WorkloadGroup
+      path: spec.probe.httpGet.port
+      message: between 1 and 65535
+      spec:
+        template: {}
+        probe: {httpGet: {port: 0}}
+
+    - id: wg-probe-http-scheme
+      kind: WorkloadGroup
+      path: spec.probe.httpGet.scheme
+      message: HTTP, HTTPS
+      spec:
+        template: {}
+        probe: {httpGet: {port: 80, scheme: FTP}}
+
+    - id: wg-probe-http-header
+      kind: WorkloadGroup
+      path: spec.probe.httpGet.httpHeaders[0].name
+      message: not a valid header name
+      spec:
+        template: {}
+        probe:
+          httpGet:
+            port: 80
+            httpHeaders:
+            - {name: a b}
+
+    - id: wg-probe-exec-empty
+      kind: WorkloadGroup
+      path: spec.probe.exec.command
+      message: required
+      spec:
+        template: {}
+        probe:
+          exec: {command: []}
+
+    - id: wg-probe-grpc-port
+      kind: WorkloadGroup
+      path: spec.probe.grpc.port
+      message: between 1 and 65535
+      spec:
+        template: {}
+        probe: {grpc: {service: health}}
+    """
+)
 
 
 @pytest.mark.parametrize(
     ("kind", "spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
 )
-def test_rule_is_enforced_at_its_field_path(kind: str, spec: str, path: str, message: str, severity: str) -> None:
+def test_rule_is_enforced_at_its_field_path(
+    kind: str, spec: str, path: str, message: str, severity: str
+) -> None:
     found = problems(kind, spec)
     hit = [p for p in found if p.path == path and message.lower() in p.message.lower()]
     assert hit, f"wanted {path}: ...{message}...; got " + "; ".join(f"{p.path}: {p.message}" for p in found)
     assert all(p.severity == severity for p in hit)
+
+
+def test_workload_entry_service_account_is_at_most_253_characters() -> None:
+    found = problems("WorkloadEntry", {"address": "1.1.1.1", "serviceAccount": "a" * 254})
+    assert [(p.path, p.message) for p in found] == [("spec.serviceAccount", "must be at most 253 characters")]
+    assert problems("WorkloadEntry", {"address": "1.1.1.1", "serviceAccount": "a" * 253}) == []
 
 
 @pytest.mark.parametrize(
@@ -208,10 +560,10 @@ def test_rule_is_enforced_at_its_field_path(kind: str, spec: str, path: str, mes
     [
         ("ServiceEntry", STATIC),
         ("ServiceEntry", DNS),
-        ("ServiceEntry", "hosts: ['*.wikipedia.org']\nports: [{number: 443, name: https, protocol: TLS}]\nresolution: NONE"),
+        ("ServiceEntry", "hosts: ['*.wikipedia.org']\nports: [{number: 443, name: https, protocol: TLS}]"),
         ("ServiceEntry", SE + "resolution: STATIC\nworkloadSelector: {labels: {app: vm}}"),
-        ("ServiceEntry", "hosts: [uds.local]\nports: [{number: 80, name: http, protocol: HTTP}]\nresolution: STATIC\n"
-         "endpoints: [{address: 'unix:///var/run/app.sock'}]"),
+        ("ServiceEntry", "hosts: [uds.local]\nports: [{number: 80, name: http, protocol: HTTP}]\n"
+         "resolution: STATIC\nendpoints: [{address: 'unix:///var/run/app.sock'}]"),
         ("ServiceEntry", SE + "exportTo: ['~']"),
         ("WorkloadEntry", WORKLOAD_ENTRY),
         ("WorkloadEntry", "address: vm1.example.com"),

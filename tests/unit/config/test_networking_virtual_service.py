@@ -4,6 +4,7 @@ warns at the right field path."""
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 from typing import Any
 
@@ -165,7 +166,9 @@ def test_both_spellings_of_the_deprecated_mirror_percent_decode() -> None:
     for name in ("mirror_percent", "mirrorPercent"):
         found = problems(base % name)
         assert [p.severity for p in found] == ["warning"], found
-    both = problems("hosts: [a]\nhttp: [{route: [{destination: {host: a}}], mirror_percent: 5, mirrorPercent: 5}]")
+    both = problems(
+        "hosts: [a]\nhttp: [{route: [{destination: {host: a}}], mirror_percent: 5, mirrorPercent: 5}]"
+    )
     assert any("only one of" in p.message for p in both)
 
 
@@ -174,163 +177,761 @@ def test_a_delegate_virtual_service_has_no_hosts() -> None:
     assert spec.is_delegate
 
 
-# (case id, spec, field path, message substring, severity)
-RULES: list[tuple[str, str, str, str, str]] = [
-    ("delegate-has-gateways", "gateways: [gw]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.gateways", "must have no gateways", "error"),
-    ("host-invalid", "hosts: [bad_host!]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.hosts[0]", "invalid", "error"),
-    ("host-star-on-mesh", "hosts: ['*']\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.hosts[0]", "wildcard host * is not allowed", "error"),
-    ("hosts-overlap", "hosts: ['*.foo.com', a.foo.com]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.hosts[1]", "duplicate hosts", "error"),
-    ("no-routes", "hosts: [a]", "spec", "http, tcp or tls must be provided", "error"),
-    ("route-missing", "hosts: [a]\nhttp: [{name: x}]", "spec.http[0]", "route, redirect or directResponse", "error"),
-    ("redirect-and-route", "hosts: [a]\nhttp: [{redirect: {uri: /x}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].route", "both redirect and route", "error"),
-    ("direct-response-and-fault",
-     "hosts: [a]\nhttp: [{directResponse: {status: 200}, fault: {abort: {httpStatus: 500}}}]",
-     "spec.http[0].fault", "both directResponse and fault", "error"),
-    ("mirror-and-mirrors",
-     "hosts: [a]\nhttp: [{route: [{destination: {host: a}}], mirror: {host: b}, mirrors: [{destination: {host: c}}]}]",
-     "spec.http[0].mirrors", "both mirror and mirrors", "error"),
-    ("weights-all-zero",
-     "hosts: [a]\nhttp: [{route: [{destination: {host: a, subset: x}}, {destination: {host: a, subset: y}}]}]",
-     "spec.http[0].route", "total destination weight = 0", "error"),
-    ("weight-negative", "hosts: [a]\nhttp: [{route: [{destination: {host: a}, weight: -1}]}]",
-     "spec.http[0].route[0].weight", "< 0", "error"),
-    ("destination-star", "hosts: [a]\nhttp: [{route: [{destination: {host: '*'}}]}]",
-     "spec.http[0].route[0].destination.host", "invalid destination host", "error"),
-    ("destination-host-missing", "hosts: [a]\nhttp: [{route: [{destination: {subset: v1}}]}]",
-     "spec.http[0].route[0].destination.host", "required field is missing", "error"),
-    ("destination-port", "hosts: [a]\nhttp: [{route: [{destination: {host: a, port: {number: 70000}}}]}]",
-     "spec.http[0].route[0].destination.port.number", "between 1 and 65535", "error"),
-    ("subset-name", "hosts: [a]\nhttp: [{route: [{destination: {host: a, subset: V_1}}]}]",
-     "spec.http[0].route[0].destination.subset", "subset name is invalid", "error"),
-    ("regex-lookahead", "hosts: [a]\nhttp: [{match: [{uri: {regex: '/(?!admin).*'}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].uri.regex", "look-around", "error"),
-    ("regex-backreference",
-     "hosts: [a]\nhttp: [{match: [{headers: {x-id: {regex: '(a)\\1'}}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].headers.x-id.regex", "backreferences", "error"),
-    ("regex-does-not-compile", "hosts: [a]\nhttp: [{match: [{authority: {regex: '(a'}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].authority.regex", "does not compile", "error"),
-    ("string-match-oneof",
-     "hosts: [a]\nhttp: [{match: [{uri: {exact: /a, prefix: /b}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].uri", "only one of exact, prefix, regex", "error"),
-    ("empty-prefix-method", "hosts: [a]\nhttp: [{match: [{method: {prefix: ''}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].method.prefix", "should not be empty", "error"),
-    ("header-name", "hosts: [a]\nhttp: [{match: [{headers: {'bad header': {exact: x}}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].headers.bad header", "not a valid header name", "error"),
-    ("source-namespace", "hosts: [a]\nhttp: [{match: [{sourceNamespace: Bad_NS}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].sourceNamespace", "is invalid", "error"),
-    ("retries-negative", "hosts: [a]\nhttp: [{retries: {attempts: -1}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].retries.attempts", "cannot be negative", "error"),
-    ("retries-zero-configured", "hosts: [a]\nhttp: [{retries: {attempts: 0, retryOn: 5xx}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].retries.attempts", "attempts are set to 0", "error"),
-    ("per-try-timeout", "hosts: [a]\nhttp: [{retries: {attempts: 2, perTryTimeout: 500us}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].retries.perTryTimeout", "greater than 1ms", "error"),
-    ("retry-on", "hosts: [a]\nhttp: [{retries: {attempts: 2, retryOn: 'sometimes'}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].retries.retryOn", "not a valid retryOn policy", "error"),
-    ("abort-percentage", "hosts: [a]\nhttp: [{fault: {abort: {httpStatus: 503, percentage: {value: 150}}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault.abort.percentage", "range [0.0001, 100.0]", "error"),
-    ("abort-status", "hosts: [a]\nhttp: [{fault: {abort: {httpStatus: 700}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault.abort.httpStatus", "200-599", "error"),
-    ("abort-without-status", "hosts: [a]\nhttp: [{fault: {abort: {percentage: {value: 1}}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault.abort", "needs httpStatus or grpcStatus", "error"),
-    ("abort-grpc-status", "hosts: [a]\nhttp: [{fault: {abort: {grpcStatus: NOPE}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault.abort.grpcStatus", "not supported", "error"),
-    ("abort-oneof", "hosts: [a]\nhttp: [{fault: {abort: {httpStatus: 500, grpcStatus: INTERNAL}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault.abort", "only one of", "error"),
-    ("delay-without-fixed", "hosts: [a]\nhttp: [{fault: {delay: {percentage: {value: 5}}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault.delay", "needs fixedDelay", "error"),
-    ("fault-empty", "hosts: [a]\nhttp: [{fault: {}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].fault", "abort and/or a delay", "error"),
-    ("mirror-percentage", "hosts: [a]\nhttp: [{mirror: {host: b}, mirrorPercentage: {value: 101}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].mirrorPercentage", "within 0..100", "error"),
-    ("mirror-percent-deprecated", "hosts: [a]\nhttp: [{mirror: {host: b}, mirrorPercent: 150, route: [{destination: {host: a}}]}]",
-     "spec.http[0].mirrorPercent", "max value of 100", "error"),
-    ("cors-origin-empty", "hosts: [a]\nhttp: [{corsPolicy: {allowOrigins: [{exact: ''}]}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].corsPolicy.allowOrigins[0]", "needs a non-empty", "error"),
-    ("cors-origin-regex", "hosts: [a]\nhttp: [{corsPolicy: {allowOrigins: [{regex: '(?<=x)y'}]}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].corsPolicy.allowOrigins[0].regex", "look-around", "error"),
-    ("cors-method", "hosts: [a]\nhttp: [{corsPolicy: {allowMethods: [FETCH]}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].corsPolicy.allowMethods[0]", "not a supported HTTP method", "error"),
-    ("cors-max-age", "hosts: [a]\nhttp: [{corsPolicy: {maxAge: 1500ms}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].corsPolicy.maxAge", "seconds precision", "error"),
-    ("gateway-name", "hosts: [a]\ngateways: [ns/Bad_Name]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.gateways[0]", "invalid value for gateway name", "error"),
-    ("gateway-legacy-name", "hosts: [a]\ngateways: [gw.istio-system]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.gateways[0]", "legacy gatewayName format", "warning"),
-    ("match-gateway-name", "hosts: [a]\nhttp: [{match: [{gateways: [/gw]}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].gateways[0]", "cannot be empty", "error"),
-    ("root-delegate-with-route", "hosts: [a]\nhttp: [{delegate: {name: d}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].route", "must not specify route", "error"),
-    ("delegate-in-delegate", "http: [{delegate: {name: d}}]",
-     "spec.http[0].delegate", "cannot contain delegate", "error"),
-    ("delegate-without-name", "hosts: [a]\nhttp: [{delegate: {namespace: ns}}]",
-     "spec.http[0].delegate.name", "needs the name", "error"),
-    ("redirect-empty", "hosts: [a]\nhttp: [{redirect: {redirectCode: 302}}]",
-     "spec.http[0].redirect", "must specify uri, authority, scheme, or port", "error"),
-    ("redirect-code", "hosts: [a]\nhttp: [{redirect: {uri: /x, redirectCode: 200}}]",
-     "spec.http[0].redirect.redirectCode", "must be 3xx", "error"),
-    ("redirect-scheme", "hosts: [a]\nhttp: [{redirect: {scheme: ftp}}]",
-     "spec.http[0].redirect.scheme", 'must be "http" or "https"', "error"),
-    ("redirect-port-oneof", "hosts: [a]\nhttp: [{redirect: {port: 8080, derivePort: FROM_REQUEST_PORT}}]",
-     "spec.http[0].redirect", "only one of port, derivePort", "error"),
-    ("direct-response-status", "hosts: [a]\nhttp: [{directResponse: {status: 700}}]",
-     "spec.http[0].directResponse.status", "200-599", "error"),
-    ("direct-response-bytes", "hosts: [a]\nhttp: [{directResponse: {status: 200, body: {bytes: '***'}}}]",
-     "spec.http[0].directResponse.body.bytes", "base64", "error"),
-    ("direct-response-status-required", "hosts: [a]\nhttp: [{directResponse: {body: {string: x}}}]",
-     "spec.http[0].directResponse.status", "required field is missing", "error"),
-    ("rewrite-both-uris", "hosts: [a]\nhttp: [{rewrite: {uri: /x, uriRegexRewrite: {match: a, rewrite: b}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].rewrite", "only contain one of uri or uriRegexRewrite", "error"),
-    ("rewrite-empty", "hosts: [a]\nhttp: [{rewrite: {}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].rewrite", "at least one of", "error"),
-    ("rewrite-regex-half", "hosts: [a]\nhttp: [{rewrite: {uriRegexRewrite: {match: '^/a'}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].rewrite.uriRegexRewrite", "requires both match and rewrite", "error"),
-    ("authority-twice", "hosts: [a]\nhttp: [{rewrite: {authority: b}, headers: {request: {set: {host: c}}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].headers", "authority header cannot be set multiple times", "error"),
-    ("request-pseudo-header", "hosts: [a]\nhttp: [{headers: {request: {set: {':path': /x}}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].headers.request.set.:path", "cannot have ':' prefix", "error"),
-    ("response-host-header", "hosts: [a]\nhttp: [{route: [{destination: {host: a}, headers: {response: {add: {Host: x}}}}]}]",
-     "spec.http[0].route[0].headers.response.add.Host", "cannot set Host header", "error"),
-    ("header-value", "hosts: [a]\nhttp: [{headers: {response: {set: {x-a: 'abc%123'}}}, route: [{destination: {host: a}}]}]",
-     "spec.http[0].headers.response.set.x-a", "%VARIABLE%", "error"),
-    ("jwt-claim-on-mesh", "hosts: [a]\nhttp: [{match: [{headers: {'@request.auth.claims.group': {exact: x}}}], route: [{destination: {host: a}}]}]",
-     "spec.http[0].match[0].headers[@request.auth.claims.group]", "only supported for gateways", "error"),
-    ("timeout-zero", "hosts: [a]\nhttp: [{timeout: 0s, route: [{destination: {host: a}}]}]",
-     "spec.http[0].timeout", "greater than 1ms", "error"),
-    ("timeout-not-a-duration", "hosts: [a]\nhttp: [{timeout: soon, route: [{destination: {host: a}}]}]",
-     "spec.http[0].timeout", "invalid duration", "error"),
-    ("tls-without-sni", "hosts: [a.com]\ntls: [{match: [{sniHosts: []}], route: [{destination: {host: a}}]}]",
-     "spec.tls[0].match[0].sniHosts", "at least one SNI host", "error"),
-    ("tls-match-required", "hosts: [a.com]\ntls: [{route: [{destination: {host: a}}]}]",
-     "spec.tls[0].match", "required field is missing", "error"),
-    ("tls-sni-not-a-host", "hosts: [a.com]\ntls: [{match: [{sniHosts: [b.com]}], route: [{destination: {host: a}}]}]",
-     "spec.tls[0].match[0].sniHosts[0]", "not a compatible subset", "error"),
-    ("tls-without-route", "hosts: [a.com]\ntls: [{match: [{sniHosts: [a.com]}]}]",
-     "spec.tls[0].route", "TLS route is required", "error"),
-    ("tcp-without-route", "hosts: [a]\ntcp: [{match: [{port: 80}]}]", "spec.tcp[0].route", "TCP route is required", "error"),
-    ("tcp-subnet", "hosts: [a]\ntcp: [{match: [{destinationSubnets: [10.0.0.0/40]}], route: [{destination: {host: a}}]}]",
-     "spec.tcp[0].match[0].destinationSubnets[0]", "not a valid CIDR", "error"),
-    ("tcp-source-labels", "hosts: [a]\ntcp: [{match: [{sourceLabels: {'bad key!': x}}], route: [{destination: {host: a}}]}]",
-     "spec.tcp[0].match[0].sourceLabels.bad key!", "invalid label key", "error"),
-    ("export-to-duplicate", "hosts: [a]\nexportTo: [., default]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.exportTo[1]", "duplicate entries", "error"),
-    ("export-to-star-and-more", "hosts: [a]\nexportTo: ['*', ns1]\nhttp: [{route: [{destination: {host: a}}]}]",
-     "spec.exportTo", "both public (*) and non-public", "error"),
-    ("unreachable-catch-all", "hosts: [a]\nhttp: [{route: [{destination: {host: a}}]}, {route: [{destination: {host: b}}]}]",
-     "spec.http[1]", "only the last rule can have no matches", "warning"),
-    ("duplicate-match", "hosts: [a]\nhttp: [{match: [{uri: {exact: /a}}], route: [{destination: {host: a}}]}, "
-     "{match: [{name: again, uri: {exact: /a}}], route: [{destination: {host: b}}]}]",
-     "spec.http[1]", "all matches used by prior rules", "warning"),
-    ("unknown-field", "hosts: [a]\nhttp: [{routes: [{destination: {host: a}}]}]",
-     "spec.http[0].routes", "unknown field", "error"),
-]  # fmt: skip
+def cases(text: str) -> list[tuple[Any, ...]]:
+    """Rule cases written as YAML: id, spec, field path, message substring, severity."""
+    return [
+        (c["id"], c["spec"], c["path"], c["message"], c.get("severity", "error"))
+        for c in yaml.safe_load(textwrap.dedent(text))
+    ]
 
 
-@pytest.mark.parametrize(("spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+# Each case breaks one rule; severity is "error" unless given.
+RULES = cases(
+    r"""
+    - id: delegate-has-gateways
+      path: spec.gateways
+      message: must have no gateways
+      spec:
+        gateways: [gw]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: host-invalid
+      path: spec.hosts[0]
+      message: invalid
+      spec:
+        hosts: [bad_host!]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: host-star-on-mesh
+      path: spec.hosts[0]
+      message: wildcard host * is not allowed
+      spec:
+        hosts: ['*']
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: hosts-overlap
+      path: spec.hosts[1]
+      message: duplicate hosts
+      spec:
+        hosts: ['*.foo.com', a.foo.com]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: no-routes
+      path: spec
+      message: http, tcp or tls must be provided
+      spec: {hosts: [a]}
+
+    - id: route-missing
+      path: spec.http[0]
+      message: route, redirect or directResponse
+      spec:
+        hosts: [a]
+        http:
+        - {name: x}
+
+    - id: redirect-and-route
+      path: spec.http[0].route
+      message: both redirect and route
+      spec:
+        hosts: [a]
+        http:
+        - redirect: {uri: /x}
+          route:
+          - {destination: {host: a}}
+
+    - id: direct-response-and-fault
+      path: spec.http[0].fault
+      message: both directResponse and fault
+      spec:
+        hosts: [a]
+        http:
+        - directResponse: {status: 200}
+          fault: {abort: {httpStatus: 500}}
+
+    - id: mirror-and-mirrors
+      path: spec.http[0].mirrors
+      message: both mirror and mirrors
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: a}}
+          mirror: {host: b}
+          mirrors:
+          - {destination: {host: c}}
+
+    - id: weights-all-zero
+      path: spec.http[0].route
+      message: total destination weight = 0
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: a, subset: x}}
+          - {destination: {host: a, subset: y}}
+
+    - id: weight-negative
+      path: spec.http[0].route[0].weight
+      message: < 0
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: a}, weight: -1}
+
+    - id: destination-star
+      path: spec.http[0].route[0].destination.host
+      message: invalid destination host
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: '*'}}
+
+    - id: destination-host-missing
+      path: spec.http[0].route[0].destination.host
+      message: required field is missing
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {subset: v1}}
+
+    - id: destination-port
+      path: spec.http[0].route[0].destination.port.number
+      message: between 1 and 65535
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - destination: {host: a, port: {number: 70000}}
+
+    - id: subset-name
+      path: spec.http[0].route[0].destination.subset
+      message: subset name is invalid
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: a, subset: V_1}}
+
+    - id: regex-lookahead
+      path: spec.http[0].match[0].uri.regex
+      message: look-around
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {uri: {regex: '/(?!admin).*'}}
+          route:
+          - {destination: {host: a}}
+
+    - id: regex-backreference
+      path: spec.http[0].match[0].headers.x-id.regex
+      message: backreferences
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - headers: {x-id: {regex: (a)\1}}
+          route:
+          - {destination: {host: a}}
+
+    - id: regex-does-not-compile
+      path: spec.http[0].match[0].authority.regex
+      message: does not compile
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {authority: {regex: (a}}
+          route:
+          - {destination: {host: a}}
+
+    - id: string-match-oneof
+      path: spec.http[0].match[0].uri
+      message: only one of exact, prefix, regex
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {uri: {exact: /a, prefix: /b}}
+          route:
+          - {destination: {host: a}}
+
+    - id: empty-prefix-method
+      path: spec.http[0].match[0].method.prefix
+      message: should not be empty
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {method: {prefix: ''}}
+          route:
+          - {destination: {host: a}}
+
+    - id: header-name
+      path: spec.http[0].match[0].headers.bad header
+      message: not a valid header name
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - headers: {bad header: {exact: x}}
+          route:
+          - {destination: {host: a}}
+
+    - id: source-namespace
+      path: spec.http[0].match[0].sourceNamespace
+      message: is invalid
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {sourceNamespace: Bad_NS}
+          route:
+          - {destination: {host: a}}
+
+    - id: retries-negative
+      path: spec.http[0].retries.attempts
+      message: cannot be negative
+      spec:
+        hosts: [a]
+        http:
+        - retries: {attempts: -1}
+          route:
+          - {destination: {host: a}}
+
+    - id: retries-zero-configured
+      path: spec.http[0].retries.attempts
+      message: attempts are set to 0
+      spec:
+        hosts: [a]
+        http:
+        - retries: {attempts: 0, retryOn: 5xx}
+          route:
+          - {destination: {host: a}}
+
+    - id: per-try-timeout
+      path: spec.http[0].retries.perTryTimeout
+      message: greater than 1ms
+      spec:
+        hosts: [a]
+        http:
+        - retries: {attempts: 2, perTryTimeout: 500us}
+          route:
+          - {destination: {host: a}}
+
+    - id: retry-on
+      path: spec.http[0].retries.retryOn
+      message: not a valid retryOn policy
+      spec:
+        hosts: [a]
+        http:
+        - retries: {attempts: 2, retryOn: sometimes}
+          route:
+          - {destination: {host: a}}
+
+    - id: abort-percentage
+      path: spec.http[0].fault.abort.percentage
+      message: range [0.0001, 100.0]
+      spec:
+        hosts: [a]
+        http:
+        - fault:
+            abort: {httpStatus: 503, percentage: {value: 150}}
+          route:
+          - {destination: {host: a}}
+
+    - id: abort-status
+      path: spec.http[0].fault.abort.httpStatus
+      message: 200-599
+      spec:
+        hosts: [a]
+        http:
+        - fault: {abort: {httpStatus: 700}}
+          route:
+          - {destination: {host: a}}
+
+    - id: abort-without-status
+      path: spec.http[0].fault.abort
+      message: needs httpStatus or grpcStatus
+      spec:
+        hosts: [a]
+        http:
+        - fault:
+            abort: {percentage: {value: 1}}
+          route:
+          - {destination: {host: a}}
+
+    - id: abort-grpc-status
+      path: spec.http[0].fault.abort.grpcStatus
+      message: not supported
+      spec:
+        hosts: [a]
+        http:
+        - fault: {abort: {grpcStatus: NOPE}}
+          route:
+          - {destination: {host: a}}
+
+    - id: abort-oneof
+      path: spec.http[0].fault.abort
+      message: only one of
+      spec:
+        hosts: [a]
+        http:
+        - fault: {abort: {httpStatus: 500, grpcStatus: INTERNAL}}
+          route:
+          - {destination: {host: a}}
+
+    - id: delay-without-fixed
+      path: spec.http[0].fault.delay
+      message: needs fixedDelay
+      spec:
+        hosts: [a]
+        http:
+        - fault:
+            delay: {percentage: {value: 5}}
+          route:
+          - {destination: {host: a}}
+
+    - id: fault-empty
+      path: spec.http[0].fault
+      message: abort and/or a delay
+      spec:
+        hosts: [a]
+        http:
+        - fault: {}
+          route:
+          - {destination: {host: a}}
+
+    - id: mirror-percentage
+      path: spec.http[0].mirrorPercentage
+      message: within 0..100
+      spec:
+        hosts: [a]
+        http:
+        - mirror: {host: b}
+          mirrorPercentage: {value: 101}
+          route:
+          - {destination: {host: a}}
+
+    - id: mirror-percent-deprecated
+      path: spec.http[0].mirrorPercent
+      message: max value of 100
+      spec:
+        hosts: [a]
+        http:
+        - mirror: {host: b}
+          mirrorPercent: 150
+          route:
+          - {destination: {host: a}}
+
+    - id: cors-origin-empty
+      path: spec.http[0].corsPolicy.allowOrigins[0]
+      message: needs a non-empty
+      spec:
+        hosts: [a]
+        http:
+        - corsPolicy:
+            allowOrigins:
+            - {exact: ''}
+          route:
+          - {destination: {host: a}}
+
+    - id: cors-origin-regex
+      path: spec.http[0].corsPolicy.allowOrigins[0].regex
+      message: look-around
+      spec:
+        hosts: [a]
+        http:
+        - corsPolicy:
+            allowOrigins:
+            - {regex: '(?<=x)y'}
+          route:
+          - {destination: {host: a}}
+
+    - id: cors-method
+      path: spec.http[0].corsPolicy.allowMethods[0]
+      message: not a supported HTTP method
+      spec:
+        hosts: [a]
+        http:
+        - corsPolicy: {allowMethods: [FETCH]}
+          route:
+          - {destination: {host: a}}
+
+    - id: cors-max-age
+      path: spec.http[0].corsPolicy.maxAge
+      message: seconds precision
+      spec:
+        hosts: [a]
+        http:
+        - corsPolicy: {maxAge: 1500ms}
+          route:
+          - {destination: {host: a}}
+
+    - id: gateway-name
+      path: spec.gateways[0]
+      message: invalid value for gateway name
+      spec:
+        hosts: [a]
+        gateways: [ns/Bad_Name]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: gateway-legacy-name
+      path: spec.gateways[0]
+      message: legacy gatewayName format
+      severity: warning
+      spec:
+        hosts: [a]
+        gateways: [gw.istio-system]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: match-gateway-name
+      path: spec.http[0].match[0].gateways[0]
+      message: cannot be empty
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {gateways: [/gw]}
+          route:
+          - {destination: {host: a}}
+
+    - id: root-delegate-with-route
+      path: spec.http[0].route
+      message: must not specify route
+      spec:
+        hosts: [a]
+        http:
+        - delegate: {name: d}
+          route:
+          - {destination: {host: a}}
+
+    - id: delegate-in-delegate
+      path: spec.http[0].delegate
+      message: cannot contain delegate
+      spec:
+        http:
+        - {delegate: {name: d}}
+
+    - id: delegate-without-name
+      path: spec.http[0].delegate.name
+      message: needs the name
+      spec:
+        hosts: [a]
+        http:
+        - {delegate: {namespace: ns}}
+
+    - id: redirect-empty
+      path: spec.http[0].redirect
+      message: must specify uri, authority, scheme, or port
+      spec:
+        hosts: [a]
+        http:
+        - {redirect: {redirectCode: 302}}
+
+    - id: redirect-code
+      path: spec.http[0].redirect.redirectCode
+      message: must be 3xx
+      spec:
+        hosts: [a]
+        http:
+        - {redirect: {uri: /x, redirectCode: 200}}
+
+    - id: redirect-scheme
+      path: spec.http[0].redirect.scheme
+      message: must be "http" or "https"
+      spec:
+        hosts: [a]
+        http:
+        - {redirect: {scheme: ftp}}
+
+    - id: redirect-port-oneof
+      path: spec.http[0].redirect
+      message: only one of port, derivePort
+      spec:
+        hosts: [a]
+        http:
+        - {redirect: {port: 8080, derivePort: FROM_REQUEST_PORT}}
+
+    - id: direct-response-status
+      path: spec.http[0].directResponse.status
+      message: 200-599
+      spec:
+        hosts: [a]
+        http:
+        - {directResponse: {status: 700}}
+
+    - id: direct-response-bytes
+      path: spec.http[0].directResponse.body.bytes
+      message: base64
+      spec:
+        hosts: [a]
+        http:
+        - directResponse: {status: 200, body: {bytes: '***'}}
+
+    - id: direct-response-status-required
+      path: spec.http[0].directResponse.status
+      message: required field is missing
+      spec:
+        hosts: [a]
+        http:
+        - directResponse: {body: {string: x}}
+
+    - id: rewrite-both-uris
+      path: spec.http[0].rewrite
+      message: only contain one of uri or uriRegexRewrite
+      spec:
+        hosts: [a]
+        http:
+        - rewrite: {uri: /x, uriRegexRewrite: {match: a, rewrite: b}}
+          route:
+          - {destination: {host: a}}
+
+    - id: rewrite-empty
+      path: spec.http[0].rewrite
+      message: at least one of
+      spec:
+        hosts: [a]
+        http:
+        - rewrite: {}
+          route:
+          - {destination: {host: a}}
+
+    - id: rewrite-regex-half
+      path: spec.http[0].rewrite.uriRegexRewrite
+      message: requires both match and rewrite
+      spec:
+        hosts: [a]
+        http:
+        - rewrite: {uriRegexRewrite: {match: ^/a}}
+          route:
+          - {destination: {host: a}}
+
+    - id: authority-twice
+      path: spec.http[0].headers
+      message: authority header cannot be set multiple times
+      spec:
+        hosts: [a]
+        http:
+        - rewrite: {authority: b}
+          headers:
+            request: {set: {host: c}}
+          route:
+          - {destination: {host: a}}
+
+    - id: request-pseudo-header
+      path: spec.http[0].headers.request.set.:path
+      message: cannot have ':' prefix
+      spec:
+        hosts: [a]
+        http:
+        - headers:
+            request: {set: {':path': /x}}
+          route:
+          - {destination: {host: a}}
+
+    - id: response-host-header
+      path: spec.http[0].route[0].headers.response.add.Host
+      message: cannot set Host header
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - destination: {host: a}
+            headers:
+              response: {add: {Host: x}}
+
+    - id: header-value
+      path: spec.http[0].headers.response.set.x-a
+      message: '%VARIABLE%'
+      spec:
+        hosts: [a]
+        http:
+        - headers:
+            response: {set: {x-a: abc%123}}
+          route:
+          - {destination: {host: a}}
+
+    - id: jwt-claim-on-mesh
+      path: spec.http[0].match[0].headers[@request.auth.claims.group]
+      message: only supported for gateways
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - headers: {'@request.auth.claims.group': {exact: x}}
+          route:
+          - {destination: {host: a}}
+
+    - id: timeout-zero
+      path: spec.http[0].timeout
+      message: greater than 1ms
+      spec:
+        hosts: [a]
+        http:
+        - timeout: 0s
+          route:
+          - {destination: {host: a}}
+
+    - id: timeout-not-a-duration
+      path: spec.http[0].timeout
+      message: invalid duration
+      spec:
+        hosts: [a]
+        http:
+        - timeout: soon
+          route:
+          - {destination: {host: a}}
+
+    - id: tls-without-sni
+      path: spec.tls[0].match[0].sniHosts
+      message: at least one SNI host
+      spec:
+        hosts: [a.com]
+        tls:
+        - match:
+          - {sniHosts: []}
+          route:
+          - {destination: {host: a}}
+
+    - id: tls-match-required
+      path: spec.tls[0].match
+      message: required field is missing
+      spec:
+        hosts: [a.com]
+        tls:
+        - route:
+          - {destination: {host: a}}
+
+    - id: tls-sni-not-a-host
+      path: spec.tls[0].match[0].sniHosts[0]
+      message: not a compatible subset
+      spec:
+        hosts: [a.com]
+        tls:
+        - match:
+          - {sniHosts: [b.com]}
+          route:
+          - {destination: {host: a}}
+
+    - id: tls-without-route
+      path: spec.tls[0].route
+      message: TLS route is required
+      spec:
+        hosts: [a.com]
+        tls:
+        - match:
+          - {sniHosts: [a.com]}
+
+    - id: tcp-without-route
+      path: spec.tcp[0].route
+      message: TCP route is required
+      spec:
+        hosts: [a]
+        tcp:
+        - match:
+          - {port: 80}
+
+    - id: tcp-subnet
+      path: spec.tcp[0].match[0].destinationSubnets[0]
+      message: not a valid CIDR
+      spec:
+        hosts: [a]
+        tcp:
+        - match:
+          - {destinationSubnets: [10.0.0.0/40]}
+          route:
+          - {destination: {host: a}}
+
+    - id: tcp-source-labels
+      path: spec.tcp[0].match[0].sourceLabels.bad key!
+      message: invalid label key
+      spec:
+        hosts: [a]
+        tcp:
+        - match:
+          - {sourceLabels: {bad key!: x}}
+          route:
+          - {destination: {host: a}}
+
+    - id: export-to-duplicate
+      path: spec.exportTo[1]
+      message: duplicate entries
+      spec:
+        hosts: [a]
+        exportTo: [., default]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: export-to-star-and-more
+      path: spec.exportTo
+      message: both public (*) and non-public
+      spec:
+        hosts: [a]
+        exportTo: ['*', ns1]
+        http:
+        - route:
+          - {destination: {host: a}}
+
+    - id: unreachable-catch-all
+      path: spec.http[1]
+      message: only the last rule can have no matches
+      severity: warning
+      spec:
+        hosts: [a]
+        http:
+        - route:
+          - {destination: {host: a}}
+        - route:
+          - {destination: {host: b}}
+
+    - id: duplicate-match
+      path: spec.http[1]
+      message: all matches used by prior rules
+      severity: warning
+      spec:
+        hosts: [a]
+        http:
+        - match:
+          - {uri: {exact: /a}}
+          route:
+          - {destination: {host: a}}
+        - match:
+          - {name: again, uri: {exact: /a}}
+          route:
+          - {destination: {host: b}}
+
+    - id: unknown-field
+      path: spec.http[0].routes
+      message: unknown field
+      spec:
+        hosts: [a]
+        http:
+        - routes:
+          - {destination: {host: a}}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "message", "severity"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
 def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, severity: str) -> None:
     found = problems(spec)
     hit = [p for p in found if p.path == path and message.lower() in p.message.lower()]
@@ -346,16 +947,20 @@ def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, 
         GATEWAY_BOUND,
         TLS_TCP,
         # weights need not sum to 100: Envoy normalises them (Istio only forbids an all-zero split)
-        "hosts: [a]\nhttp: [{route: [{destination: {host: a, subset: x}, weight: 1}, {destination: {host: a, subset: y}, weight: 3}]}]",
+        "hosts: [a]\nhttp: [{route: [{destination: {host: a, subset: x}, weight: 1}, "
+        "{destination: {host: a, subset: y}, weight: 3}]}]",
         # RE2-only syntax is accepted although Python spells it differently
-        "hosts: [a]\nhttp: [{match: [{uri: {regex: '(?<ver>v[0-9])/.*\\z'}}], route: [{destination: {host: a}}]}]",
+        "hosts: [a]\nhttp: [{match: [{uri: {regex: '(?<ver>v[0-9])/.*\\z'}}], "
+        "route: [{destination: {host: a}}]}]",
         # an empty URI prefix matches everything and is allowed (not for other string matches)
         "hosts: [a]\nhttp: [{match: [{uri: {prefix: ''}}], route: [{destination: {host: a}}]}]",
         # JWT claim routing on a gateway, withoutHeaders' "*" regex meaning "present"
-        "hosts: [a.com]\ngateways: [gw]\nhttp: [{match: [{headers: {'@request.auth.claims.group': {exact: x}}, "
+        "hosts: [a.com]\ngateways: [gw]\n"
+        "http: [{match: [{headers: {'@request.auth.claims.group': {exact: x}}, "
         "withoutHeaders: {x-debug: {regex: '*'}}}], route: [{destination: {host: a}}]}]",
         # an IP address as a host; the authority set once through headers only
-        "hosts: [10.0.0.1]\nhttp: [{headers: {request: {set: {':authority': b}}}, route: [{destination: {host: a}}]}]",
+        "hosts: [10.0.0.1]\n"
+        "http: [{headers: {request: {set: {':authority': b}}}, route: [{destination: {host: a}}]}]",
         # a delegate VirtualService and the root that delegates to it
         "http: [{match: [{uri: {prefix: /a}}], route: [{destination: {host: a}}]}]",
         "hosts: [a]\nhttp: [{match: [{uri: {prefix: /a}}], delegate: {name: d, namespace: ns}}]",

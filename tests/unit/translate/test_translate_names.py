@@ -40,7 +40,10 @@ def test_sni_form():
 @pytest.mark.parametrize(
     ("name", "key"),
     [
-        ("outbound|9080|v1|reviews.prod.svc.cluster.local", ClusterKey("outbound", 9080, "v1", "reviews.prod.svc.cluster.local")),
+        (
+            "outbound|9080|v1|reviews.prod.svc.cluster.local",
+            ClusterKey("outbound", 9080, "v1", "reviews.prod.svc.cluster.local"),
+        ),
         ("outbound|80||*.example.com", ClusterKey("outbound", 80, "", "*.example.com")),
         ("inbound|9080||", ClusterKey("inbound", 9080, "", "")),
         ("outbound_.9080_.v1_.reviews.prod", ClusterKey("outbound", 9080, "v1", "reviews.prod")),

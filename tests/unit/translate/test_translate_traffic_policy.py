@@ -78,7 +78,10 @@ def test_destination_port_level_entry_is_the_base_of_the_subset_merge():
     subset = policy({"outlierDetection": {"consecutiveGatewayErrors": 2}})
     merged = subset_policy(DESTINATION, subset, 9443)
     assert merged == policy(
-        {"connectionPool": {"tcp": {"maxConnections": 1}}, "outlierDetection": {"consecutiveGatewayErrors": 2}}
+        {
+            "connectionPool": {"tcp": {"maxConnections": 1}},
+            "outlierDetection": {"consecutiveGatewayErrors": 2},
+        }
     )
 
 
@@ -104,7 +107,9 @@ def test_missing_sides():
 
 
 def test_cluster_policy_picks_default_or_subset():
-    subset = Subset(name="v3", labels={"version": "v3"}, traffic_policy=policy({"loadBalancer": {"simple": "RANDOM"}}))
+    subset = Subset(
+        name="v3", labels={"version": "v3"}, traffic_policy=policy({"loadBalancer": {"simple": "RANDOM"}})
+    )
     assert cluster_policy(DESTINATION, 9080) == DESTINATION
     picked = cluster_policy(DESTINATION, 9080, subset)
     assert picked is not None and picked.load_balancer is not None and picked.load_balancer.simple == "RANDOM"
@@ -128,6 +133,13 @@ groups = st.fixed_dictionaries(
 def test_every_group_comes_from_the_subset_if_set_else_the_destination(top, sub):
     merged = subset_policy(policy(top), policy(sub), 9080)
     assert merged is not None
-    for name in ("load_balancer", "connection_pool", "outlier_detection", "tls", "proxy_protocol", "retry_budget"):
+    for name in (
+        "load_balancer",
+        "connection_pool",
+        "outlier_detection",
+        "tls",
+        "proxy_protocol",
+        "retry_budget",
+    ):
         expected = getattr(policy(sub), name) or getattr(policy(top), name)
         assert getattr(merged, name) == expected, name

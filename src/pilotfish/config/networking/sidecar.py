@@ -99,7 +99,7 @@ def default_endpoint(value: str) -> str | None:
             "defaultEndpoint must be of form 127.0.0.1:<port>, 0.0.0.0:<port>, [::1]:<port>, "
             "[::]:<port> or unix://<path>"
         )
-    if not parts[1].isdigit():
+    if not (parts[1].isascii() and parts[1].isdigit()):
         return f"defaultEndpoint port {parts[1]!r} is not a number"
     return checks.port_number(int(parts[1]))
 

@@ -12,7 +12,6 @@ and v1). Rules: istio/istio ``pkg/config/validation/validation.go`` (``ValidateV
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -627,7 +626,7 @@ def _body_size(body: HTTPBody) -> int | str:
         return len((body.string or "").encode())
     try:
         return len(base64.b64decode(body.bytes, validate=True))
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         return "bytes must be base64-encoded"
 
 
@@ -666,7 +665,7 @@ def _retries(retries: HTTPRetry | None, path: Path) -> Iterator[Finding]:
         (((*path, "perTryTimeout"), retries.per_try_timeout), ((*path, "backoff"), retries.backoff))
     )
     for policy in filter(None, retries.retry_on.split(",")):
-        code = int(policy) if policy.isdigit() else -1
+        code = int(policy) if policy.isascii() and policy.isdigit() else -1
         if code not in HTTP_STATUS_CODES and policy not in RETRY_ON_POLICIES:
             yield Finding((*path, "retryOn"), f"{policy!r} is not a valid retryOn policy")
 

@@ -172,7 +172,9 @@ def discovery_type(service: Service, proxy: Proxy) -> int | None:
 
 
 def finish(cluster: Cluster, rule: AppliedRule | None, subset: str | None) -> None:
-    """EDS config once the type is final (``maybeApplyEdsConfig``), then the rule metadata."""
+    """EDS config once the type is final (``maybeApplyEdsConfig``), the rule metadata, and a
+    complete ``HttpProtocolOptions`` (``clusterWrapper.build``)."""
+    complete_http_options(cluster)
     if cluster.type == Cluster.EDS:
         cluster.eds_cluster_config.CopyFrom(eds_config(cluster.name))
     if rule is not None:
@@ -252,11 +254,23 @@ def set_http_options(cluster: Cluster, options: http_protocol_options_pb2.HttpPr
 
 
 def set_http2(cluster: Cluster) -> None:
-    """Istio ``setH2Options``: explicit HTTP/2 unless an upstream protocol is already chosen."""
+    """Istio ``setH2Options``: explicit HTTP/2 (replacing any upstream protocol choice) unless
+    ``upstream_http_protocol_options`` is set, which only TLS settings do."""
     options = http_options(cluster)
-    if options.WhichOneof("upstream_protocol_options") is None:
+    if not options.HasField("upstream_http_protocol_options"):
         options.explicit_http_config.http2_protocol_options.SetInParent()
     set_http_options(cluster, options)
+
+
+def complete_http_options(cluster: Cluster) -> None:
+    """Istio ``clusterWrapper.build``: Envoy requires an upstream protocol in
+    ``HttpProtocolOptions``; options that name none get explicit HTTP/1.1."""
+    if HTTP_PROTOCOL_OPTIONS not in cluster.typed_extension_protocol_options:
+        return
+    options = http_options(cluster)
+    if options.WhichOneof("upstream_protocol_options") is None:
+        options.explicit_http_config.http_protocol_options.SetInParent()
+        set_http_options(cluster, options)
 
 
 def set_use_downstream_protocol(cluster: Cluster) -> None:

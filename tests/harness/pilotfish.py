@@ -1,0 +1,124 @@
+"""``pilotfish serve`` as a subprocess: started on free ports, READY line parsed, always reaped."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.processes import read_line, stop_process
+
+_READY = re.compile(r"READY xds=([\d.]+):(\d+) admin=([\d.]+):(\d+)")
+
+
+class PilotfishProcess:
+    def __init__(
+        self, config_dir: Path, workdir: Path, *, xds_port: int = 0, extra_args: Sequence[str] = ()
+    ) -> None:
+        self.config_dir = config_dir
+        self.workdir = workdir
+        self.xds_port = xds_port
+        self.admin_port = 0
+        self.extra_args = list(extra_args)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "pilotfish.log"
+
+    def start(self, timeout: float = 20.0) -> PilotfishProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pilotfish",
+            "serve",
+            "--config",
+            str(self.config_dir),
+            "--host",
+            "127.0.0.1",
+            "--xds-port",
+            str(self.xds_port),
+            "--admin-port",
+            "0",
+            *self.extra_args,
+        ]
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+        try:
+            line = read_line(self._proc, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        m = _READY.search(line)
+        assert m, f"unexpected first line from pilotfish: {line!r}\n{self.log_text()}"
+        self.xds_port, self.admin_port = int(m.group(2)), int(m.group(4))
+        self.starts += 1
+        return self
+
+    def stop(self) -> int | None:
+        if self._proc is None:
+            return None
+        code = stop_process(self._proc)
+        if self._proc.stdout:
+            self._proc.stdout.close()
+        self._proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as in a crash."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+            if self._proc.stdout:
+                self._proc.stdout.close()
+            self._proc = None
+
+    def restart(self) -> PilotfishProcess:
+        """Stop and start again on the same xDS port (the proxies' bootstrap points at it)."""
+        self.stop()
+        return self.start()
+
+    @property
+    def admin(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+    def syncz(self) -> list[dict[str, Any]]:
+        rows = self.get_json("/debug/syncz")
+        assert isinstance(rows, list)
+        return rows
+
+    def type_status(self, proxy_id: str, type_name: str) -> dict[str, Any]:
+        for row in self.syncz():
+            if row["proxy"] == proxy_id:
+                status = row["types"].get(type_name, {})
+                return status if isinstance(status, dict) else {}
+        return {}
+
+    def wait_synced(
+        self, proxy_id: str, types: Sequence[str] = ("CDS", "EDS"), timeout: float = 10.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if all(self.type_status(proxy_id, t).get("state") == "SYNCED" for t in types):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError(f"{proxy_id} not SYNCED for {types} within {timeout}s: {self.syncz()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
