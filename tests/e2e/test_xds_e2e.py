@@ -206,8 +206,8 @@ def test_envoy_keeps_serving_without_pilotfish_and_resyncs_without_churn(mesh: M
     mesh.envoy.wait_for(
         lambda: mesh.envoy.stat("control_plane.connected_state") == 1, timeout=15, message="reconnect"
     )
-    # Delta: the client's initial_resource_versions match, so EDS need not be sent at all.
-    mesh.pilotfish.wait_synced(PROXY, types=("CDS",))
+    # Delta: the client's initial_resource_versions match, so EDS is not resent, yet SYNCED.
+    mesh.pilotfish.wait_synced(PROXY)
     assert churn_counters(mesh.envoy) == churn, "reconnecting to an unchanged config changed clusters"
     assert sum(mesh.send(SUBSET, 30).values()) == 30
 
@@ -261,3 +261,25 @@ def test_concurrent_traffic_during_config_churn_never_fails(mesh: Mesh) -> None:
             time.sleep(0.3)
         counts = future.result()
     assert sum(counts.values()) == 150 and not any(k.startswith("<") for k in counts), counts
+
+
+def test_an_invalid_change_is_reported_and_the_last_good_config_stays(mesh: Mesh) -> None:
+    mesh.pilotfish.wait_synced(PROXY)
+    cds_before = mesh.pilotfish.type_status(PROXY, "CDS")["acked_version"]
+    mesh.write("dr.yaml", destination_rule("LEAST_CONN").replace("simple: ROUND_ROBIN", "simple: FASTEST"))
+    log_says = lambda: "FASTEST" in mesh.pilotfish.log_text()  # noqa: E731
+    mesh.envoy.wait_for(log_says, timeout=10, message="validation error logged")
+    assert "dr.yaml:" in mesh.pilotfish.log_text() and "must be one of" in mesh.pilotfish.log_text()
+    metrics = http.get(f"http://{mesh.pilotfish.admin}/metrics").body
+    assert "pilotfish_config_validation_errors 1.0" in str(metrics)
+    assert mesh.pilotfish.type_status(PROXY, "CDS")["acked_version"] == cds_before
+    assert cluster_lb_policy(mesh, SUBSET) == "ROUND_ROBIN"
+    assert len(mesh.send(SUBSET, 30)) == 3
+
+
+def test_metrics_count_pushes_and_nacks(mesh: Mesh) -> None:
+    mesh.pilotfish.wait_synced(PROXY)
+    text = str(http.get(f"http://{mesh.pilotfish.admin}/metrics").body)
+    assert 'pilotfish_xds_connected_proxies{kind="sidecar"} 1.0' in text
+    assert 'pilotfish_xds_pushes_total{type="type.googleapis.com/envoy.config.cluster.v3.Cluster"}' in text
+    assert "pilotfish_proxy_convergence_time_seconds_count" in text

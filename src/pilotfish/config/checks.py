@@ -333,3 +333,21 @@ def re2_regex(pattern: str) -> str | None:
     except (re.error, OverflowError, RecursionError) as exc:
         return f"regex {pattern!r} does not compile: {exc}"
     return None
+
+
+def workload_selector(match_labels: Mapping[str, str], path: Path) -> Iterator[Finding]:
+    """A ``type.v1beta1.WorkloadSelector``'s ``matchLabels`` (Istio ``validateWorkloadSelector`` and
+    the CRD's CEL rules): no empty keys, no wildcards, values of at most 63 characters. Labels
+    Kubernetes would reject are a warning (no workload can carry them); no labels at all too."""
+    where = (*path, "matchLabels")
+    for key, value in match_labels.items():
+        if not key:
+            yield Finding(where, "empty key is not supported in selector")
+        elif "*" in key or "*" in value:
+            yield Finding((*where, key), f"wildcard is not supported in selector: {key}={value}")
+        elif len(value) > 63:
+            yield Finding((*where, key), f"label value for {key!r} is longer than 63 characters")
+        elif problem := label_key(key) or label_value(value):
+            yield Finding((*where, key), f"{problem}: the selector matches no workload", "warning")
+    if not match_labels:
+        yield Finding(path, "workload selector specified without labels", "warning")

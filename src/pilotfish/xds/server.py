@@ -215,12 +215,21 @@ class _Stream(abc.ABC):
             _force(subscription, forced.get(type_url, set()))
             outgoing = self._respond(type_url, subscription, snapshot)
             if outgoing is None:
+                self._note_held(type_url, subscription, snapshot)
                 continue
             out.append(outgoing)
             child = rt.CHILD_TYPE.get(type_url)
             if child is not None:
                 forced[child] = snapshot.children(type_url, outgoing.updated)
         return out
+
+    def _note_held(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> None:
+        """Nothing to send: if the client holds every desired resource at its current version (a
+        delta reconnect), push status should say SYNCED, not NOT SENT."""
+        assert self._connection is not None
+        desired = _desired(subscription, snapshot, type_url)
+        if desired and all(subscription.known.get(n) == r.version for n, r in desired.items()):
+            self._status.already_held(self._connection, type_url, snapshot.version(type_url))
 
     def _next_nonce(self, subscription: Subscription) -> str:
         subscription.nonce = str(next(self._nonces))

@@ -142,6 +142,17 @@ class PushStatus:
         if self.hooks.pushed is not None:
             self.hooks.pushed(type_url)
 
+    def already_held(self, connection: ConnectionStatus, type_url: str, version: str) -> None:
+        """A delta client reconnected holding exactly the current resources (its
+        ``initial_resource_versions``), so nothing was sent: it is in sync at ``version``."""
+        status = connection.of(type_url)
+        if status.sent_nonce:
+            return
+        now = self._clock()
+        status.sent_version = status.acked_version = version
+        status.sent_nonce = status.acked_nonce = "initial"
+        status.sent_at = status.acked_at = now
+
     def acked(self, connection: ConnectionStatus, type_url: str, nonce: str) -> None:
         """Envoy accepted the response sent with ``nonce`` (ignored unless it is the latest)."""
         status = connection.of(type_url)

@@ -11,6 +11,7 @@ from pilotfish.xds.translate.destination_rules import (
     index_destination_rules,
     more_specific,
     resolve_host,
+    select_rule,
 )
 
 RATINGS = "ratings.prod.svc.cluster.local"
@@ -176,3 +177,13 @@ def test_rules_with_different_export_to_stay_apart():
     index = index_destination_rules(snap.of_kind("DestinationRule"), ROOT)
     rule = destination_rule_for(index, "third", {}, RATINGS, "prod")
     assert rule is not None and [s.name for s in rule.spec.subsets] == ["v1"]
+
+
+def test_select_rule_honours_selectors_only_in_the_proxys_namespace():
+    snap = snapshot(dr("selected", "prod", extra=SELECTOR), dr("everyone", "prod"))
+    index = index_destination_rules(snap.of_kind("DestinationRule"), ROOT)
+    candidates = index.namespace_local["prod"].specific[RATINGS]
+    labels = {"app": "productpage"}
+    assert select_rule(candidates, "prod", labels).name == "selected"
+    assert select_rule(candidates, "client", labels).name == "everyone"
+    assert select_rule((), "prod", labels) is None

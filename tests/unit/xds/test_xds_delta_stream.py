@@ -229,3 +229,17 @@ def test_responses_follow_ads_order() -> None:
         await driver.close()
 
     run(body)
+
+
+def test_a_reconnect_holding_the_current_endpoints_is_synced_without_a_push() -> None:
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        initial = {"a": env.version(rt.ENDPOINT, "a")}
+        driver = env.stream()
+        await driver.send(b.delta_request(rt.ENDPOINT, ["a"], with_node=True, initial=initial))
+        await driver.quiet()  # nothing to send: the client holds "a" at the current version
+        status = env.status.get(b.NODE_ID).of(rt.ENDPOINT)  # type: ignore[union-attr]
+        assert status.state is SyncState.SYNCED and status.pushes == 0
+        await driver.close()
+
+    run(body)

@@ -123,13 +123,9 @@ def validate_label_selector(selector: LabelSelector | None, path: Path) -> Itera
 
 
 def validate_workload_selector(selector: WorkloadSelector | None, path: Path) -> Iterator[Finding]:
-    """Istio ``validateWorkloadSelector`` (DestinationRule and the security kinds)."""
-    if selector is None:
-        return
-    for key, value in selector.match_labels.items():
-        yield from _selector_label(key, value, (*path, "matchLabels", key))
-    if not selector.match_labels:
-        yield Finding(path, "workload selector specified without labels", "warning")
+    """Istio ``validateWorkloadSelector`` (DestinationRule; the security kinds share it)."""
+    if selector is not None:
+        yield from checks.workload_selector(selector.match_labels, path)
 
 
 def _selector_label(key: str, value: str, path: Path) -> Iterator[Finding]:

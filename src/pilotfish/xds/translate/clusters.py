@@ -54,7 +54,7 @@ from pilotfish.xds.translate.destination_rules import (
     destination_rule_for,
     index_destination_rules,
 )
-from pilotfish.xds.translate.endpoints import locality_lb_endpoints, subset_endpoints
+from pilotfish.xds.translate.endpoints import locality_lb_endpoints, subset_endpoints, visible_services
 from pilotfish.xds.translate.names import outbound_cluster_name
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
@@ -125,13 +125,6 @@ def translate_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Cluster]:
             for cluster in service_port_clusters(snapshot, proxy, service, port, rule):
                 out.setdefault(cluster.name, cluster)
     return list(out.values())
-
-
-def visible_services(snapshot: MeshSnapshot, proxy: Proxy) -> list[Service]:
-    """Services exported to the proxy's namespace, its own namespace's first (a hostname
-    declared in several namespaces is served by the proxy's own declaration)."""
-    visible = [s for s in snapshot.services if s.visible_from(proxy.namespace)]
-    return sorted(visible, key=lambda s: s.namespace != proxy.namespace)
 
 
 def service_port_clusters(

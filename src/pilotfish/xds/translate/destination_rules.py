@@ -12,8 +12,10 @@ Theory of operation (istio/istio ``pilot/pkg/model/push_context.go`` ``setDestin
    outside their namespace (anything but ``.``-only). *Root-local*: private rules of the root
    namespace. A rule with a workloadSelector is private (exportTo ``.``) whatever it says.
 3. Rules for the same host in one table are merged (``ENABLE_ENHANCED_DESTINATIONRULE_MERGE``,
-   on by default): rules whose exportTo and selector agree become one — subsets concatenated
-   (first name wins), the first top-level trafficPolicy kept; the others stay separate entries.
+   on by default): an incoming rule with the same exportTo (or a strictly wider one) and a
+   compatible selector is merged into an earlier one — subsets concatenated (first name wins),
+   the first top-level trafficPolicy kept; whether it also stays an entry of its own follows
+   Istio's decision exactly (``_merge_decision``).
    Order: rules with a selector first, then by name and namespace (pilotfish keeps no creation
    time; Istio orders by creation time, then name, then namespace).
 4. Lookup for a proxy in namespace P and a service in namespace S: P's namespace-local rules

@@ -90,26 +90,34 @@ def load_assignment(cluster_name: str, endpoints: Iterable[Endpoint]) -> endpoin
     )
 
 
-def service_for(snapshot: MeshSnapshot, proxy: Proxy, hostname: str) -> Service | None:
-    """The service a proxy means by ``hostname``: one visible to it, its own namespace's first."""
-    visible = [s for s in snapshot.services if s.hostname == hostname and s.visible_from(proxy.namespace)]
-    return min(visible, key=lambda s: s.namespace != proxy.namespace, default=None)
+def visible_services(snapshot: MeshSnapshot, proxy: Proxy) -> list[Service]:
+    """The services the proxy sees, one per hostname: those exported to its namespace, and of a
+    hostname declared in several namespaces the proxy's own namespace's declaration, else the
+    first in snapshot order."""
+    visible = [s for s in snapshot.services if s.visible_from(proxy.namespace)]
+    chosen: dict[str, Service] = {}
+    for service in sorted(visible, key=lambda s: s.namespace != proxy.namespace):
+        chosen.setdefault(service.hostname, service)
+    return list(chosen.values())
 
 
 def cluster_endpoints(
-    snapshot: MeshSnapshot, proxy: Proxy, index: DestinationRuleIndex, cluster_name: str
+    snapshot: MeshSnapshot,
+    proxy: Proxy,
+    services: Mapping[str, Service],
+    index: DestinationRuleIndex,
+    cluster_name: str,
 ) -> tuple[Endpoint, ...]:
-    """The endpoints an outbound cluster (default or subset) holds for this proxy."""
+    """The endpoints an outbound cluster (default or subset) holds for this proxy; ``services``
+    are the proxy's visible services by hostname."""
     key = parse_cluster_name(cluster_name)
-    if key is None or key.direction != "outbound":
-        return ()
-    service = service_for(snapshot, proxy, key.hostname)
-    if service is None:
+    if key is None or key.direction != "outbound" or key.hostname not in services:
         return ()
     endpoints = snapshot.endpoints_for(key.hostname, key.port)
     if not key.subset:
         return endpoints
-    rule = destination_rule_for(index, proxy.namespace, proxy.labels, key.hostname, service.namespace)
+    owner = services[key.hostname].namespace
+    rule = destination_rule_for(index, proxy.namespace, proxy.labels, key.hostname, owner)
     subset = rule.spec.subset(key.subset) if rule is not None else None
     return subset_endpoints(endpoints, subset.labels) if subset is not None else ()
 
@@ -119,7 +127,7 @@ def translate_endpoints(
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """One ``ClusterLoadAssignment`` per EDS cluster (named by its ``service_name``)."""
     index = index_destination_rules(snapshot.of_kind("DestinationRule"), snapshot.mesh.root_namespace)
-    names = [
-        c.eds_cluster_config.service_name or c.name for c in clusters if c.type == cluster_pb2.Cluster.EDS
-    ]
-    return [load_assignment(name, cluster_endpoints(snapshot, proxy, index, name)) for name in names]
+    services = {s.hostname: s for s in visible_services(snapshot, proxy)}
+    eds = [c for c in clusters if c.type == cluster_pb2.Cluster.EDS]
+    names = [c.eds_cluster_config.service_name or c.name for c in eds]
+    return [load_assignment(n, cluster_endpoints(snapshot, proxy, services, index, n)) for n in names]
