@@ -89,7 +89,11 @@ class ControlPlane:
         self.mesh = MeshSnapshot(mesh=self.mesh_config)
         self.cache = SnapshotCache()
         self.status = PushStatus(
-            StatusHooks(pushed=self.metrics.on_push, nacked=self.metrics.on_nack, acked=self._on_ack)
+            StatusHooks(
+                pushed=lambda t: self.metrics.on_push(rt.short_name(t)),
+                nacked=lambda t: self.metrics.on_nack(rt.short_name(t)),
+                acked=self._on_ack,
+            )
         )
         self.ads = AggregatedDiscoveryService(
             self.cache, self.status, on_connect=self._on_connect, on_disconnect=self._on_disconnect
@@ -201,7 +205,7 @@ class ControlPlane:
     def _on_ack(self, type_name: str, push_to_ack: float) -> None:
         started = self.debouncer.first_change_of_last_push
         latency = time.monotonic() - started if started is not None else push_to_ack
-        self.metrics.on_ack_latency(type_name, max(latency, push_to_ack))
+        self.metrics.on_ack_latency(rt.short_name(type_name), max(latency, push_to_ack))
 
 
 class AdminBackend:

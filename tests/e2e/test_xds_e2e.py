@@ -234,6 +234,8 @@ def test_a_config_envoy_rejects_is_nacked_shown_and_not_resent(mesh: Mesh, capsy
     assert cli_main(["proxy-status", "--admin", mesh.pilotfish.admin]) == 0
     table = capsys.readouterr().out
     assert "NACKED" in table and "not-an-ip.example" in table, table
+    metrics = str(http.get(f"http://{mesh.pilotfish.admin}/metrics").body)
+    assert 'pilotfish_xds_rejects_total{type="EDS"} 1.0' in metrics
     # Envoy keeps its last good endpoints and keeps serving.
     assert len(mesh.endpoints(SUBSET)) == 3
     assert sum(mesh.send(SUBSET, 9).values()) == 9
@@ -281,5 +283,7 @@ def test_metrics_count_pushes_and_nacks(mesh: Mesh) -> None:
     mesh.pilotfish.wait_synced(PROXY)
     text = str(http.get(f"http://{mesh.pilotfish.admin}/metrics").body)
     assert 'pilotfish_xds_connected_proxies{kind="sidecar"} 1.0' in text
-    assert 'pilotfish_xds_pushes_total{type="type.googleapis.com/envoy.config.cluster.v3.Cluster"}' in text
-    assert "pilotfish_proxy_convergence_time_seconds_count" in text
+    assert (
+        'pilotfish_xds_pushes_total{type="CDS"}' in text and 'pilotfish_xds_pushes_total{type="EDS"}' in text
+    )
+    assert 'pilotfish_proxy_convergence_time_seconds_count{type="CDS"}' in text

@@ -219,8 +219,8 @@ class SqlStore(ABC):
     def list(self, kind: str | None = None, namespace: str | None = None) -> builtins.list[StoredResource]:
         with self._transaction(exclusive=False) as tx:
             rows = tx.rows(
-                "SELECT doc, revision FROM pilotfish_resources WHERE (? IS NULL OR kind = ?) "
-                "AND (? IS NULL OR namespace = ?) ORDER BY kind, namespace, name",
+                "SELECT doc, revision FROM pilotfish_resources WHERE (CAST(? AS TEXT) IS NULL OR kind = ?) "
+                "AND (CAST(? AS TEXT) IS NULL OR namespace = ?) ORDER BY kind, namespace, name",
                 (kind, kind, namespace, namespace),
             )
         return [stored for stored in (_load_or_skip(doc, rev) for doc, rev in rows) if stored is not None]
