@@ -335,19 +335,23 @@ def re2_regex(pattern: str) -> str | None:
     return None
 
 
+# ---- workload selectors (security kinds; reusable by any kind with a WorkloadSelector) ----------
+
+
 def workload_selector(match_labels: Mapping[str, str], path: Path) -> Iterator[Finding]:
-    """A ``type.v1beta1.WorkloadSelector``'s ``matchLabels`` (Istio ``validateWorkloadSelector`` and
-    the CRD's CEL rules): no empty keys, no wildcards, values of at most 63 characters. Labels
-    Kubernetes would reject are a warning (no workload can carry them); no labels at all too."""
-    where = (*path, "matchLabels")
-    for key, value in match_labels.items():
-        if not key:
-            yield Finding(where, "empty key is not supported in selector")
-        elif "*" in key or "*" in value:
-            yield Finding((*where, key), f"wildcard is not supported in selector: {key}={value}")
-        elif len(value) > 63:
-            yield Finding((*where, key), f"label value for {key!r} is longer than 63 characters")
-        elif problem := label_key(key) or label_value(value):
-            yield Finding((*where, key), f"{problem}: the selector matches no workload", "warning")
+    """Istio ``validateWorkloadSelector`` plus the CRD schema of ``matchLabels``: keys must be
+    non-empty, neither keys nor values may hold ``*``, values are at most 63 characters. A key or
+    value Kubernetes would not accept as a label is only a warning (Istio accepts it; it can never
+    match a workload). An empty ``matchLabels`` is a warning ("selector specified without labels")."""
     if not match_labels:
         yield Finding(path, "workload selector specified without labels", "warning")
+    for key, value in match_labels.items():
+        where = (*path, "matchLabels", key) if key else (*path, "matchLabels")
+        if not key:
+            yield Finding(where, f"empty key is not supported in selector: {key}={value}")
+        elif "*" in key or "*" in value:
+            yield Finding(where, f"wildcard is not supported in selector: {key}={value}")
+        elif len(value) > 63:
+            yield Finding(where, f"label value {value!r} is longer than 63 characters")
+        elif label_key(key) or label_value(value):
+            yield Finding(where, f"{label_key(key) or label_value(value)}; it matches no workload", "warning")

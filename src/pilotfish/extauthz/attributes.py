@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.cookies import CookieError, SimpleCookie
 from types import MappingProxyType
 from typing import Any
@@ -184,7 +185,5 @@ def _now(value: Any, default_now: float) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
-        from datetime import datetime
-
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     raise ValueError("now: expected Unix seconds or an RFC 3339 timestamp")

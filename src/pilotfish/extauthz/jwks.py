@@ -30,7 +30,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -228,8 +228,3 @@ class TokenCache(Generic[V]):
         for key, (_value, expires_at) in list(self._items.items()):
             if expires_at is not None and now > expires_at:
                 del self._items[key]
-
-
-def known_uris(uris: Iterable[str]) -> tuple[str, ...]:
-    """Distinct URIs in first-seen order (for warming a cache)."""
-    return tuple(dict.fromkeys(uris))

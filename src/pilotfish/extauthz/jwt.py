@@ -1,4 +1,4 @@
-"""JWT authentication with Istio RequestAuthentication semantics (Envoy ``jwt_authn`` as istiod configures it).
+"""JWT authentication with Istio RequestAuthentication semantics (Envoy ``jwt_authn``, as istiod sets it).
 
 Theory of operation. Every jwtRule of every RequestAuthentication in scope becomes one
 ``JwtProvider`` (``compile_providers``; rules merged and sorted by issuer, istio

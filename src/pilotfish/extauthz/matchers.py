@@ -26,7 +26,7 @@ from pilotfish.config.security.authorization_policy import (
     MATCH_ANY_TEMPLATE,
     MATCH_ONE_TEMPLATE,
     path_template,
-    when_argument,
+    when_arguments,
     when_key,
 )
 from pilotfish.extauthz.attributes import Attributes
@@ -362,7 +362,7 @@ def when_compiler(key: str) -> Compiler:
         raise RuleError(f"{key}: Envoy filter metadata is not available to the ext_authz server")
     if name in WHEN_KEYS:
         return WHEN_KEYS[name]
-    args = tuple(when_argument(key).split("]["))
+    args = when_arguments(key)
     if not all(args) or (name != "request.auth.claims" and len(args) != 1):
         raise RuleError(f"bad key ({key}): should have format a[b]")
     return BRACKETED_WHEN_KEYS[name](args)
