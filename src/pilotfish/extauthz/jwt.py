@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -327,9 +328,9 @@ def parse_jwt(raw: str) -> ParsedJwt | Failure:
 
 def _is_time(value: Any) -> bool:
     """JVL reads exp/nbf/iat as non-negative integers."""
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 and value == int(value)
-    )
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and value >= 0 and value == int(value)
 
 
 def _claim_types_ok(payload: Claims) -> bool:

@@ -362,7 +362,7 @@ def when_compiler(key: str) -> Compiler:
         raise RuleError(f"{key}: Envoy filter metadata is not available to the ext_authz server")
     if name in WHEN_KEYS:
         return WHEN_KEYS[name]
-    args = when_arguments(key)
-    if not all(args) or (name != "request.auth.claims" and len(args) != 1):
-        raise RuleError(f"bad key ({key}): should have format a[b]")
-    return BRACKETED_WHEN_KEYS[name](args)
+    args, make = when_arguments(key), BRACKETED_WHEN_KEYS.get(name)
+    if make is None or not args or not all(args) or (name != "request.auth.claims" and len(args) != 1):
+        raise RuleError(f"bad key ({key}): not a key the evaluator understands")
+    return make(args)

@@ -400,6 +400,15 @@ def test_rule_is_enforced_at_its_field_path(spec: str, path: str, message: str, 
     assert all(p.severity == severity for p in hit)
 
 
+def test_gateway_name_is_a_dns_label_because_routes_refer_to_it_as_namespace_slash_name() -> None:
+    doc = document(BOOKINFO)
+    doc["metadata"]["name"] = "public.gateway"
+    with pytest.raises(ConfigError) as caught:
+        parse_resource(doc, "<test>", 1)
+    assert [(p.path, p.severity) for p in caught.value.problems] == [("metadata.name", "error")]
+    assert "DNS-1123 label" in caught.value.problems[0].message
+
+
 @pytest.mark.parametrize(
     "spec",
     [

@@ -224,6 +224,10 @@ def validate_server(server: Server, path: Path) -> Iterator[Finding]:
 
 def validate(resource: Resource[Any]) -> Iterator[Finding]:
     spec: GatewaySpec = resource.spec
+    if checks.dns1123_label(resource.name):  # VirtualServices refer to it as namespace/name
+        yield Finding(
+            ("name",), f"invalid gateway name {resource.name!r}: must be a DNS-1123 label", root="metadata"
+        )
     if not spec.servers:
         yield Finding(("servers",), "gateway must have at least one server")
     names: dict[str, int] = {}
