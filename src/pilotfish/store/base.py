@@ -132,7 +132,8 @@ def _check(reg: Registration) -> builtins.list[tuple[str, str]]:
 
 
 class Subscription(Protocol):
-    """A running ``watch``; ``close`` stops it and waits until no callback is running."""
+    """A running ``watch``; after ``close`` returns no new callback starts (PostgreSQL: the
+    listener thread has stopped and its connection is closed)."""
 
     def close(self) -> None: ...
 

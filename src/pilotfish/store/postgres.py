@@ -86,7 +86,7 @@ class PostgresStore(SqlStore):
         if self._closed:
             raise StoreUnavailable("PostgreSQL store is closed")
         if self._conn is None:
-            self._conn = self.connect("pilotfish-store")
+            self._conn = self._connect("pilotfish-store")
         return self._conn
 
     def _drop_broken(self) -> None:
@@ -94,7 +94,7 @@ class PostgresStore(SqlStore):
             self._conn.close()
             self._conn = None
 
-    def connect(self, application_name: str) -> psycopg.Connection[tuple[Any, ...]]:
+    def _connect(self, application_name: str) -> psycopg.Connection[tuple[Any, ...]]:
         """A new autocommit connection with the schema in place. Raises ``psycopg.Error``."""
         conn = psycopg.connect(
             self._url,
@@ -125,7 +125,7 @@ class PostgresStore(SqlStore):
         keeps retrying, and calls back with the current revision when it gets through)."""
         if self._closed:
             raise StoreUnavailable("PostgreSQL store is closed")
-        listener = _Listener(lambda: self.connect("pilotfish-listener"), callback, self._listeners.remove)
+        listener = _Listener(lambda: self._connect("pilotfish-listener"), callback, self._listeners.remove)
         self._listeners.append(listener)
         listener.start(wait=self._connect_timeout + 1.0)
         return listener

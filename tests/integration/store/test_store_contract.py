@@ -3,6 +3,7 @@ PostgreSQL in a throwaway database (one schema per test, the database dropped at
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -120,7 +121,10 @@ def test_update_writes_a_new_revision_and_history(store: SqlStore) -> None:
     stored = store.get(*KEY)
     assert stored is not None and stored.doc["spec"] == {"address": "10.0.0.2"}
     history = store.history(*KEY)
-    assert [(h.revision, h.action, h.actor) for h in history] == [(first, "create", "alice"), (second, "update", "bob")]
+    assert [(h.revision, h.action, h.actor) for h in history] == [
+        (first, "create", "alice"),
+        (second, "update", "bob"),
+    ]
     assert history[0].doc == workload_entry(address="10.0.0.1")
 
 
@@ -128,7 +132,12 @@ def test_reapplying_an_unchanged_document_writes_nothing(store: SqlStore) -> Non
     doc = workload_entry()
     first = store.apply(doc, actor="alice")
     store.apply(workload_entry("b"), actor="alice")
-    reordered = {"spec": doc["spec"], "metadata": doc["metadata"], "kind": doc["kind"], "apiVersion": doc["apiVersion"]}
+    reordered = {
+        "spec": doc["spec"],
+        "metadata": doc["metadata"],
+        "kind": doc["kind"],
+        "apiVersion": doc["apiVersion"],
+    }
 
     assert store.apply(reordered, actor="bob") == first
     assert store.revision() == 2
@@ -166,15 +175,22 @@ def test_invalid_update_keeps_the_previous_version(store: SqlStore) -> None:
     assert len(store.history(*KEY)) == 1
 
 
+SERVICE_ENTRY = {
+    "apiVersion": "networking.istio.io/v1",
+    "kind": "ServiceEntry",
+    "metadata": {"name": "ext", "namespace": "prod"},
+    "spec": {
+        "hosts": ["example.com"],
+        "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+        "resolution": "DNS",
+    },
+}
+
+
 def test_list_filters_by_kind_and_namespace_sorted_by_key(store: SqlStore) -> None:
     for name, ns in [("b", "prod"), ("a", "prod"), ("a", "dev")]:
         store.apply(workload_entry(name, ns), actor="alice")
-    store.apply(
-        {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "ext", "namespace": "prod"},
-         "spec": {"hosts": ["example.com"], "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
-                  "resolution": "DNS"}},
-        actor="alice",
-    )  # fmt: skip
+    store.apply(SERVICE_ENTRY, actor="alice")
 
     assert [s.resource.key for s in store.list()] == [
         ("ServiceEntry", "prod", "ext"),
@@ -227,11 +243,13 @@ def test_rollback_to_a_revision_that_did_not_write_a_document_is_refused(store: 
     assert store.revision() == deleted
 
 
-def test_stored_document_that_no_longer_validates_is_skipped_by_list(backend: Backend, store: SqlStore) -> None:
+def test_stored_document_that_no_longer_validates_is_skipped_by_list(
+    backend: Backend, store: SqlStore
+) -> None:
     store.apply(workload_entry("good"), actor="alice")
     store.apply(workload_entry("bad"), actor="alice")
     # As if an upgrade tightened a rule: the stored text no longer validates.
-    broken = '{"apiVersion":"networking.istio.io/v1","kind":"WorkloadEntry","metadata":{"name":"bad"},"spec":{"x":1}}'
+    broken = json.dumps(workload_entry("bad") | {"spec": {"x": 1}})
     backend.raw("UPDATE pilotfish_resources SET doc = ? WHERE name = ?", (broken, "bad"))
 
     assert [s.resource.name for s in store.list()] == ["good"]
@@ -291,7 +309,9 @@ def test_changes_since_reports_resources_and_registrations_after_a_revision(stor
     assert changes.revision == store.revision() == start + 4
     assert changes.resources == {("WorkloadEntry", "prod", "a"), ("WorkloadEntry", "prod", "old")}
     assert changes.registrations == {"r1"}
-    assert store.changes_since(changes.revision) == replace(changes, resources=frozenset(), registrations=frozenset())
+    assert store.changes_since(changes.revision) == replace(
+        changes, resources=frozenset(), registrations=frozenset()
+    )
     assert store.changes_since(0).resources >= changes.resources
 
 
@@ -339,7 +359,9 @@ def test_closed_store_raises_store_unavailable(backend: Backend) -> None:
 
 
 def test_register_sets_the_lease_from_now(store: SqlStore) -> None:
-    lease = store.register(reg(labels={"version": "v1"}, weight=3, ttl_seconds=10.0, service_account="ratings"), 100.0)
+    lease = store.register(
+        reg(labels={"version": "v1"}, weight=3, ttl_seconds=10.0, service_account="ratings"), 100.0
+    )
 
     assert lease.expires_at == 110.0
     assert store.registrations() == [lease]
@@ -408,7 +430,9 @@ def test_reregistering_changes_the_revision_only_when_the_endpoint_changes(store
 
 def test_audit_entries_newest_first_with_limit(store: SqlStore) -> None:
     for n in range(5):
-        store.audit(f"user{n}", "delete", f"WorkloadEntry/prod/w{n}", "denied" if n % 2 else "ok", at=float(n))
+        store.audit(
+            f"user{n}", "delete", f"WorkloadEntry/prod/w{n}", "denied" if n % 2 else "ok", at=float(n)
+        )
 
     entries = store.audit_entries(limit=3)
 

@@ -21,7 +21,9 @@ import pytest
 ADMIN_URL = os.environ.get("PILOTFISH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def workload_entry(name: str = "a", namespace: str | None = "prod", address: str = "10.0.0.1") -> dict[str, Any]:
+def workload_entry(
+    name: str = "a", namespace: str | None = "prod", address: str = "10.0.0.1"
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name}
     if namespace is not None:
         metadata["namespace"] = namespace

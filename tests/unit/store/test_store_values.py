@@ -24,7 +24,13 @@ VALID: dict[str, Any] = {"id": "r1", "service": "ratings.prod.svc", "address": "
 
 def test_a_valid_registration_has_sensible_defaults() -> None:
     reg = Registration(**VALID)
-    assert (reg.weight, reg.ttl_seconds, reg.draining, reg.expires_at, dict(reg.labels)) == (1, 30.0, False, 0.0, {})
+    assert (reg.weight, reg.ttl_seconds, reg.draining, reg.expires_at, dict(reg.labels)) == (
+        1,
+        30.0,
+        False,
+        0.0,
+        {},
+    )
 
 
 @pytest.mark.parametrize(
@@ -117,7 +123,10 @@ def test_prepare_either_succeeds_or_raises_config_error(doc: Any) -> None:
 
 @pytest.mark.parametrize(
     ("url", "path"),
-    [("sqlite:///var/lib/pilotfish/store.db", "/var/lib/pilotfish/store.db"), ("sqlite:state/store.db", "state/store.db")],
+    [
+        ("sqlite:///var/lib/pilotfish/store.db", "/var/lib/pilotfish/store.db"),
+        ("sqlite:state/store.db", "state/store.db"),
+    ],
 )
 def test_sqlite_urls_name_a_file(url: str, path: str) -> None:
     assert sqlite_path(url) == path
