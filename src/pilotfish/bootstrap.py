@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 XDS_CLUSTER = "xds-grpc"
+PROBE_HEADER = "x-target-cluster"
+_HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class BootstrapOptions:
     delta: bool = False
     admin_port: int = 15000
     admin_address: str = "127.0.0.1"
+    probe_port: int | None = None  # a static listener routing by the x-target-cluster header
 
     @property
     def proxy_type(self) -> str:
@@ -106,8 +111,51 @@ def xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     }
 
 
+def probe_listener(port: object) -> dict[str, Any]:
+    """A static listener that sends each request to the cluster named in its ``x-target-cluster``
+    header: a way to reach any cluster pilotfish pushed (CDS/EDS) before routes exist, and to
+    debug load balancing per cluster. ``port`` may be a harness placeholder string."""
+    hcm = {
+        "@type": _HCM_TYPE,
+        "stat_prefix": "probe",
+        "route_config": {
+            "name": "probe",
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "match": {"prefix": "/"},
+                            "route": {"cluster_header": PROBE_HEADER, "timeout": "15s"},
+                        }
+                    ],
+                }
+            ],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    return {
+        "name": "probe",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
 def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     ads = {"ads": {}, "resource_api_version": "V3"}
+    static: dict[str, Any] = {"clusters": [xds_cluster(opts)]}
+    if opts.probe_port is not None:
+        static["listeners"] = [probe_listener(opts.probe_port)]
     return {
         "node": node(opts),
         "dynamic_resources": {
@@ -120,7 +168,7 @@ def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "cds_config": ads,
             "lds_config": ads,
         },
-        "static_resources": {"clusters": [xds_cluster(opts)]},
+        "static_resources": static,
         "admin": {
             "address": {"socket_address": {"address": opts.admin_address, "port_value": opts.admin_port}}
         },

@@ -61,6 +61,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         xds_port=xds_port,
         delta=args.delta,
         admin_port=args.admin_port,
+        probe_port=args.probe_port,
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
@@ -172,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xds-address", default="127.0.0.1:15010", help="HOST:PORT of pilotfish's xDS server")
     p.add_argument("--delta", action="store_true", help="use delta (incremental) ADS")
     p.add_argument("--admin-port", type=int, default=15000)
+    p.add_argument(
+        "--probe-port",
+        type=int,
+        default=None,
+        help="add a listener that routes to the cluster named in the x-target-cluster header",
+    )
     p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="serve xDS and the admin API")

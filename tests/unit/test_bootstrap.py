@@ -69,3 +69,12 @@ def test_printed_bootstrap_is_valid_for_real_envoy(tmp_path: Path) -> None:
         [str(envoy), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_probe_listener_routes_by_header() -> None:
+    b = bootstrap(BootstrapOptions("w", "ns", probe_port=15001))
+    (listener,) = b["static_resources"]["listeners"]
+    assert listener["address"]["socket_address"]["port_value"] == 15001
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster_header"] == "x-target-cluster"
+    assert "listeners" not in bootstrap(BootstrapOptions("w", "ns"))["static_resources"]

@@ -37,6 +37,7 @@ from pilotfish.store.base import (
     Changes,
     HistoryEntry,
     Registration,
+    ResourceKey,
     Revision,
     StoredResource,
     Subscription,
@@ -183,7 +184,7 @@ class SqlStore(ABC):
         self,
         tx: Tx,
         revision: Revision,
-        key: tuple[str, str, str],
+        key: ResourceKey,
         action: Action,
         text: str | None,
         actor: str,
@@ -304,12 +305,10 @@ class SqlStore(ABC):
 
     def expire(self, now: float) -> builtins.list[str]:
         with self._writing() as write:
-            ids = sorted(
-                i
-                for (i,) in write.tx.rows(
-                    "DELETE FROM pilotfish_registrations WHERE expires_at <= ? RETURNING id", (now,)
-                )
+            gone = write.tx.rows(
+                "DELETE FROM pilotfish_registrations WHERE expires_at <= ? RETURNING id", (now,)
             )
+            ids = sorted(id for (id,) in gone)
             for id in ids:
                 _log_registration(write, id, "expire")
         return ids

@@ -100,6 +100,11 @@ class SigningKey:
     def sign(self, claims: Mapping[str, Any], **header: Any) -> str:
         return pyjwt.encode(dict(claims), self.private, algorithm=self.alg, headers={"kid": self.kid, **header})
 
+    def sign_raw(self, claims: Mapping[str, Any]) -> str:
+        """Sign any JSON payload, even claims PyJWT's encoder refuses (``iss: 7``)."""
+        payload = json.dumps(dict(claims)).encode()
+        return pyjwt.PyJWS().encode(payload, self.private, algorithm=self.alg, headers={"kid": self.kid})
+
 
 def jwks_text(*keys: SigningKey) -> str:
     return json.dumps({"keys": [k.jwk for k in keys]})
