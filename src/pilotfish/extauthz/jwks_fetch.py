@@ -43,12 +43,19 @@ async def _get(session: aiohttp.ClientSession, uri: str) -> str:
         async with session.get(uri, allow_redirects=False) as response:
             if response.status != 200:
                 raise PeerError(f"GET {uri}: HTTP {response.status}")
-            body = await response.content.read(MAX_BODY + 1)
+            body = await _read_bounded(response, uri)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise PeerError(f"GET {uri}: {type(exc).__name__}: {exc}") from exc
-    if len(body) > MAX_BODY:
-        raise PeerError(f"GET {uri}: response larger than {MAX_BODY} bytes")
     return body.decode("utf-8", errors="replace")
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, uri: str) -> bytes:
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PeerError(f"GET {uri}: response larger than {MAX_BODY} bytes")
+    return bytes(body)
 
 
 def _jwks_uri(document: str, uri: str) -> str:

@@ -49,7 +49,7 @@ import jwt as pyjwt
 from pilotfish.config.resource import Resource
 from pilotfish.config.security.request_authentication import JWTRule, RequestAuthenticationSpec
 from pilotfish.extauthz.attributes import HttpRequest
-from pilotfish.extauthz.jwks import JwksCache, KeySet, TokenCache, parse_jwks
+from pilotfish.extauthz.jwks import Jwk, JwksCache, KeySet, TokenCache, parse_jwks
 from pilotfish.extauthz.policy import in_scope
 
 Claims = Mapping[str, Any]
@@ -377,23 +377,29 @@ def _time_failure(payload: Claims, now: float) -> Failure | None:
     return None
 
 
-def _key_fits(key_kty: str, key_crv: str, key_alg: str, key_kid: str, token: ParsedJwt, strict: bool) -> bool:
+def _key_fits(key: Jwk, token: ParsedJwt, strict: bool) -> bool:
+    """JVL ``verify.cc``: kty (and EC curve) fit the alg; a kid on both sides must agree; a JWK
+    alg must equal the token's (strict: the JWK must have one); strict: ``use`` is ``sig``."""
     kty, crv = ALGORITHMS[token.alg]
-    if key_kty != kty or (crv and key_crv and key_crv != crv):
+    if key.kty != kty or (crv and key.crv and key.crv != crv):
         return False
-    if token.kid and key_kid and key_kid != token.kid:
+    if token.kid and key.kid and key.kid != token.kid:
         return False
-    return key_alg == token.alg if strict else key_alg in ("", token.alg)
+    if strict:
+        return key.alg == token.alg and key.use in ("", "sig")
+    return key.alg in ("", token.alg)
 
 
-def _signature_failure(token: ParsedJwt, keys: KeySet | None, strict: bool) -> Failure | None:
+# One verification step: a failure, or None to go on.
+Step = Callable[[JwtProvider, ParsedJwt, "KeySet | None", float, bool], "Failure | None"]
+
+
+def _signature_step(
+    provider: JwtProvider, token: ParsedJwt, keys: KeySet | None, now: float, strict: bool
+) -> Failure | None:
     if not keys or not keys.keys:
         return Failure("JwksFetchFail")
-    candidates = [
-        k
-        for k in keys.keys
-        if _key_fits(k.kty, k.crv, k.alg, k.kid, token, strict) and not (strict and k.use not in ("", "sig"))
-    ]
+    candidates = [k for k in keys.keys if _key_fits(k, token, strict)]
     if not candidates:
         return Failure("JwksKidAlgMismatch", unknown_kid=bool(token.kid) and token.kid not in keys.kids())
     algorithm = pyjwt.get_algorithm_by_name(token.alg)
@@ -406,7 +412,10 @@ def _signature_failure(token: ParsedJwt, keys: KeySet | None, strict: bool) -> F
     return Failure("JwtVerificationFail")
 
 
-def _claims_failure(provider: JwtProvider, token: ParsedJwt, now: float) -> Failure | None:
+def _claims_step(
+    provider: JwtProvider, token: ParsedJwt, keys: KeySet | None, now: float, strict: bool
+) -> Failure | None:
+    """Issuer, then exp/nbf, then audiences (Envoy ``authenticator.cc`` ``startVerify``)."""
     if provider.issuer and token.payload.get("iss") != provider.issuer:
         return Failure("JwtUnknownIssuer")
     time_failure = _time_failure(token.payload, now)
@@ -417,10 +426,18 @@ def _claims_failure(provider: JwtProvider, token: ParsedJwt, now: float) -> Fail
     return None
 
 
-def _strict_failure(token: ParsedJwt) -> Failure | None:
+def _strict_step(
+    provider: JwtProvider, token: ParsedJwt, keys: KeySet | None, now: float, strict: bool
+) -> Failure | None:
     if "crit" in token.header:
         return Failure("JwtCriticalHeader")
     return None if "exp" in token.payload else Failure("JwtMissingExp")
+
+
+# Envoy checks claims before fetching keys, so a forged token with a wrong audience is a 403;
+# strict mode trusts no claim before the signature.
+ENVOY_STEPS: tuple[Step, ...] = (_claims_step, _signature_step)
+STRICT_STEPS: tuple[Step, ...] = (_strict_step, _signature_step, _claims_step)
 
 
 def verify_token(
@@ -430,17 +447,8 @@ def verify_token(
     token = parse_jwt(raw)
     if isinstance(token, Failure):
         return token
-    checks: tuple[Callable[[], Failure | None], ...] = (
-        (
-            lambda: _strict_failure(token),
-            lambda: _signature_failure(token, keys, strict),
-            lambda: _claims_failure(provider, token, now),
-        )
-        if strict
-        else (lambda: _claims_failure(provider, token, now), lambda: _signature_failure(token, keys, strict))
-    )
-    for check in checks:
-        failure = check()
+    for step in STRICT_STEPS if strict else ENVOY_STEPS:
+        failure = step(provider, token, keys, now, strict)
         if failure:
             return failure
     exp = token.payload.get("exp")
@@ -566,7 +574,9 @@ def _failed(failed: list[_Outcome], request: HttpRequest) -> AuthnResult:
     specific = [o for o in failed if o.failure and o.failure.code != "JwtUnknownIssuer"]
     failure = (specific or failed)[0].failure
     assert failure is not None  # the outcomes are failures
-    unknown = frozenset(o.provider.key_uri for o in failed if o.failure and o.failure.unknown_kid)
+    unknown = frozenset(
+        o.provider.key_uri for o in failed if o.failure and o.failure.unknown_kid and o.provider.jwks is None
+    )
     challenge = f'Bearer realm="{_realm(request)}", error="invalid_token"'
     return AuthnResult(
         status=failure.http_status,

@@ -24,7 +24,9 @@ from pilotfish.extauthz.jwks_fetch import fetch_jwks, jwks_fetcher
 pytestmark = pytest.mark.integration
 
 PRIVATE = ec.generate_private_key(ec.SECP256R1())
-JWKS = json.dumps({"keys": [{**ECAlgorithm.to_jwk(PRIVATE.public_key(), as_dict=True), "kid": "k1", "alg": "ES256"}]})
+JWKS = json.dumps(
+    {"keys": [{**ECAlgorithm.to_jwk(PRIVATE.public_key(), as_dict=True), "kid": "k1", "alg": "ES256"}]}
+)
 
 
 class Server:
@@ -138,7 +140,9 @@ def test_cache_with_real_fetcher_keeps_keys_through_an_outage(server):
 
 def _doc(kind: str, spec: dict[str, Any], name: str) -> str:
     meta = {"name": name, "namespace": "foo"}
-    return yaml.safe_dump({"apiVersion": "security.istio.io/v1", "kind": kind, "metadata": meta, "spec": spec})
+    return yaml.safe_dump(
+        {"apiVersion": "security.istio.io/v1", "kind": kind, "metadata": meta, "spec": spec}
+    )
 
 
 def test_authz_check_fetches_jwks_for_real(server, tmp_path: Path):
@@ -146,11 +150,24 @@ def test_authz_check_fetches_jwks_for_real(server, tmp_path: Path):
     config = tmp_path / "config"
     config.mkdir()
     (config / "p.yaml").write_text(
-        _doc("RequestAuthentication", {"jwtRules": [{"issuer": issuer, "jwksUri": f"{server.base}/jwks"}]}, "jwt")
+        _doc(
+            "RequestAuthentication",
+            {"jwtRules": [{"issuer": issuer, "jwksUri": f"{server.base}/jwks"}]},
+            "jwt",
+        )
         + "---\n"
-        + _doc("AuthorizationPolicy", {"rules": [{"from": [{"source": {"requestPrincipals": [f"{issuer}/alice"]}}]}]}, "p")
+        + _doc(
+            "AuthorizationPolicy",
+            {"rules": [{"from": [{"source": {"requestPrincipals": [f"{issuer}/alice"]}}]}]},
+            "p",
+        )
     )
-    token = pyjwt.encode({"iss": issuer, "sub": "alice", "exp": 2_000_000_000}, PRIVATE, algorithm="ES256", headers={"kid": "k1"})
+    token = pyjwt.encode(
+        {"iss": issuer, "sub": "alice", "exp": 2_000_000_000},
+        PRIVATE,
+        algorithm="ES256",
+        headers={"kid": "k1"},
+    )
     request = tmp_path / "r.json"
     request.write_text(
         json.dumps(

@@ -35,7 +35,9 @@ def policy_doc(
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if annotations:
         meta["annotations"] = dict(annotations)
-    return yaml.safe_dump({"apiVersion": "security.istio.io/v1", "kind": kind, "metadata": meta, "spec": spec})
+    return yaml.safe_dump(
+        {"apiVersion": "security.istio.io/v1", "kind": kind, "metadata": meta, "spec": spec}
+    )
 
 
 def load(*docs: str) -> tuple[Resource[Any], ...]:
@@ -98,7 +100,9 @@ class SigningKey:
         self.jwk = {**jwk, "kid": kid, **({"alg": self.alg} if jwk_alg else {})}
 
     def sign(self, claims: Mapping[str, Any], **header: Any) -> str:
-        return pyjwt.encode(dict(claims), self.private, algorithm=self.alg, headers={"kid": self.kid, **header})
+        return pyjwt.encode(
+            dict(claims), self.private, algorithm=self.alg, headers={"kid": self.kid, **header}
+        )
 
     def sign_raw(self, claims: Mapping[str, Any]) -> str:
         """Sign any JSON payload, even claims PyJWT's encoder refuses (``iss: 7``)."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from authz_support import SLEEP, attrs, compiled, decide, load, policy_doc
 
-from pilotfish.config.mesh import DEFAULT_MESH, ExtensionProvider, EnvoyExtAuthzGrpcProvider, MeshConfig
+from pilotfish.config.mesh import DEFAULT_MESH, EnvoyExtAuthzGrpcProvider, ExtensionProvider, MeshConfig
 from pilotfish.config.resource import Resource
 from pilotfish.config.security.authorization_policy import (
     AuthorizationPolicySpec,
@@ -51,7 +51,9 @@ def test_empty_spec_denies_everything():
 
 
 def test_empty_spec_is_additive_with_other_allow_policies():
-    policies = compiled(policy_doc({}, name="allow-nothing"), allow({"to": [{"operation": {"paths": ["/ok"]}}]}))
+    policies = compiled(
+        policy_doc({}, name="allow-nothing"), allow({"to": [{"operation": {"paths": ["/ok"]}}]})
+    )
     assert decide(policies, path="/ok").allow
     assert not decide(policies, path="/other").allow
 
@@ -68,7 +70,9 @@ def test_deny_beats_allow_and_names_policy_and_rule():
 
 
 def test_rule_index_is_the_first_matching_rule():
-    policies = compiled(allow({"to": [{"operation": {"paths": ["/a"]}}]}, {"to": [{"operation": {"paths": ["/b"]}}]}))
+    policies = compiled(
+        allow({"to": [{"operation": {"paths": ["/a"]}}]}, {"to": [{"operation": {"paths": ["/b"]}}]})
+    )
     assert decide(policies, path="/b").rule == 1
     assert decide(policies, path="/a").rule == 0
 
@@ -82,30 +86,47 @@ def test_audit_is_reported_and_never_decides():
 
 
 def test_authn_failure_comes_before_deny_and_allow():
-    failed = AuthnResult(status=401, reason="Jwt is expired", response_headers=(("www-authenticate", "Bearer x"),))
+    failed = AuthnResult(
+        status=401, reason="Jwt is expired", response_headers=(("www-authenticate", "Bearer x"),)
+    )
     d = evaluate(compiled(allow({})), attrs(), failed)
-    assert (d.allow, d.status, d.body, d.response_headers) == (False, 401, "Jwt is expired", failed.response_headers)
+    assert (d.allow, d.status, d.body, d.response_headers) == (
+        False,
+        401,
+        "Jwt is expired",
+        failed.response_headers,
+    )
     d403 = evaluate((), attrs(), AuthnResult(status=403, reason="Audiences in Jwt are not allowed"))
     assert (d403.allow, d403.status) == (False, 403)
 
 
 def test_allow_passes_authn_headers_upstream():
-    authn = AuthnResult(claims={"iss": "i", "sub": "s"}, headers_to_set=(("x-p", "v"),), headers_to_remove=("authorization",))
+    authn = AuthnResult(
+        claims={"iss": "i", "sub": "s"}, headers_to_set=(("x-p", "v"),), headers_to_remove=("authorization",)
+    )
     d = evaluate(compiled(allow({})), attrs(), authn)
     assert d.headers_to_set == (("x-p", "v"),) and d.headers_to_remove == ("authorization",)
 
 
 MESH = MeshConfig(
     extension_providers=(
-        ExtensionProvider(name="ext", envoy_ext_authz_grpc=EnvoyExtAuthzGrpcProvider(service="ext.foo", port=9000)),
-        ExtensionProvider(name="ext2", envoy_ext_authz_grpc=EnvoyExtAuthzGrpcProvider(service="ext2.foo", port=9000)),
+        ExtensionProvider(
+            name="ext", envoy_ext_authz_grpc=EnvoyExtAuthzGrpcProvider(service="ext.foo", port=9000)
+        ),
+        ExtensionProvider(
+            name="ext2", envoy_ext_authz_grpc=EnvoyExtAuthzGrpcProvider(service="ext2.foo", port=9000)
+        ),
     )
 )
 
 
 def custom(provider: str, path: str = "/admin", name: str = "c") -> str:
     return policy_doc(
-        {"action": "CUSTOM", "provider": {"name": provider}, "rules": [{"to": [{"operation": {"paths": [path]}}]}]},
+        {
+            "action": "CUSTOM",
+            "provider": {"name": provider},
+            "rules": [{"to": [{"operation": {"paths": [path]}}]}],
+        },
         name=name,
     )
 
@@ -179,7 +200,9 @@ def test_selector_needs_a_label_subset():
 
 
 def test_target_refs_are_ignored_on_sidecars():
-    doc = policy_doc({"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]})
+    doc = policy_doc(
+        {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}]}
+    )
     assert compiled(doc) == ()
 
 
@@ -433,8 +456,13 @@ CLAIMS = {
         ("destination.ip", ["10.0.0.10"], None, {}, False),
         ("destination.port", ["8000"], None, {}, True),
         ("destination.port", ["80"], None, {}, False),
-        ("connection.sni", ["outbound_.8000_._.httpbin.foo.svc.cluster.local"], None,
-         {"sni": "outbound_.8000_._.httpbin.foo.svc.cluster.local"}, True),
+        (
+            "connection.sni",
+            ["outbound_.8000_._.httpbin.foo.svc.cluster.local"],
+            None,
+            {"sni": "outbound_.8000_._.httpbin.foo.svc.cluster.local"},
+            True,
+        ),
         ("connection.sni", ["*"], None, {}, False),
         ("connection.sni", None, ["x"], {}, True),
     ],
@@ -482,7 +510,14 @@ def test_when_jwt_keys_without_jwt(key, values, not_values, expected):
 
 
 def test_when_conditions_are_anded():
-    doc = allow({"when": [{"key": "source.namespace", "values": ["foo"]}, {"key": "request.headers[x]", "values": ["1"]}]})
+    doc = allow(
+        {
+            "when": [
+                {"key": "source.namespace", "values": ["foo"]},
+                {"key": "request.headers[x]", "values": ["1"]},
+            ]
+        }
+    )
     assert allowed(doc, headers={"x": "1"})
     assert not allowed(doc)
 
@@ -511,7 +546,11 @@ def raw_policy(action: str, rule: Rule, name: str = "raw") -> Any:
 UNDERSTOOD_NOT = [
     Rule(when=(Condition(key="destination.labels[app]", values=("x",)),)),
     Rule(when=(Condition(key="no.such.key", values=("x",)),)),
-    Rule(when=(Condition(key="experimental.envoy.filters.network.mysql_proxy[db.table]", values=("[update]",)),)),
+    Rule(
+        when=(
+            Condition(key="experimental.envoy.filters.network.mysql_proxy[db.table]", values=("[update]",)),
+        )
+    ),
     Rule(from_=(RuleFrom(source=Source(ip_blocks=("not-an-ip",))),)),
     Rule(to=(RuleTo(operation=Operation(ports=("99999",))),)),
     Rule(to=(RuleTo(operation=Operation(paths=("/a/{**}/{*}",))),)),

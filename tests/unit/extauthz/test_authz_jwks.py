@@ -145,7 +145,9 @@ def test_parse_jwks_skips_unusable_keys():
     assert parse_jwks(json.dumps(KEY.jwk)).kids() == {"k1"}  # one bare JWK
 
 
-@pytest.mark.parametrize("text", ["not json", '{"keys": {}}', '{"keys": []}', '{"keys": [{"kty": "RSA"}]}', "[]"])
+@pytest.mark.parametrize(
+    "text", ["not json", '{"keys": {}}', '{"keys": []}', '{"keys": [{"kty": "RSA"}]}', "[]"]
+)
 def test_parse_jwks_rejects_non_jwks(text):
     with pytest.raises(ValueError):
         parse_jwks(text)

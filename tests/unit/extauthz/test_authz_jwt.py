@@ -14,8 +14,8 @@ from authz_support import NOW, SigningKey, attrs, compiled, jwks_text, load, pol
 from pilotfish.extauthz.evaluate import evaluate
 from pilotfish.extauthz.jwks import JwksCache, KeySet, TokenCache, parse_jwks
 from pilotfish.extauthz.jwt import (
-    AuthnResult,
     Authenticator,
+    AuthnResult,
     JwtProvider,
     Verified,
     audience_allowed,
@@ -43,7 +43,9 @@ def providers(*docs: str) -> tuple[JwtProvider, ...]:
     return compile_providers(load(*docs), "foo", {"app": "httpbin"}, "istio-system")
 
 
-def authn(provs: tuple[JwtProvider, ...], *, strict: bool = False, now: float = NOW, **kw: Any) -> AuthnResult:
+def authn(
+    provs: tuple[JwtProvider, ...], *, strict: bool = False, now: float = NOW, **kw: Any
+) -> AuthnResult:
     return authenticate(provs, attrs(**kw).request, {}, now, strict=strict)
 
 
@@ -175,7 +177,9 @@ def test_custom_header_with_prefix_replaces_the_defaults():
     provs = providers(request_authn(rule(fromHeaders=[{"name": "X-Jwt", "prefix": "Token "}])))
     token = RSA.sign(GOOD)
     assert authn(provs, headers={"x-jwt": f"Token {token}"}).principal == f"{ISS}/alice"
-    assert authn(provs, headers={"x-jwt": f"Other; Token {token}"}).principal == f"{ISS}/alice"  # found anywhere
+    assert (
+        authn(provs, headers={"x-jwt": f"Other; Token {token}"}).principal == f"{ISS}/alice"
+    )  # found anywhere
     assert authn(provs, headers={"x-jwt": token}).principal is None  # no prefix: skipped
     assert authn(provs, headers=bearer(RSA.sign({**GOOD, "exp": 1}))).ok  # Authorization no longer read
 
@@ -224,7 +228,10 @@ def test_request_authentication_scope():
         request_authn(rule(), name="root", namespace="istio-system"),
         request_authn({"issuer": "https://b", "jwks": jwks_text(EC)}, name="other-ns", namespace="bar"),
         policy_doc(
-            {"selector": {"matchLabels": {"app": "nope"}}, "jwtRules": [{"issuer": "https://c", "jwks": jwks_text(EC)}]},
+            {
+                "selector": {"matchLabels": {"app": "nope"}},
+                "jwtRules": [{"issuer": "https://c", "jwks": jwks_text(EC)}],
+            },
             name="unselected",
             kind="RequestAuthentication",
         ),
@@ -250,7 +257,11 @@ def test_output_payload_and_claims_to_headers():
     )
     token = RSA.sign({**GOOD, "nested": {"key2": "valueC"}})
     result = authn(provs, headers={**bearer(token), "x-payload": "client-forged"})
-    assert dict(result.headers_to_set) == {"x-payload": token.split(".")[1], "x-iat": str(int(NOW)), "x-nested": "valueC"}
+    assert dict(result.headers_to_set) == {
+        "x-payload": token.split(".")[1],
+        "x-iat": str(int(NOW)),
+        "x-nested": "valueC",
+    }
     assert set(result.headers_to_remove) == {"x-missing", "authorization"}  # client copies sanitized
 
 
@@ -261,7 +272,16 @@ def test_output_headers_are_sanitized_without_a_token():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("s", "s"), (True, "true"), (False, "false"), (7, "7"), (2.0, "2"), (1.5, "1.500000"), ([1], None), ({}, None)],
+    [
+        ("s", "s"),
+        (True, "true"),
+        (False, "false"),
+        (7, "7"),
+        (2.0, "2"),
+        (1.5, "1.500000"),
+        ([1], None),
+        ({}, None),
+    ],
 )
 def test_claim_header_values(value, expected):
     assert claim_header_value({"a": {"b": value}}, "a.b") == expected
@@ -314,7 +334,10 @@ def test_jwk_alg_must_match_in_both_modes():
 def test_strict_requires_exp_and_rejects_crit():
     no_exp = RSA.sign({"iss": ISS, "sub": "alice"})
     assert authn(ONE, headers=bearer(no_exp)).ok
-    assert authn(ONE, headers=bearer(no_exp), strict=True).reason == "Jwt payload [exp] is required (strict mode)"
+    assert (
+        authn(ONE, headers=bearer(no_exp), strict=True).reason
+        == "Jwt payload [exp] is required (strict mode)"
+    )
     crit = RSA.sign(GOOD, crit=["exp"])
     assert authn(ONE, headers=bearer(crit), strict=True).status == 401
 

@@ -53,8 +53,12 @@ conditions = st.builds(
 )
 rules = st.builds(
     Rule,
-    from_=st.one_of(st.none(), st.lists(st.builds(RuleFrom, source=sources), min_size=1, max_size=2).map(tuple)),
-    to=st.one_of(st.none(), st.lists(st.builds(RuleTo, operation=operations), min_size=1, max_size=2).map(tuple)),
+    from_=st.one_of(
+        st.none(), st.lists(st.builds(RuleFrom, source=sources), min_size=1, max_size=2).map(tuple)
+    ),
+    to=st.one_of(
+        st.none(), st.lists(st.builds(RuleTo, operation=operations), min_size=1, max_size=2).map(tuple)
+    ),
     when=st.lists(conditions, max_size=2).map(tuple),
 )
 counter = iter(range(10**9))
@@ -63,7 +67,9 @@ counter = iter(range(10**9))
 def policy(action: str, rule_list: tuple[Rule, ...], **annotations: str) -> CompiledPolicy:
     spec = AuthorizationPolicySpec(action=action, rules=rule_list)  # type: ignore[arg-type]
     name = f"p{next(counter)}"
-    return compile_policy(Resource("security.istio.io/v1", "AuthorizationPolicy", name, "foo", spec, annotations=annotations))
+    return compile_policy(
+        Resource("security.istio.io/v1", "AuthorizationPolicy", name, "foo", spec, annotations=annotations)
+    )
 
 
 def policies_of(action: str) -> st.SearchStrategy[CompiledPolicy]:
