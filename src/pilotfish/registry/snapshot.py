@@ -1,17 +1,23 @@
 """MeshSnapshot: one frozen view of everything the translators need — the validated resources,
 the mesh config, and the services and endpoints derived from them. Every push is computed from
-exactly one snapshot, so a proxy never sees half of a change."""
+exactly one snapshot, so a proxy never sees half of a change.
+
+Values that every proxy's translation derives from the snapshot alone (the DestinationRule index)
+are computed once per snapshot through ``derived``: the snapshot never changes, so such a value
+cannot go stale, and it dies with the snapshot."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig
 from pilotfish.config.resource import Resource
 from pilotfish.registry.from_config import build_registry
 from pilotfish.registry.model import Endpoint, Service
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +27,10 @@ class MeshSnapshot:
     services: tuple[Service, ...] = ()
     endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]] = field(default_factory=dict)
     by_kind: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
+    # Not a constructor argument, so ``dataclasses.replace`` starts a new snapshot with an empty memo.
+    _derived: dict[Callable[[MeshSnapshot], Any], Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -46,6 +56,14 @@ class MeshSnapshot:
             endpoints={k: tuple(v) for k, v in merged.items()},
             by_kind={k: tuple(v) for k, v in by_kind.items()},
         )
+
+    def derived(self, compute: Callable[[MeshSnapshot], T]) -> T:
+        """``compute(self)``, computed on first use and then shared by every caller. ``compute``
+        must be a pure function of the snapshot. Two threads may both compute it; one result wins."""
+        try:
+            return cast(T, self._derived[compute])
+        except KeyError:
+            return cast(T, self._derived.setdefault(compute, compute(self)))
 
     def of_kind(self, kind: str) -> tuple[Resource[Any], ...]:
         return self.by_kind.get(kind, ())

@@ -444,3 +444,11 @@ def test_verify_token_is_pure_over_given_keys():
     assert isinstance(verify_token(provider, RSA.sign(GOOD), keys, NOW), Verified)
     assert not isinstance(verify_token(provider, RSA.sign(GOOD), KeySet(()), NOW), Verified)
     assert not isinstance(verify_token(provider, RSA.sign(GOOD), None, NOW), Verified)
+
+
+def test_unknown_kid_with_inline_keys_fetches_nothing():
+    issuer = FakeIssuer(RSA)
+    auth = Authenticator(JwksCache(issuer))
+    stranger = SigningKey("ec", "unknown-kid")
+    result = asyncio.run(auth.authenticate(ONE, attrs(headers=bearer(stranger.sign(GOOD))).request, NOW))
+    assert result.status == 401 and issuer.calls == 0

@@ -35,6 +35,7 @@ from typing import Any
 
 from pilotfish.config.networking.destination_rule import DestinationRuleSpec
 from pilotfish.config.resource import Resource
+from pilotfish.registry.snapshot import MeshSnapshot
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
 PUBLIC = "*"
@@ -156,6 +157,16 @@ def index_destination_rules(
         exported={ns: t.freeze() for ns, t in exported.items()},
         root_local=root_local.freeze(),
     )
+
+
+def destination_rule_index(snapshot: MeshSnapshot) -> DestinationRuleIndex:
+    """The index of the snapshot's DestinationRules, built once per snapshot and shared by every
+    proxy's CDS and EDS translation (``MeshSnapshot.derived``)."""
+    return snapshot.derived(_index_of_snapshot)
+
+
+def _index_of_snapshot(snapshot: MeshSnapshot) -> DestinationRuleIndex:
+    return index_destination_rules(snapshot.of_kind("DestinationRule"), snapshot.mesh.root_namespace)
 
 
 def _rule_order(rule: Resource[Any]) -> tuple[bool, str, str]:
