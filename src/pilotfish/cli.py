@@ -110,6 +110,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_authz_check(args: argparse.Namespace) -> int:
+    """Evaluate one request offline with the server's code; print the decision as one JSON object."""
+    import json
+
+    from pilotfish.errors import ConfigError
+    from pilotfish.extauthz.check import run_check
+
+    try:
+        decision = run_check(args.config, args.mesh, args.request, strict=args.strict)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(decision, indent=2))
+    return 0
+
+
 def _admin_get(address: str, path: str) -> object:
     import json
     import urllib.request
@@ -191,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")
     p.add_argument("--log-level", default="info")
     p.set_defaults(handler=cmd_serve)
+
+    authz = sub.add_parser("authz", help="authorization tools").add_subparsers(dest="authz_command", required=True)
+    p = authz.add_parser("check", help="evaluate one request offline, as the ext_authz server would")
+    p.add_argument("--config", required=True, help="directory of Istio YAML")
+    p.add_argument("--mesh", default=None, help="MeshConfig YAML")
+    p.add_argument("--request", required=True, help="request JSON file (see README)")
+    p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
+    p.set_defaults(handler=cmd_authz_check)
 
     for name, handler, helptext in (
         ("proxy-status", cmd_proxy_status, "push status of every connected proxy"),

@@ -25,14 +25,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2, protocol_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import percent_pb2
-from google.protobuf import any_pb2, duration_pb2, struct_pb2
+from google.protobuf import any_pb2, duration_pb2
 
 from pilotfish.config.decode import parse_duration
 from pilotfish.config.networking.destination_rule import (
@@ -52,7 +52,7 @@ from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import (
     AppliedRule,
     destination_rule_for,
-    index_destination_rules,
+    destination_rule_index,
 )
 from pilotfish.xds.translate.endpoints import locality_lb_endpoints, subset_endpoints, visible_services
 from pilotfish.xds.translate.names import outbound_cluster_name
@@ -117,42 +117,48 @@ KNOWN_PROTOCOLS = frozenset(
 def translate_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Cluster]:
     """The outbound clusters for ``proxy``: per visible service and port, the default cluster
     followed by its subset clusters. A name seen twice keeps the first (``normalizeClusters``)."""
-    index = index_destination_rules(snapshot.of_kind("DestinationRule"), snapshot.mesh.root_namespace)
+    index = destination_rule_index(snapshot)
+    templates = ClusterTemplates(proxy)
     out: dict[str, Cluster] = {}
     for service in visible_services(snapshot, proxy):
         rule = destination_rule_for(index, proxy.namespace, proxy.labels, service.hostname, service.namespace)
         for port in service.ports:
-            for cluster in service_port_clusters(snapshot, proxy, service, port, rule):
+            for cluster in service_port_clusters(snapshot, templates, service, port, rule):
                 out.setdefault(cluster.name, cluster)
     return list(out.values())
 
 
 def service_port_clusters(
-    snapshot: MeshSnapshot, proxy: Proxy, service: Service, port: ServicePort, rule: AppliedRule | None
+    snapshot: MeshSnapshot,
+    templates: ClusterTemplates,
+    service: Service,
+    port: ServicePort,
+    rule: AppliedRule | None,
 ) -> Iterator[Cluster]:
     """Istio ``buildOutboundClusters`` for one port: the default cluster, then the subsets'."""
-    discovery = discovery_type(service, proxy)
+    discovery = discovery_type(service, templates.proxy)
     if port.protocol == "UDP" or discovery is None:
         return
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
     endpoints = snapshot.endpoints_for(service.hostname, port.number)
-    default = base_cluster(name, discovery, endpoints, port, proxy)
+    policy = cluster_policy(destination, port.number)
+    default = outbound_cluster(templates, name, discovery, endpoints, port, policy)
     if default is None:
         return
-    apply_traffic_policy(default, cluster_policy(destination, port.number))
-    finish(default, rule, None)
+    set_rule_metadata(default, rule, None)
     yield default
     for subset in rule.spec.subsets if rule is not None else ():
         simple = _simple(subset.traffic_policy.load_balancer if subset.traffic_policy else None)
         subset_type = Cluster.ORIGINAL_DST if simple == "PASSTHROUGH" else default.type
-        selected = subset_endpoints(endpoints, subset.labels)
+        # Only a DNS cluster inlines its endpoints; the others leave them to EDS.
+        selected = subset_endpoints(endpoints, subset.labels) if subset_type in DNS_TYPES else ()
         name = outbound_cluster_name(service.hostname, port.number, subset.name)
-        cluster = base_cluster(name, subset_type, selected, port, proxy)
+        policy = cluster_policy(destination, port.number, subset)
+        cluster = outbound_cluster(templates, name, subset_type, selected, port, policy)
         if cluster is None:
             continue
-        apply_traffic_policy(cluster, cluster_policy(destination, port.number, subset))
-        finish(cluster, rule, subset.name)
+        set_rule_metadata(cluster, rule, subset.name)
         yield cluster
 
 
@@ -164,14 +170,77 @@ def discovery_type(service: Service, proxy: Proxy) -> int | None:
     return discovery
 
 
-def finish(cluster: Cluster, rule: AppliedRule | None, subset: str | None) -> None:
-    """EDS config once the type is final (``maybeApplyEdsConfig``), the rule metadata, and a
-    complete ``HttpProtocolOptions`` (``clusterWrapper.build``)."""
+def outbound_cluster(
+    templates: ClusterTemplates,
+    name: str,
+    discovery: int,
+    endpoints: Iterable[Endpoint],
+    port: ServicePort,
+    policy: TrafficPolicy | None,
+) -> Cluster | None:
+    """One cluster before its rule metadata; ``None`` for a DNS cluster without endpoints."""
+    if discovery in DNS_TYPES:
+        return build_cluster(name, discovery, endpoints, port, templates.proxy, policy)
+    return templates.cluster(name, discovery, port, policy)
+
+
+def build_cluster(
+    name: str,
+    discovery: int,
+    endpoints: Iterable[Endpoint],
+    port: ServicePort,
+    proxy: Proxy,
+    policy: TrafficPolicy | None,
+) -> Cluster | None:
+    """Istio's steps for one cluster: ``buildCluster``, ``applyTrafficPolicy``, then the EDS
+    config once the type is final (``maybeApplyEdsConfig``) and a complete ``HttpProtocolOptions``
+    (``clusterWrapper.build``)."""
+    cluster = base_cluster(name, discovery, endpoints, port, proxy)
+    if cluster is None:
+        return None
+    apply_traffic_policy(cluster, policy)
     complete_http_options(cluster)
     if cluster.type == Cluster.EDS:
         cluster.eds_cluster_config.CopyFrom(eds_config(cluster.name))
-    if rule is not None:
-        cluster.metadata.CopyFrom(rule_metadata(rule, subset))
+    return cluster
+
+
+class ClusterTemplates:
+    """Prebuilt clusters for one ``translate_clusters`` call.
+
+    A cluster without inline endpoints (any but STRICT_DNS / LOGICAL_DNS) is, but for its names,
+    a function of its discovery type, port protocol, proxy type and traffic policy. Each such
+    combination is built once through ``build_cluster`` and copied (in C) for every cluster that
+    shares it; at 1,000 services that turns 2,000 builds into a handful. The policy is keyed by its
+    ``repr``, which is complete for the frozen config dataclasses, where ``==`` is not exact
+    (``0.0 == -0.0`` serialize differently) and ``hash`` fails for a policy holding a Mapping."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self._built: dict[tuple[int, str, str], Cluster] = {}
+
+    def cluster(self, name: str, discovery: int, port: ServicePort, policy: TrafficPolicy | None) -> Cluster:
+        key = (discovery, port.protocol, repr(policy))
+        template = self._built.get(key)
+        if template is None:
+            template = self._built[key] = self._build(discovery, port, policy)
+        cluster = Cluster()
+        cluster.CopyFrom(template)
+        set_names(cluster, name)
+        return cluster
+
+    def _build(self, discovery: int, port: ServicePort, policy: TrafficPolicy | None) -> Cluster:
+        built = build_cluster("", discovery, (), port, self.proxy, policy)
+        assert built is not None, "only a DNS cluster can lack endpoints"
+        return built
+
+
+def set_names(cluster: Cluster, name: str) -> None:
+    """The fields named after the cluster: its name, stat name and EDS service name."""
+    cluster.name = name
+    cluster.alt_stat_name = name + STAT_PREFIX_DELIMITER
+    if cluster.type == Cluster.EDS:
+        cluster.eds_cluster_config.service_name = name
 
 
 # ---- the base cluster (buildCluster) -------------------------------------------------------------
@@ -517,16 +586,17 @@ def cookie_hash(cookie: HTTPCookie) -> route_components_pb2.RouteAction.HashPoli
 # ---- metadata and small helpers ------------------------------------------------------------------
 
 
-def rule_metadata(rule: AppliedRule, subset: str | None) -> base_pb2.Metadata:
+def set_rule_metadata(cluster: Cluster, rule: AppliedRule | None, subset: str | None) -> None:
     """Istio ``util.AddConfigInfoMetadata`` (+ ``AddSubsetToMetadata``): the rule's API path."""
+    if rule is None:
+        return
     group, _, version = rule.api_version.partition("/")
-    path = f"/apis/{group}/{version}/namespaces/{rule.namespace}/{RULE_KIND_PATH}/{rule.name}"
-    fields: dict[str, Any] = {"config": path}
+    istio = cluster.metadata.filter_metadata[ISTIO_METADATA].fields
+    istio[
+        "config"
+    ].string_value = f"/apis/{group}/{version}/namespaces/{rule.namespace}/{RULE_KIND_PATH}/{rule.name}"
     if subset is not None:
-        fields["subset"] = subset
-    istio = struct_pb2.Struct()
-    istio.update(fields)
-    return base_pb2.Metadata(filter_metadata={ISTIO_METADATA: istio})
+        istio["subset"].string_value = subset
 
 
 def duration(value: timedelta) -> duration_pb2.Duration:
