@@ -54,7 +54,7 @@ from pilotfish.xds.translate.destination_rules import (
     destination_rule_for,
     destination_rule_index,
 )
-from pilotfish.xds.translate.endpoints import locality_lb_endpoints, subset_endpoints, visible_services
+from pilotfish.xds.translate.endpoints import add_locality_lb_endpoints, subset_endpoints, visible_services
 from pilotfish.xds.translate.names import outbound_cluster_name
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
@@ -253,11 +253,10 @@ def base_cluster(
     cluster = Cluster(name=name, type=discovery, alt_stat_name=name + STAT_PREFIX_DELIMITER)
     cluster.common_lb_config.SetInParent()
     if discovery in DNS_TYPES:
-        assignment = locality_lb_endpoints(endpoints)
-        if not assignment:
+        add_locality_lb_endpoints(cluster.load_assignment.endpoints, endpoints)
+        if not cluster.load_assignment.endpoints:
             return None
         cluster.load_assignment.cluster_name = name
-        cluster.load_assignment.endpoints.extend(assignment)
         apply_dns_settings(cluster, proxy)
     apply_upstream_protocol(cluster, port, proxy)
     return cluster

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from pilotfish.registry.model import Endpoint, Service
 from pilotfish.registry.snapshot import MeshSnapshot
@@ -29,7 +30,7 @@ from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.destination_rules import (
     DestinationRuleIndex,
     destination_rule_for,
-    index_destination_rules,
+    destination_rule_index,
 )
 from pilotfish.xds.translate.names import parse_cluster_name
 
@@ -49,9 +50,18 @@ def subset_endpoints(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, 
 
 def socket_address(address: str, port: int) -> address_pb2.Address:
     """Istio ``util.BuildAddress``: a ``unix://`` path becomes a pipe, anything else host:port."""
+    out = address_pb2.Address()
+    set_address(out, address, port)
+    return out
+
+
+def set_address(out: address_pb2.Address, address: str, port: int) -> None:
+    """``socket_address`` written into ``out`` in place (no message to build and copy)."""
     if address.startswith(UNIX_PREFIX):
-        return address_pb2.Address(pipe=address_pb2.Pipe(path=address[len(UNIX_PREFIX) :]))
-    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=address, port_value=port))
+        out.pipe.path = address[len(UNIX_PREFIX) :]
+    else:
+        out.socket_address.address = address
+        out.socket_address.port_value = port
 
 
 def locality(value: str) -> base_pb2.Locality:
@@ -60,34 +70,42 @@ def locality(value: str) -> base_pb2.Locality:
     return base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 
-def lb_endpoint(endpoint: Endpoint) -> endpoint_components_pb2.LbEndpoint:
-    return endpoint_components_pb2.LbEndpoint(
-        endpoint=endpoint_components_pb2.Endpoint(address=socket_address(endpoint.address, endpoint.port)),
-        health_status=HEALTH_STATUS[endpoint.health],
-        load_balancing_weight={"value": endpoint.weight or 1},
-    )
+def add_lb_endpoint(group: endpoint_components_pb2.LocalityLbEndpoints, endpoint: Endpoint) -> None:
+    lb = group.lb_endpoints.add(health_status=HEALTH_STATUS[endpoint.health])
+    set_address(lb.endpoint.address, endpoint.address, endpoint.port)
+    lb.load_balancing_weight.value = endpoint.weight or 1
 
 
-def locality_lb_endpoints(endpoints: Iterable[Endpoint]) -> list[endpoint_components_pb2.LocalityLbEndpoints]:
-    """Sendable endpoints grouped by locality (sorted by locality name, endpoints in order)."""
+def add_locality_lb_endpoints(
+    target: RepeatedCompositeFieldContainer[endpoint_components_pb2.LocalityLbEndpoints],
+    endpoints: Iterable[Endpoint],
+) -> None:
+    """Sendable endpoints grouped by locality (sorted by locality name, endpoints in order),
+    added to ``target`` in place: each message is built where it ends up, never copied."""
+    for name, members in sorted(by_locality(endpoints).items()):
+        group = target.add()
+        if name:
+            group.locality.CopyFrom(locality(name))
+        else:
+            group.locality.SetInParent()
+        for endpoint in members:
+            add_lb_endpoint(group, endpoint)
+        group.load_balancing_weight.value = sum(e.weight or 1 for e in members)
+
+
+def by_locality(endpoints: Iterable[Endpoint]) -> dict[str, list[Endpoint]]:
+    """The sendable endpoints (``HEALTH_STATUS``) by locality name, in order."""
     groups: dict[str, list[Endpoint]] = {}
     for endpoint in endpoints:
         if endpoint.health in HEALTH_STATUS:
             groups.setdefault(endpoint.locality, []).append(endpoint)
-    return [
-        endpoint_components_pb2.LocalityLbEndpoints(
-            locality=locality(name),
-            lb_endpoints=[lb_endpoint(e) for e in members],
-            load_balancing_weight={"value": sum(e.weight or 1 for e in members)},
-        )
-        for name, members in sorted(groups.items())
-    ]
+    return groups
 
 
 def load_assignment(cluster_name: str, endpoints: Iterable[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
-    return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=cluster_name, endpoints=locality_lb_endpoints(endpoints)
-    )
+    out = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
+    add_locality_lb_endpoints(out.endpoints, endpoints)
+    return out
 
 
 def visible_services(snapshot: MeshSnapshot, proxy: Proxy) -> list[Service]:
@@ -126,7 +144,7 @@ def translate_endpoints(
     snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster_pb2.Cluster]
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     """One ``ClusterLoadAssignment`` per EDS cluster (named by its ``service_name``)."""
-    index = index_destination_rules(snapshot.of_kind("DestinationRule"), snapshot.mesh.root_namespace)
+    index = destination_rule_index(snapshot)
     services = {s.hostname: s for s in visible_services(snapshot, proxy)}
     eds = [c for c in clusters if c.type == cluster_pb2.Cluster.EDS]
     names = [c.eds_cluster_config.service_name or c.name for c in eds]
