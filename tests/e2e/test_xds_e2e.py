@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from harness import http
 from harness.echo import EchoProcess
 from harness.envoy import EnvoyProcess
 from harness.mesh import TARGET_HEADER, node_id, sidecar_bootstrap
 from harness.pilotfish import PilotfishProcess
+
 from pilotfish.cli import main as cli_main
 
 pytestmark = pytest.mark.e2e

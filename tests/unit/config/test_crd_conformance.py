@@ -49,6 +49,9 @@ IDS = [f"{k}-{v}" for k, v, _ in VERSIONS]
 # ---- walking the model's type hints alongside the schema ----------------------------------------
 
 
+SCALARS: dict[str, type] = {"number": float, "boolean": bool}
+
+
 def unwrap_optional(tp: Any) -> Any:
     if get_origin(tp) in (typing.Union, types.UnionType):
         members = [a for a in get_args(tp) if a is not type(None)]
@@ -104,12 +107,8 @@ def mismatches(schema: dict[str, Any], tp: Any, path: tuple[str | int, ...]) -> 
             yield f"{where}: schema has a {'duration' if want is timedelta else 'string'}, model has {tp!r}"
     elif stype == "integer":
         yield from integer_mismatches(schema, tp, where)
-    elif stype == "number":
-        if tp is not float:
-            yield f"{where}: schema has a number, model has {tp!r}"
-    elif stype == "boolean":
-        if tp is not bool:
-            yield f"{where}: schema has a boolean, model has {tp!r}"
+    elif stype in SCALARS and tp is not SCALARS[stype]:
+        yield f"{where}: schema has a {stype}, model has {tp!r}"
 
 
 def integer_mismatches(schema: dict[str, Any], tp: Any, where: str) -> Iterator[str]:

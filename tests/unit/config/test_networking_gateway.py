@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
+from config_support import KindDocs
 
 from pilotfish.config.loader import parse_resource
 from pilotfish.config.networking.gateway import GatewaySpec
-from pilotfish.errors import ConfigError, Problem
+from pilotfish.errors import ConfigError
 
 VERSIONS = ("v1alpha3", "v1beta1", "v1")
 
@@ -58,27 +59,13 @@ servers:
 """
 
 
-def document(spec: Any, version: str = "v1") -> dict[str, Any]:
-    return {
-        "apiVersion": f"networking.istio.io/{version}",
-        "kind": "Gateway",
-        "metadata": {"name": "gw", "namespace": "istio-system"},
-        "spec": yaml.safe_load(spec) if isinstance(spec, str) else spec,
-    }
+_DOCS = KindDocs("Gateway", "gw", "istio-system")
+document = _DOCS.document
+problems = _DOCS.problems
 
 
 def parse(spec: Any, version: str = "v1") -> GatewaySpec:
-    resource, warnings = parse_resource(document(spec, version), "<test>", 1)
-    assert not warnings, warnings
-    return resource.spec  # type: ignore[no-any-return]
-
-
-def problems(spec: Any) -> list[Problem]:
-    try:
-        _, warnings = parse_resource(document(spec), "<test>", 1)
-    except ConfigError as exc:
-        return list(exc.problems)
-    return warnings
+    return _DOCS.parse(spec, version)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("version", VERSIONS)

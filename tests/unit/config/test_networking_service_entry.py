@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
+from config_support import KindDocs
 
-from pilotfish.config.loader import parse_resource
 from pilotfish.config.networking.service_entry import ServiceEntrySpec
 from pilotfish.config.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.config.networking.workload_group import WorkloadGroupSpec
-from pilotfish.errors import ConfigError, Problem
+from pilotfish.errors import Problem
 
 VERSIONS = ("v1alpha3", "v1beta1", "v1")
 
@@ -71,26 +71,15 @@ probe:
 
 
 def document(kind: str, spec: Any, version: str = "v1") -> dict[str, Any]:
-    return {
-        "apiVersion": f"networking.istio.io/{version}",
-        "kind": kind,
-        "metadata": {"name": "x", "namespace": "default"},
-        "spec": yaml.safe_load(spec) if isinstance(spec, str) else spec,
-    }
+    return KindDocs(kind).document(spec, version)
 
 
 def parse(kind: str, spec: Any, version: str = "v1") -> Any:
-    resource, warnings = parse_resource(document(kind, spec, version), "<test>", 1)
-    assert not warnings, warnings
-    return resource.spec
+    return KindDocs(kind).parse(spec, version)
 
 
 def problems(kind: str, spec: Any) -> list[Problem]:
-    try:
-        _, warnings = parse_resource(document(kind, spec), "<test>", 1)
-    except ConfigError as exc:
-        return list(exc.problems)
-    return warnings
+    return KindDocs(kind).problems(spec)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from config_support import KindDocs
 
-from pilotfish.config.loader import parse_resource
 from pilotfish.config.networking.sidecar import SidecarSpec, default_endpoint, split_host_port
-from pilotfish.errors import ConfigError, Problem
 
 VERSIONS = ("v1alpha3", "v1beta1", "v1")
 
@@ -48,27 +47,13 @@ RATINGS_SNAKE = (
 )
 
 
-def document(spec: Any, version: str = "v1") -> dict[str, Any]:
-    return {
-        "apiVersion": f"networking.istio.io/{version}",
-        "kind": "Sidecar",
-        "metadata": {"name": "sc", "namespace": "prod-us1"},
-        "spec": yaml.safe_load(spec) if isinstance(spec, str) else spec,
-    }
+_DOCS = KindDocs("Sidecar", "sc", "prod-us1")
+document = _DOCS.document
+problems = _DOCS.problems
 
 
 def parse(spec: Any, version: str = "v1") -> SidecarSpec:
-    resource, warnings = parse_resource(document(spec, version), "<test>", 1)
-    assert not warnings, warnings
-    return resource.spec  # type: ignore[no-any-return]
-
-
-def problems(spec: Any) -> list[Problem]:
-    try:
-        _, warnings = parse_resource(document(spec), "<test>", 1)
-    except ConfigError as exc:
-        return list(exc.problems)
-    return warnings
+    return _DOCS.parse(spec, version)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("version", VERSIONS)

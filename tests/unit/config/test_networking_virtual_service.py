@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
+from config_support import KindDocs
 
-from pilotfish.config.loader import parse_resource
 from pilotfish.config.networking.virtual_service import (
     Destination,
     HTTPRouteDestination,
     StringMatch,
     VirtualServiceSpec,
 )
-from pilotfish.errors import ConfigError, Problem
 
 VERSIONS = ("v1alpha3", "v1beta1", "v1")
 
@@ -104,27 +103,13 @@ tcp:
 """
 
 
-def document(spec: Any, version: str = "v1", namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": f"networking.istio.io/{version}",
-        "kind": "VirtualService",
-        "metadata": {"name": "vs", "namespace": namespace},
-        "spec": yaml.safe_load(spec) if isinstance(spec, str) else spec,
-    }
+_DOCS = KindDocs("VirtualService", "vs", "default")
+document = _DOCS.document
+problems = _DOCS.problems
 
 
 def parse(spec: Any, version: str = "v1") -> VirtualServiceSpec:
-    resource, warnings = parse_resource(document(spec, version), "<test>", 1)
-    assert not warnings, warnings
-    return resource.spec  # type: ignore[no-any-return]
-
-
-def problems(spec: Any) -> list[Problem]:
-    try:
-        _, warnings = parse_resource(document(spec), "<test>", 1)
-    except ConfigError as exc:
-        return list(exc.problems)
-    return warnings
+    return _DOCS.parse(spec, version)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("version", VERSIONS)

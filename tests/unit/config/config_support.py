@@ -1,0 +1,41 @@
+"""Shared by the per-kind config tests: build a document of one kind, parse it, collect problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from pilotfish.config.kinds import KINDS
+from pilotfish.config.loader import parse_resource
+from pilotfish.errors import ConfigError, Problem
+
+
+@dataclass(frozen=True)
+class KindDocs:
+    kind: str
+    name: str = "x"
+    namespace: str = "default"
+
+    def document(self, spec: Any, version: str = "v1", namespace: str | None = None) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{KINDS[self.kind].group}/{version}",
+            "kind": self.kind,
+            "metadata": {"name": self.name, "namespace": namespace or self.namespace},
+            "spec": yaml.safe_load(spec) if isinstance(spec, str) else spec,
+        }
+
+    def parse(self, spec: Any, version: str = "v1") -> Any:
+        """The decoded spec; the document must be valid and warning-free."""
+        resource, warnings = parse_resource(self.document(spec, version), "<test>", 1)
+        assert not warnings, warnings
+        return resource.spec
+
+    def problems(self, spec: Any) -> list[Problem]:
+        """Errors (the document is rejected) or warnings (it is accepted)."""
+        try:
+            _, warnings = parse_resource(self.document(spec), "<test>", 1)
+        except ConfigError as exc:
+            return list(exc.problems)
+        return warnings
