@@ -58,7 +58,9 @@ def run(debounce: float, trials: int, workdir: Path) -> list[float]:
     with EchoProcess("ratings-1") as echo:
         (config / "service.yaml").write_text(SERVICE)
         (config / "we.yaml").write_text(workload(echo.port, 1))
-        pf = PilotfishProcess(config, workdir / f"pf-{debounce}", extra_args=["--debounce-after", str(debounce)])
+        pf = PilotfishProcess(
+            config, workdir / f"pf-{debounce}", extra_args=["--debounce-after", str(debounce)]
+        )
         pf.start()
         try:
             with EnvoyProcess(sidecar_bootstrap(pf.xds_port), workdir=workdir / f"envoy-{debounce}") as envoy:
@@ -88,7 +90,9 @@ def trial(pf: PilotfishProcess, config: Path, port: int, weight: int) -> float:
 def describe(name: str, samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return f"{name}: p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (n={len(ordered)})"
+    return (
+        f"{name}: p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (n={len(ordered)})"
+    )
 
 
 def main() -> None:

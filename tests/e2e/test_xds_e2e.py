@@ -140,9 +140,8 @@ def test_least_request_avoids_a_slow_endpoint_and_round_robin_does_not(mesh: Mes
     )
     round_robin = share_of_slow_endpoint(mesh)
     assert round_robin >= 0.8 * fair, f"ROUND_ROBIN gave the slow endpoint only {round_robin:.0%}"
-    print(
-        f"slow endpoint share: LEAST_REQUEST {least_request:.1%}, ROUND_ROBIN {round_robin:.1%} (fair {fair:.0%})"
-    )
+    shares = f"LEAST_REQUEST {least_request:.1%}, ROUND_ROBIN {round_robin:.1%}"
+    print(f"slow endpoint share: {shares} (fair {fair:.0%})")
 
 
 def cluster_lb_policy(mesh: Mesh, name: str) -> str:

@@ -76,5 +76,7 @@ def test_probe_listener_routes_by_header() -> None:
     (listener,) = b["static_resources"]["listeners"]
     assert listener["address"]["socket_address"]["port_value"] == 15001
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    assert hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster_header"] == "x-target-cluster"
+    assert (
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster_header"] == "x-target-cluster"
+    )
     assert "listeners" not in bootstrap(BootstrapOptions("w", "ns"))["static_resources"]

@@ -53,7 +53,16 @@ def test_camel_and_snake_spellings_decode_to_the_same_object() -> None:
 
 def test_every_problem_is_reported_with_its_line_and_path() -> None:
     text = "\n".join(
-        ["host: 1", "portNumber: -1", "mode: C", "items:", "- {exact: a, prefix: b}", "- {bogus: 1}", "timeout: 5 s", ""]
+        [
+            "host: 1",
+            "portNumber: -1",
+            "mode: C",
+            "items:",
+            "- {exact: a, prefix: b}",
+            "- {bogus: 1}",
+            "timeout: 5 s",
+            "",
+        ]
     )
     got = problems(text)
     assert ("host", 1, "expected a string, got int 1") in got
