@@ -6,6 +6,8 @@ Measures, in one run and on the same machine:
   baseline — the protobuf floor: constructing and serializing the same number of Cluster and
              ClusterLoadAssignment messages directly, with no Istio logic at all.
 Prints both (median of runs) and the ratio ours/baseline. Target: ours < 50 ms at 1000 × 5.
+Also prints ours per phase — the registry runs once per config change for all proxies, the rest
+once per proxy — and what one further proxy of the same snapshot costs.
 
     .venv/bin/python bench/bench_translate.py [--services 1000] [--endpoints 5] [--runs 7]
 """
@@ -31,7 +33,8 @@ def mesh_yaml(services: int, endpoints: int) -> str:
     docs = []
     for s in range(services):
         eps = "\n".join(
-            f"  - address: 10.{s // 250}.{s % 250}.{e + 1}\n    labels: {{version: v{e % 2 + 1}}}" for e in range(endpoints)
+            f"  - address: 10.{s // 250}.{s % 250}.{e + 1}\n    labels: {{version: v{e % 2 + 1}}}"
+            for e in range(endpoints)
         )
         docs.append(f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -56,21 +59,62 @@ spec:
     return "---\n".join(docs)
 
 
-PROXY = Proxy(id="sidecar~10.0.0.1~bench.ns-0~ns-0.svc.cluster.local", type=ProxyType.SIDECAR, ip="10.0.0.1",
-              name="bench", namespace="ns-0", dns_domain="ns-0.svc.cluster.local")
+PROXY = Proxy(
+    id="sidecar~10.0.0.1~bench.ns-0~ns-0.svc.cluster.local",
+    type=ProxyType.SIDECAR,
+    ip="10.0.0.1",
+    name="bench",
+    namespace="ns-0",
+    dns_domain="ns-0.svc.cluster.local",
+)
+OTHER_PROXY = Proxy(
+    id="sidecar~10.0.0.2~bench.ns-1~ns-1.svc.cluster.local",
+    type=ProxyType.SIDECAR,
+    ip="10.0.0.2",
+    name="bench",
+    namespace="ns-1",
+    dns_domain="ns-1.svc.cluster.local",
+)
 
 
-def ours(resources: tuple, runs: int) -> tuple[float, int]:
-    times, count = [], 0
+PHASES = ("registry", "clusters", "endpoints", "cache")
+
+
+def ours(resources: tuple, runs: int) -> tuple[float, dict[str, float], float, int]:
+    """Median total, median per phase, and the median cost of one more proxy (see ``next_proxy``)."""
+    totals, phases, nexts, count = [], {p: [] for p in PHASES}, [], 0
     for _ in range(runs):
         cache = SnapshotCache()  # fresh: no interning carried over between runs
         t0 = time.perf_counter()
         snapshot = MeshSnapshot.build(resources)
+        t1 = time.perf_counter()
         clusters = translate_clusters(snapshot, PROXY)
-        built = cache.build([*clusters, *translate_endpoints(snapshot, PROXY, clusters)])
-        times.append(time.perf_counter() - t0)
+        t2 = time.perf_counter()
+        endpoints = translate_endpoints(snapshot, PROXY, clusters)
+        t3 = time.perf_counter()
+        built = cache.build([*clusters, *endpoints])
+        t4 = time.perf_counter()
+        totals.append(t4 - t0)
+        for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            phases[phase].append(seconds)
+        nexts.append(next_proxy(snapshot))
         count = sum(len(built.named(t)) for t in built.versions)
-    return statistics.median(times), count
+    return (
+        statistics.median(totals),
+        {p: statistics.median(v) for p, v in phases.items()},
+        statistics.median(nexts),
+        count,
+    )
+
+
+def next_proxy(snapshot: MeshSnapshot) -> float:
+    """CDS + EDS + cache for a second proxy, in another namespace, of a snapshot already built:
+    what each further proxy costs (the DestinationRule index is shared; its view of the mesh and
+    a fresh cache, so no interning, are not)."""
+    t0 = time.perf_counter()
+    clusters = translate_clusters(snapshot, OTHER_PROXY)
+    SnapshotCache().build([*clusters, *translate_endpoints(snapshot, OTHER_PROXY, clusters)])
+    return time.perf_counter() - t0
 
 
 def baseline(services: int, endpoints: int, runs: int) -> float:
@@ -81,16 +125,23 @@ def baseline(services: int, endpoints: int, runs: int) -> float:
         for s in range(services):
             for subset in ("", "v1"):
                 name = f"outbound|8080|{subset}|svc-{s}.ns-{s % 20}.svc.cluster.local"
-                cluster = cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.EDS,
-                                              lb_policy=cluster_pb2.Cluster.LEAST_REQUEST)
+                cluster = cluster_pb2.Cluster(
+                    name=name, type=cluster_pb2.Cluster.EDS, lb_policy=cluster_pb2.Cluster.LEAST_REQUEST
+                )
                 cluster.eds_cluster_config.eds_config.CopyFrom(
-                    config_source_pb2.ConfigSource(ads={}, resource_api_version=config_source_pb2.V3))
+                    config_source_pb2.ConfigSource(ads={}, resource_api_version=config_source_pb2.V3)
+                )
                 cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
                 group = cla.endpoints.add()
                 for e in range(endpoints if not subset else (endpoints + 1) // 2):
                     lb = endpoint_components_pb2.LbEndpoint()
-                    lb.endpoint.address.CopyFrom(address_pb2.Address(socket_address=address_pb2.SocketAddress(
-                        address=f"10.{s // 250}.{s % 250}.{e + 1}", port_value=8080)))
+                    lb.endpoint.address.CopyFrom(
+                        address_pb2.Address(
+                            socket_address=address_pb2.SocketAddress(
+                                address=f"10.{s // 250}.{s % 250}.{e + 1}", port_value=8080
+                            )
+                        )
+                    )
                     group.lb_endpoints.append(lb)
                 out.append(cluster.SerializeToString(deterministic=True))
                 out.append(cla.SerializeToString(deterministic=True))
@@ -106,10 +157,12 @@ def main() -> None:
     args = parser.parse_args()
     result = load_text(mesh_yaml(args.services, args.endpoints))
     assert not result.errors, result.errors[:3]
-    ours_s, count = ours(result.resources, args.runs)
+    ours_s, phases, next_s, count = ours(result.resources, args.runs)
     base_s = baseline(args.services, args.endpoints, args.runs)
     print(f"services={args.services} endpoints/service={args.endpoints} resources={count} runs={args.runs}")
     print(f"ours (registry + CDS + EDS + serialize): {ours_s * 1000:.1f} ms (target < 50 ms)")
+    print("  per phase (medians): " + ", ".join(f"{p} {s * 1000:.1f} ms" for p, s in phases.items()))
+    print(f"  per further proxy of the same snapshot (CDS + EDS + serialize): {next_s * 1000:.1f} ms")
     print(f"baseline (bare protobuf build + serialize): {base_s * 1000:.1f} ms")
     print(f"ratio ours/baseline: {ours_s / base_s:.2f}")
 

@@ -7,6 +7,14 @@ directory (files with errors keep their last good content), builds one ``MeshSna
 publishes a translated snapshot for every connected proxy. Proxies of the same class (type,
 namespace, labels) share one translation; the cache shares resource bytes across all of them.
 Versions are content hashes, so a push that changes nothing for a proxy sends it nothing.
+
+With a store (``--store``), the mesh is the store's resources plus the config directory's (which
+wins a key both define: the directory is read-only through the API), and the store's
+registrations add endpoints. Store events reach the debouncer from the store's thread through
+``call_soon_threadsafe``; a lease loop reaps expired registrations and renews the leases of
+connected auto-registered proxies. When the store is unreachable, the last state read keeps
+serving — proxies keep their config, ``/healthz`` says why it is 503, ``pilotfish_store_up`` is
+0 — and the first successful call brings everything back without a restart.
 """
 
 from __future__ import annotations
@@ -19,20 +27,29 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import watchfiles
 from google.protobuf import json_format
 
 from pilotfish.admin import http as admin_http
+from pilotfish.admin import rbac
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
+from pilotfish.config.resource import Resource
 from pilotfish.configdir import ConfigDirectory
 from pilotfish.debounce import Debouncer
-from pilotfish.errors import Problem
+from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.metrics import Metrics
+from pilotfish.registry.from_registrations import (
+    auto_registration,
+    registration_endpoints,
+    registration_namespace,
+)
 from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.store import Registration, ResourceKey, Store, Subscription, open_store
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
@@ -40,8 +57,17 @@ from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoints import translate_endpoints
+from pilotfish.xds.translate.inbound import translate_inbound_clusters
+from pilotfish.xds.translate.listeners import route_names, translate_listeners
+from pilotfish.xds.translate.routes import translate_routes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A proxy whose LABELS carry this names the WorkloadGroup (in its namespace) it joins while it is
+# connected — Istio's AUTO_REGISTER_GROUP node metadata, carried as a label because that is what
+# ``pilotfish bootstrap --labels`` and every Envoy bootstrap can already say.
+AUTO_REGISTER_LABEL = "pilotfish.io/auto-register-group"
 
 GRPC_OPTIONS = (
     # The 4 MiB default breaks large SotW responses and delta reconnects (envoyproxy/envoy#36169).
@@ -61,20 +87,38 @@ class ServeOptions:
     admin_port: int = 15014
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
+    store_url: str | None = None  # None: no store, no resource or registration API
+    admin_tokens: Path | None = None  # RBAC tokens file (admin.rbac); None: loopback may write
+    lease_interval: float = 0.25  # how often expired leases are reaped
+    auto_register_grace: float = 10.0  # Istio's PILOT_WORKLOAD_ENTRY_GRACE_PERIOD
+    # After a store outage no heartbeat could land; give workloads this long to renew before
+    # reaping leases that lapsed meanwhile (a restart is quicker than a TTL and gets none).
+    lease_recovery_grace: float = 10.0
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...]]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...]]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
-    """Proxies that get identical config: same type, namespace and labels."""
-    return (str(proxy.type), proxy.namespace, tuple(sorted(proxy.labels.items())))
+    """Proxies that get identical config: same type, namespace and labels, and — since inbound
+    and gateway listeners bind the proxy's own IP — same IP and listener metadata."""
+    metadata = {**proxy.metadata, **{f"APP_PORTS.{k}": str(v) for k, v in proxy.app_ports.items()}}
+    return (
+        str(proxy.type),
+        proxy.namespace,
+        tuple(sorted(proxy.labels.items())),
+        proxy.ip,
+        tuple(sorted(metadata.items())),
+    )
 
 
 def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
-    """Every Envoy resource for one proxy (pure)."""
-    clusters = translate_clusters(mesh, proxy)
-    return [*clusters, *translate_endpoints(mesh, proxy, clusters)]
+    """Every Envoy resource for one proxy (pure): outbound and inbound clusters, their endpoints,
+    the listeners, and the route configurations the listeners name over RDS."""
+    clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
+    listeners = translate_listeners(mesh, proxy)
+    routes = translate_routes(mesh, proxy, route_names(listeners))
+    return [*clusters, *translate_endpoints(mesh, proxy, clusters), *listeners, *routes]
 
 
 class ControlPlane:
@@ -109,19 +153,33 @@ class ControlPlane:
         self.admin_port = 0
         self.pushes = 0
         self._last_change: float | None = None
+        self.store: Store | None = open_store(opts.store_url) if opts.store_url else None
+        self.policy = rbac.load_policy(opts.admin_tokens) if opts.admin_tokens else rbac.Policy()
+        self.stored = StoreState()
+        self.store_error: str | None = None
+        self._recovered_at: float | None = None  # when the store last came back from an outage
+        self._subscription: Subscription | None = None
+        self.file_origins: dict[ResourceKey, str] = {}
+        self._auto: dict[str, Registration] = {}  # proxy id → the lease its connection holds
+        self._auto_renewed = 0.0
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._refresh_store()
         self._reload()
         self._grpc = grpc.aio.server(options=GRPC_OPTIONS)
         self.ads.register(self._grpc)
         self.xds_port = self._grpc.add_insecure_port(f"{self.opts.host}:{self.opts.xds_port}")
         await self._grpc.start()
+        registry = StoreApi(self) if self.store is not None else None
         self._admin, self.admin_port = await admin_http.start(
-            AdminBackend(self), self.opts.host, self.opts.admin_port
+            AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
         )
         self._tasks.append(asyncio.create_task(self.debouncer.run()))
+        if self.store is not None:
+            await self._watch_store(self.store)
         if self.opts.config_dir:
             self._tasks.append(asyncio.create_task(self._watch(self.opts.config_dir)))
         log.info(
@@ -143,6 +201,10 @@ class ControlPlane:
             await self._grpc.stop(grace)
         if self._admin is not None:
             await self._admin.cleanup()
+        if self._subscription is not None:
+            await asyncio.to_thread(self._subscription.close)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
 
     async def _watch(self, root: Path) -> None:
         async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
@@ -157,11 +219,15 @@ class ControlPlane:
         self.metrics.on_config_problems(errors)
 
     def _reload(self) -> None:
-        resources = self.source.load() if self.source else ()
-        self.mesh = MeshSnapshot.build(resources, self.mesh_config)
+        files = self.source.load() if self.source else ()
+        self.file_origins = {r.key: f"{r.origin.file}:{r.origin.line}" for r in files}
+        resources = merge_resources(files, self.stored.resources)
+        extra = registration_endpoints(self.stored.registrations, resources)
+        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra)
 
     async def push(self) -> None:
         """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
+        await self._refresh_store()
         self._reload()
         self.pushes += 1
         self.publish_all()
@@ -191,6 +257,7 @@ class ControlPlane:
         self._streams[proxy.id] = self._streams.get(proxy.id, 0) + 1
         self.metrics.on_connect(str(proxy.type))
         self.publish(proxy)
+        self._auto_register(proxy)
 
     def _on_disconnect(self, proxy: Proxy) -> None:
         self.metrics.on_disconnect(str(proxy.type))
@@ -201,11 +268,104 @@ class ControlPlane:
         self._streams.pop(proxy.id, None)
         self.proxies.pop(proxy.id, None)
         self.cache.clear(proxy.id)
+        self._auto_unregister(proxy)
 
     def _on_ack(self, type_name: str, push_to_ack: float) -> None:
         started = self.debouncer.first_change_of_last_push
         latency = time.monotonic() - started if started is not None else push_to_ack
         self.metrics.on_ack_latency(rt.short_name(type_name), max(latency, push_to_ack))
+
+    # ---- the store ---------------------------------------------------------------------------
+
+    async def run_store(self, call: Callable[[], T]) -> T:
+        """A blocking store call in a thread; every outcome updates the store's health."""
+        try:
+            result = await asyncio.to_thread(call)
+        except StoreUnavailable as exc:
+            self._store_health(str(exc))
+            raise
+        self._store_health(None)
+        return result
+
+    def _store_health(self, error: str | None) -> None:
+        was_down = self.store_error is not None
+        self.store_error = error
+        self.metrics.on_store_up(error is None)
+        if error is not None and not was_down:
+            log.error("store unavailable, serving the last state read: %s", error)
+        elif error is None and was_down:
+            log.warning("store is back")
+            self._recovered_at = time.monotonic()
+            self.debouncer.trigger()  # changes made meanwhile elsewhere were not heard
+
+    async def _refresh_store(self) -> None:
+        if self.store is None:
+            return
+        with contextlib.suppress(StoreUnavailable):  # keep the last state; health says why
+            self.stored = await self.run_store(partial(read_store, self.store, self.stored))
+
+    async def _watch_store(self, store: Store) -> None:
+        loop = asyncio.get_running_loop()
+
+        def changed(revision: int) -> None:  # on a store thread
+            loop.call_soon_threadsafe(self.debouncer.trigger)
+
+        self._subscription = await asyncio.to_thread(store.watch, changed)
+        self._tasks.append(asyncio.create_task(self._lease_loop(store)))
+
+    async def _lease_loop(self, store: Store) -> None:
+        while True:
+            await asyncio.sleep(self.opts.lease_interval)
+            with contextlib.suppress(StoreUnavailable):
+                await self._lease_tick(store, time.time())
+
+    async def _lease_tick(self, store: Store, now: float) -> None:
+        """Renew connected proxies' leases, then reap expired ones (or, during an outage, probe)."""
+        if self._auto and now - self._auto_renewed >= self.opts.auto_register_grace / 3:
+            await self.run_store(partial(renew, store, tuple(self._auto.values()), now))
+            self._auto_renewed = now
+        if self.store_error is not None:
+            await self.run_store(store.revision)
+            return
+        if self._may_reap():
+            reaped = await self.run_store(partial(store.expire, now))
+            if reaped:
+                self.debouncer.trigger()
+
+    def _may_reap(self) -> bool:
+        """Not within ``lease_recovery_grace`` of the store coming back."""
+        since = self._recovered_at
+        return since is None or time.monotonic() - since >= self.opts.lease_recovery_grace
+
+    # ---- auto-registration (Istio: WorkloadEntry auto-registration) ---------------------------
+
+    def _auto_register(self, proxy: Proxy) -> None:
+        group = proxy.labels.get(AUTO_REGISTER_LABEL)
+        if self.store is None or not group or proxy.id in self._auto:
+            return
+        labels = {k: v for k, v in proxy.labels.items() if k != AUTO_REGISTER_LABEL}
+        lease = auto_registration(
+            group, proxy.namespace, proxy.ip, labels, proxy.service_account, self.opts.auto_register_grace
+        )
+        self._auto[proxy.id] = lease
+        self._in_background(partial(self.store.register, lease, time.time()), f"auto-register {lease.id}")
+
+    def _auto_unregister(self, proxy: Proxy) -> None:
+        """Stop renewing; one last renewal starts the grace period now."""
+        lease = self._auto.pop(proxy.id, None)
+        if lease is not None and self.store is not None:
+            self._in_background(partial(self.store.heartbeat, lease.id, time.time()), f"release {lease.id}")
+
+    def _in_background(self, call: Callable[[], object], what: str) -> None:
+        async def run() -> None:
+            try:
+                await self.run_store(call)
+            except StoreUnavailable as exc:  # the lease loop renews it once the store is back
+                log.warning("%s: %s", what, exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 class AdminBackend:
@@ -215,6 +375,8 @@ class AdminBackend:
         self.cp = cp
 
     def health(self) -> tuple[bool, list[str]]:
+        if self.cp.store_error is not None:
+            return False, [f"store unavailable (serving the last state read): {self.cp.store_error}"]
         return True, []
 
     def metrics(self) -> bytes:
@@ -298,6 +460,62 @@ def _message_classes() -> dict[str, Any]:
 def _to_json(type_url: str, body: bytes) -> Any:
     message = _message_classes()[type_url].FromString(body)
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    """The store as last read: what the mesh keeps serving while the store is unreachable."""
+
+    revision: int = -1
+    resources: tuple[Resource[Any], ...] = ()
+    registrations: tuple[Registration, ...] = ()
+
+
+def read_store(store: Store, last: StoreState) -> StoreState:
+    """Blocking. The revision first, then the state (the store's contract): a write in between
+    is read now and heard again later, never missed. Unchanged revision: nothing to read."""
+    revision = store.revision()
+    if revision == last.revision:
+        return last
+    resources = tuple(stored.resource for stored in store.list())
+    return StoreState(revision, resources, tuple(store.registrations()))
+
+
+def merge_resources(
+    files: tuple[Resource[Any], ...], stored: tuple[Resource[Any], ...]
+) -> tuple[Resource[Any], ...]:
+    """The config directory wins a key both define: the API refuses to write it, so a stored
+    copy can only predate the file, and the file is what the operator sees."""
+    keys = {r.key for r in files}
+    return (*files, *(r for r in stored if r.key not in keys))
+
+
+def renew(store: Store, leases: tuple[Registration, ...], now: float) -> None:
+    """Blocking: renew each lease, registering again one that lapsed (the store was down)."""
+    for lease in leases:
+        if store.heartbeat(lease.id, now) is None:
+            store.register(lease, now)
+
+
+class StoreApi:
+    """What the resource and registration API may use (``admin.api.RegistryBackend``)."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        assert cp.store is not None
+        self.cp = cp
+        self.store: Store = cp.store
+
+    async def run(self, call: Callable[[], T]) -> T:
+        return await self.cp.run_store(call)
+
+    def file_origin(self, key: ResourceKey) -> str | None:
+        return self.cp.file_origins.get(key)
+
+    def registration_namespace(self, service: str) -> str:
+        return registration_namespace(service, self.cp.mesh.resources)
+
+    def now(self) -> float:
+        return time.time()
 
 
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:

@@ -3,6 +3,10 @@
 Node identity follows Istio so the server reads it the same way (pilot/pkg/model/context.go
 ``ParseServiceNodeWithMetadata``): id ``TYPE~IP~NAME.NS~NS.svc.cluster.local`` with TYPE
 ``sidecar`` or ``router``, and metadata NAMESPACE, LABELS, SERVICE_ACCOUNT, WORKLOAD_NAME.
+pilotfish's explicit-capture listeners add, when set: APP_PORTS (``{"9080": "19080"}``: the
+workload's port → where its app listens on 127.0.0.1), OUTBOUND_BIND (the address outbound
+listeners bind, default 127.0.0.1) and GATEWAY_BIND (the address gateway listeners bind, default
+the node IP).
 Pure: options in, a bootstrap dict out (the CLI prints it as YAML).
 """
 
@@ -33,6 +37,9 @@ class BootstrapOptions:
     admin_port: int = 15000
     admin_address: str = "127.0.0.1"
     probe_port: int | None = None  # a static listener routing by the x-target-cluster header
+    app_ports: Mapping[int, int] = field(default_factory=dict)  # workload port -> app port
+    outbound_bind: str = ""
+    gateway_bind: str = ""
 
     @property
     def proxy_type(self) -> str:
@@ -62,17 +69,34 @@ def parse_labels(text: str) -> dict[str, str]:
     return out
 
 
+def parse_app_port(text: str) -> tuple[int, int]:
+    """``PORT=APPPORT`` → (port, app port); raises ValueError naming the bad item."""
+    port, sep, app_port = text.partition("=")
+    try:
+        pair = (int(port), int(app_port))
+    except ValueError:
+        pair = (0, 0)
+    if not sep or not all(0 < p < 65536 for p in pair):
+        raise ValueError(f"app port {text!r} is not PORT=APPPORT (ports 1-65535)")
+    return pair
+
+
 def node(opts: BootstrapOptions) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "NAMESPACE": opts.namespace,
+        "LABELS": dict(opts.labels),
+        "SERVICE_ACCOUNT": opts.service_account,
+        "WORKLOAD_NAME": opts.workload_name,
+        "CLUSTER_ID": "Kubernetes",
+    }
+    if opts.app_ports:
+        metadata["APP_PORTS"] = {str(port): str(app) for port, app in sorted(opts.app_ports.items())}
+    optional = (("OUTBOUND_BIND", opts.outbound_bind), ("GATEWAY_BIND", opts.gateway_bind))
+    metadata.update((key, value) for key, value in optional if value)
     return {
         "id": opts.full_node_id(),
         "cluster": f"{opts.workload_name}.{opts.namespace}",
-        "metadata": {
-            "NAMESPACE": opts.namespace,
-            "LABELS": dict(opts.labels),
-            "SERVICE_ACCOUNT": opts.service_account,
-            "WORKLOAD_NAME": opts.workload_name,
-            "CLUSTER_ID": "Kubernetes",
-        },
+        "metadata": metadata,
     }
 
 

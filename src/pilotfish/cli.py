@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def default_store_url() -> str:
+    """``pilotfish.db`` in the working directory, as etcd keeps ``default.etcd`` there: data
+    survives a restart without any flag, and where it lives is where the operator started it."""
+    import os
+
+    return f"sqlite:///{os.path.abspath('pilotfish.db')}"
 
 
 def _plain_dumper() -> type:
@@ -39,7 +48,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Print a complete Envoy bootstrap (YAML) that points the proxy at pilotfish's ADS."""
     import yaml
 
-    from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_labels
+    from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_app_port, parse_labels
 
     _PlainDumper = _plain_dumper()
 
@@ -47,6 +56,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     try:
         labels = parse_labels(args.labels)
         xds_port = int(port)
+        app_ports = dict(parse_app_port(item) for item in args.app_port)
+        binds = [
+            _ip_address(a, flag)
+            for a, flag in ((args.outbound_bind, "--outbound-bind"), (args.gateway_bind, "--gateway-bind"))
+        ]
     except ValueError as exc:
         print(f"pilotfish bootstrap: {exc}", file=sys.stderr)
         return 2
@@ -62,9 +76,24 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         delta=args.delta,
         admin_port=args.admin_port,
         probe_port=args.probe_port,
+        app_ports=app_ports,
+        outbound_bind=binds[0],
+        gateway_bind=binds[1],
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
+
+
+def _ip_address(value: str, flag: str) -> str:
+    """``value`` when empty or an IP address; ValueError naming ``flag`` otherwise."""
+    import ipaddress
+
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{flag} {value!r} is not an IP address") from None
+    return value
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -89,6 +118,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         debounce_quiet=args.debounce_after,
         debounce_max=args.debounce_max,
+        store_url=args.store or default_store_url(),
+        admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
+        auto_register_grace=args.auto_register_grace,
+        lease_recovery_grace=args.lease_recovery_grace,
     )
 
     def ready(cp: ControlPlane) -> None:
@@ -171,6 +204,279 @@ def cmd_proxy_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- the resource and registration API (kubectl-like) ------------------------------------------
+
+DEFAULT_ADMIN = "127.0.0.1:15014"
+TOKEN_ENV = "PILOTFISH_TOKEN"
+
+
+class ApiFailure(Exception):
+    """The admin API answered with an error (or could not be reached); ``str`` is the message."""
+
+
+def _api(args: argparse.Namespace, method: str, path: str, body: bytes | None = None) -> Any:
+    """One admin API call; the decoded JSON on success, ``ApiFailure`` with kubectl's wording else."""
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    headers = {"Content-Type": "application/yaml"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(f"http://{args.admin}{path}", body, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - admin URL
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ApiFailure(_error_text(exc.code, exc.read())) from None
+    except OSError as exc:
+        raise ApiFailure(f"cannot reach the pilotfish admin API at {args.admin}: {exc}") from None
+
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}
+
+
+def _error_text(status: int, raw: bytes) -> str:
+    import json
+
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = {"error": raw.decode(errors="replace")}
+    problems = [p.get("text", "") for p in body.get("problems", [])] if isinstance(body, dict) else []
+    message = body.get("error", "") if isinstance(body, dict) else str(body)
+    reason = _REASONS.get(status, "ServiceUnavailable" if status == 503 else str(status))
+    return "\n".join([f"Error from server ({reason}): {message}", *problems])
+
+
+def _run_api(command: Callable[[], int]) -> int:
+    try:
+        return command()
+    except ApiFailure as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _read_file(name: str) -> str:
+    from pathlib import Path
+
+    return sys.stdin.read() if name == "-" else Path(name).read_text()
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """``kubectl apply -f``: each file is validated by the server as a whole (nothing is written
+    if any document is invalid); prints ``Kind/ns/name created|configured|unchanged``."""
+    from urllib.parse import quote
+
+    def run() -> int:
+        for name in args.filename:
+            result = _api(args, "POST", f"/apis?file={quote(name)}", _read_file(name).encode())
+            for warning in result.get("warnings", []):
+                print(warning["text"], file=sys.stderr)
+            for item in result["applied"]:
+                print(f"{item['kind']}/{item['namespace']}/{item['name']} {item['result']}")
+        return 0
+
+    return _run_api(run)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """``kubectl delete -f``: deletes every document the files name; exit 1 if any was missing."""
+    import functools
+
+    from pilotfish.config.loader import DEFAULT_NAMESPACE
+    from pilotfish.config.source import parse_documents
+    from pilotfish.errors import ConfigError
+
+    failed = 0
+    for name in args.filename:
+        try:
+            docs = parse_documents(_read_file(name), name)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        for doc in docs:
+            metadata = doc.data.get("metadata") or {}
+            key = (
+                str(doc.data.get("kind")),
+                metadata.get("namespace") or DEFAULT_NAMESPACE,
+                str(metadata.get("name")),
+            )
+            failed += _run_api(functools.partial(_delete_one, args, *key))
+    return 1 if failed else 0
+
+
+def _delete_one(args: argparse.Namespace, kind: str, namespace: str, name: str) -> int:
+    _api(args, "DELETE", f"/apis/{kind}/{namespace}/{name}")
+    print(f"{kind}/{namespace}/{name} deleted")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """``kubectl get KIND [NAME]``: a table, or the documents with ``-o yaml|json``."""
+
+    def run() -> int:
+        namespace = None if args.all_namespaces else (args.namespace or "default")
+        if args.name:
+            result = _api(args, "GET", f"/apis/{args.kind}/{namespace or 'default'}/{args.name}")
+        else:
+            query = f"?namespace={namespace}" if namespace else ""
+            result = _api(args, "GET", f"/apis/{args.kind}{query}")
+        _print_documents(result, args.output)
+        return 0
+
+    return _run_api(run)
+
+
+def _print_documents(result: Any, output: str | None) -> None:
+    import json
+
+    import yaml
+
+    if output == "json":
+        print(json.dumps(result, indent=2, sort_keys=True))
+    elif output == "yaml":
+        sys.stdout.write(yaml.dump(result, Dumper=_plain_dumper(), sort_keys=False))
+    else:
+        items = result.get("items", [result]) if result.get("kind") == "List" else [result]
+        rows = [("NAMESPACE", "NAME", "REVISION")] + [
+            (
+                d["metadata"].get("namespace", ""),
+                d["metadata"]["name"],
+                d["metadata"].get("resourceVersion", ""),
+            )
+            for d in items
+        ]
+        _print_table(rows)
+
+
+def _print_table(rows: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _resource_path(ref: str) -> str:
+    """``KIND/NAMESPACE/NAME`` → its API path; ValueError for anything else."""
+    parts = ref.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"{ref!r} is not KIND/NAMESPACE/NAME")
+    return "/apis/" + "/".join(parts)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Every revision that wrote one resource: REVISION ACTION ACTOR WHEN."""
+    import datetime
+
+    def run() -> int:
+        result = _api(args, "GET", _resource_path(args.ref) + "/history")
+        rows: list[tuple[object, ...]] = [("REVISION", "ACTION", "ACTOR", "AT")]
+        for entry in result["history"]:
+            at = datetime.datetime.fromtimestamp(entry["at"], datetime.UTC).isoformat(timespec="seconds")
+            rows.append((entry["revision"], entry["action"], entry["actor"], at))
+        _print_table(rows)
+        return 0
+
+    return _usage_errors(args, run)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Write the document revision ``--to`` wrote, as a new revision."""
+    import json
+
+    def run() -> int:
+        body = json.dumps({"revision": args.to}).encode()
+        done = _api(args, "POST", _resource_path(args.ref) + "/rollback", body)["rolledBack"]
+        print(f"{args.ref} rolled back to revision {done['to']} (revision {done['revision']})")
+        return 0
+
+    return _usage_errors(args, run)
+
+
+def _usage_errors(args: argparse.Namespace, run: Callable[[], int]) -> int:
+    try:
+        return _run_api(run)
+    except ValueError as exc:
+        print(f"pilotfish {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """Take out a lease for one target; with ``--keepalive``, renew it until interrupted, then
+    deregister (so the target leaves the mesh before it stops)."""
+    import json
+
+    from pilotfish.bootstrap import parse_labels
+
+    try:
+        labels = parse_labels(args.labels)
+    except ValueError as exc:
+        print(f"pilotfish register: {exc}", file=sys.stderr)
+        return 2
+    body = {"service": args.service, "address": args.address, "port": args.port, "labels": labels}
+    body |= {"weight": args.weight, "ttlSeconds": args.ttl} | ({"id": args.id} if args.id else {})
+
+    def run() -> int:
+        lease = _api(args, "POST", "/registrations", json.dumps(body).encode())
+        print(f"registered {lease['id']} (ttl {lease['ttlSeconds']:g}s)")
+        return _keepalive(args, lease["id"]) if args.keepalive else 0
+
+    return _run_api(run)
+
+
+def _keepalive(args: argparse.Namespace, id: str) -> int:
+    import time
+    from urllib.parse import quote
+
+    path = f"/registrations/{quote(id, safe='')}"
+    try:
+        while True:
+            time.sleep(args.ttl / 3)
+            _api(args, "PUT", f"{path}/heartbeat")
+    except KeyboardInterrupt:
+        _api(args, "DELETE", path)
+        print(f"deregistered {id}")
+    return 0
+
+
+def _add_registry_commands(sub: Any) -> None:
+    """Parser entries of the commands above; each talks to ``--admin`` with ``--token``."""
+
+    def command(name: str, handler: Handler, helptext: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=helptext)
+        p.add_argument("--admin", default=DEFAULT_ADMIN, help="HOST:PORT of pilotfish's admin API")
+        p.add_argument("--token", default="", help=f"bearer token (default: ${TOKEN_ENV})")
+        p.set_defaults(handler=handler)
+        return p
+
+    for name, handler, helptext in (
+        ("apply", cmd_apply, "create or update resources from files"),
+        ("delete", cmd_delete, "delete the resources files name"),
+    ):
+        p = command(name, handler, helptext)
+        p.add_argument("-f", "--filename", action="append", required=True, help="YAML file, or - for stdin")
+    p = command("get", cmd_get, "show stored resources")
+    p.add_argument("kind", help="e.g. DestinationRule")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-n", "--namespace", default=None)
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default=None)
+    p = command("history", cmd_history, "every revision of one resource")
+    p.add_argument("ref", metavar="KIND/NAMESPACE/NAME")
+    p = command("rollback", cmd_rollback, "write an earlier revision of a resource again")
+    p.add_argument("ref", metavar="KIND/NAMESPACE/NAME")
+    p.add_argument("--to", type=int, required=True, metavar="REVISION")
+    p = command("register", cmd_register, "register a workload as an endpoint of a service")
+    p.add_argument("--service", required=True, help="service host, or WorkloadGroup/NAMESPACE/NAME")
+    p.add_argument("--address", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--labels", default="", help="k=v,k2=v2")
+    p.add_argument("--weight", type=int, default=1)
+    p.add_argument("--ttl", type=float, default=30.0, help="lease seconds")
+    p.add_argument("--id", default="", help="default ADDRESS:PORT@SERVICE")
+    p.add_argument("--keepalive", action="store_true", help="renew until interrupted, then deregister")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pilotfish", description="Istio-compatible control plane for Envoy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +501,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="add a listener that routes to the cluster named in the x-target-cluster header",
     )
+    p.add_argument(
+        "--app-port",
+        action="append",
+        default=[],
+        metavar="PORT=APPPORT",
+        help="the app behind workload port PORT listens on 127.0.0.1:APPPORT (repeatable; APP_PORTS)",
+    )
+    p.add_argument(
+        "--outbound-bind",
+        default="",
+        metavar="ADDR",
+        help="address of outbound listeners (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--gateway-bind", default="", metavar="ADDR", help="address of gateway listeners (default the --ip)"
+    )
     p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="serve xDS and the admin API")
@@ -206,9 +528,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debounce-after", type=float, default=0.1, help="quiet period before a push (seconds)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="datastore URL: sqlite:///ABS/PATH.db or postgresql://user@host/db (default ./pilotfish.db)",
+    )
+    p.add_argument("--admin-tokens", default=None, help="RBAC tokens file for the admin API (YAML)")
+    p.add_argument(
+        "--auto-register-grace",
+        type=float,
+        default=10.0,
+        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s)",
+    )
+    p.add_argument(
+        "--lease-recovery-grace",
+        type=float,
+        default=10.0,
+        help="seconds to let workloads renew after a store outage before reaping lapsed leases",
+    )
     p.set_defaults(handler=cmd_serve)
 
-    authz = sub.add_parser("authz", help="authorization tools").add_subparsers(dest="authz_command", required=True)
+    authz = sub.add_parser("authz", help="authorization tools").add_subparsers(
+        dest="authz_command", required=True
+    )
     p = authz.add_parser("check", help="evaluate one request offline, as the ext_authz server would")
     p.add_argument("--config", required=True, help="directory of Istio YAML")
     p.add_argument("--mesh", default=None, help="MeshConfig YAML")
@@ -226,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("node", help="proxy id (as in proxy-status)")
             p.add_argument("type", choices=["cluster", "endpoint", "listener", "route", "secret", "all"])
         p.set_defaults(handler=handler)
+    _add_registry_commands(sub)
     return parser
 
 

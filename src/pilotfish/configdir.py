@@ -45,13 +45,32 @@ class ConfigDirectory:
             else:
                 current[key] = result.resources
         self.last_good = current
-        self.on_problems(tuple(problems))
-        return self.resources()
+        resources, duplicates = self._merged()
+        self.on_problems((*problems, *duplicates))
+        return resources
 
     def resources(self) -> tuple[Resource[Any], ...]:
-        """Resources in force; a kind/namespace/name defined in two files: the first file wins."""
+        return self._merged()[0]
+
+    def _merged(self) -> tuple[tuple[Resource[Any], ...], list[Problem]]:
+        """Resources in force. A kind/namespace/name defined in two files is an error: the file
+        that sorts first wins, and the other definition is reported (never silently dropped)."""
         seen: dict[tuple[str, str, str], Resource[Any]] = {}
+        duplicates: list[Problem] = []
         for key in sorted(self.last_good):
             for resource in self.last_good[key]:
-                seen.setdefault(resource.key, resource)
-        return tuple(seen.values())
+                first = seen.setdefault(resource.key, resource)
+                if first is not resource:
+                    where = f"{first.origin.file}:{first.origin.line}"
+                    duplicates.append(
+                        Problem(
+                            f"defined twice (in force: {where})",
+                            "metadata.name",
+                            resource.origin.file,
+                            resource.origin.line,
+                            resource.ref,
+                        )
+                    )
+        for problem in duplicates:
+            log.warning("%s", problem)
+        return tuple(seen.values()), duplicates

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # Istio's names where Istio has one (pilot/pkg/xds/monitoring.go), prefixed pilotfish_.
 _PUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
+# ext_authz Check latency: the budget is ~1 ms p50 / 3 ms p99 added through Envoy.
+_CHECK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.1, 0.5)
 
 
 class Metrics:
@@ -35,6 +37,47 @@ class Metrics:
         self.config_rejections = Counter(
             "pilotfish_config_rejected_documents", "Documents rejected by validation since start", registry=r
         )
+        self.store_up = Gauge(
+            "pilotfish_store_up", "1 when the last datastore call succeeded, 0 during an outage", registry=r
+        )
+        self.store_up.set(1)
+
+        self.authz_checks = Counter(
+            "pilotfish_authz_checks",
+            "ext_authz Check decisions",
+            ["decision", "reason", "policy"],
+            registry=r,
+        )
+        self.authz_check_seconds = Histogram(
+            "pilotfish_authz_check_duration_seconds",
+            "Time to decide one ext_authz Check, parse to response",
+            buckets=_CHECK_BUCKETS,
+            registry=r,
+        )
+        self.jwks_fetches = Counter(
+            "pilotfish_authz_jwks_fetches", "JWKS fetches by result (ok, error)", ["result"], registry=r
+        )
+        self.token_cache = Counter(
+            "pilotfish_authz_token_cache_lookups",
+            "Verified-JWT cache lookups (hit, miss)",
+            ["result"],
+            registry=r,
+        )
+        # Certificates: Istio has citadel_server_root_cert_expiry_timestamp and
+        # citadel_server_success_cert_issuance_count (security/pkg/server/ca/monitoring.go).
+        self.cert_expiry = Gauge(
+            "pilotfish_cert_expiry_timestamp_seconds",
+            "Unix time at which the certificate currently served under a secret expires",
+            ["secret"],
+            registry=r,
+        )
+        self.certs_issued = Counter("pilotfish_certs_issued", "Certificates issued", ["kind"], registry=r)
+        self.certs_rotated = Counter(
+            "pilotfish_certs_rotated", "Certificates replaced before expiry", ["kind"], registry=r
+        )
+        self.csr_denied = Counter(
+            "pilotfish_csr_denied", "CreateCertificate calls refused, by gRPC status", ["reason"], registry=r
+        )
 
     def on_connect(self, kind: str) -> None:
         self.connected.labels(kind).inc()
@@ -55,6 +98,37 @@ class Metrics:
         self.config_errors.set(errors)
         if errors:
             self.config_rejections.inc(errors)
+
+    def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
+        """``decision`` allow/deny; ``reason`` a small fixed set; ``policy`` "ns/name" or ""."""
+        self.authz_checks.labels(decision, reason, policy).inc()
+        self.authz_check_seconds.observe(seconds)
+
+    def on_jwks_fetch(self, ok: bool) -> None:
+        self.jwks_fetches.labels("ok" if ok else "error").inc()
+
+    def on_token_cache(self, hit: bool) -> None:
+        self.token_cache.labels("hit" if hit else "miss").inc()
+
+    def on_store_up(self, up: bool) -> None:
+        self.store_up.set(1 if up else 0)
+
+    # CertHooks (pilotfish.certs.hooks): kind is ca, workload, dns, server or csr.
+    def on_cert_issued(self, kind: str) -> None:
+        self.certs_issued.labels(kind).inc()
+
+    def on_cert_rotated(self, kind: str) -> None:
+        self.certs_rotated.labels(kind).inc()
+
+    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None:
+        self.cert_expiry.labels(secret).set(not_after_unix)
+
+    def on_cert_forgotten(self, secret: str) -> None:
+        """Only for a secret earlier reported through ``on_cert_expiry``."""
+        self.cert_expiry.remove(secret)
+
+    def on_csr_denied(self, reason: str) -> None:
+        self.csr_denied.labels(reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,8 +28,10 @@ class EchoProcess:
         fail_rate: float = 0.0,
         fail_status: int = 503,
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.name = name
+        self._requested_port = port  # 0: any free port
         self.labels = dict(labels or {})
         self.host = host
         self._args = ["--delay", str(delay), "--fail-rate", str(fail_rate), "--fail-status", str(fail_status)]
@@ -64,7 +66,7 @@ class EchoProcess:
             "pilotfish.echo",
             *identity,
             "--port",
-            "0",
+            str(self._requested_port),
             "--host",
             self.host,
             *self._args,

@@ -49,6 +49,7 @@ class PilotfishProcess:
             str(self.xds_port),
             "--admin-port",
             "0",
+            *self._store_args(),
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
@@ -63,6 +64,13 @@ class PilotfishProcess:
         self.xds_port, self.admin_port = int(m.group(2)), int(m.group(4))
         self.starts += 1
         return self
+
+    def _store_args(self) -> list[str]:
+        """A store of its own in the work directory (kept across restarts), unless the test
+        names one: ``serve``'s default, ./pilotfish.db, would be shared by every test."""
+        if "--store" in self.extra_args:
+            return []
+        return ["--store", f"sqlite:///{self.workdir.resolve() / 'pilotfish.db'}"]
 
     def stop(self) -> int | None:
         if self._proc is None:

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_labels
+from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_app_port, parse_labels
+from pilotfish.cli import main as cli_main
+from pilotfish.xds.proxy import parse_node
 
 
 def test_node_identity_follows_istio() -> None:
@@ -69,6 +71,43 @@ def test_printed_bootstrap_is_valid_for_real_envoy(tmp_path: Path) -> None:
         [str(envoy), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_listener_metadata_is_written_only_when_set() -> None:
+    opts = BootstrapOptions(
+        "ratings", "prod", app_ports={9080: 19080}, outbound_bind="127.0.0.21", gateway_bind="127.0.0.31"
+    )
+    metadata = bootstrap(opts)["node"]["metadata"]
+    assert metadata["APP_PORTS"] == {"9080": "19080"}
+    assert (metadata["OUTBOUND_BIND"], metadata["GATEWAY_BIND"]) == ("127.0.0.21", "127.0.0.31")
+    plain = bootstrap(BootstrapOptions("ratings", "prod"))["node"]["metadata"]
+    assert not {"APP_PORTS", "OUTBOUND_BIND", "GATEWAY_BIND"} & set(plain)
+
+
+def test_app_port() -> None:
+    assert parse_app_port("9080=19080") == (9080, 19080)
+    for bad in ("9080", "9080=", "http=19080", "9080=0", "9080=70000"):
+        with pytest.raises(ValueError, match="PORT=APPPORT"):
+            parse_app_port(bad)
+
+
+def test_cli_flags_reach_the_node_and_parse_back(capsys: pytest.CaptureFixture[str]) -> None:
+    """What ``pilotfish bootstrap`` prints is what the server reads: Envoy turns the YAML node
+    metadata into a Struct; ``parse_node`` must get the same values back."""
+    from envoy.config.core.v3 import base_pb2
+    from google.protobuf import json_format
+
+    args = ["bootstrap", "--node-id", "ratings", "--namespace", "prod", "--ip", "127.0.0.11"]
+    flags = ["--app-port", "9080=19080", "--app-port", "9090=19090", "--outbound-bind", "127.0.0.12"]
+    assert cli_main([*args, *flags, "--gateway-bind", "127.0.0.13"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["node"]
+    proxy = parse_node(json_format.ParseDict(printed, base_pb2.Node()))
+    assert proxy.ip == "127.0.0.11"
+    assert proxy.app_ports == {9080: 19080, 9090: 19090}
+    assert proxy.metadata == {"OUTBOUND_BIND": "127.0.0.12", "GATEWAY_BIND": "127.0.0.13"}
+    assert cli_main([*args, "--outbound-bind", "localhost"]) == 2
+    assert cli_main([*args, "--app-port", "9080"]) == 2
+    assert "PORT=APPPORT" in capsys.readouterr().err
 
 
 def test_probe_listener_routes_by_header() -> None:

@@ -9,6 +9,9 @@ Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
   GET /debug/syncz             push status per proxy and type (JSON)
   GET /debug/config_dump       ?proxyID=ID[&type=cluster|endpoint|listener|route|secret] the config sent
   GET /debug/configz           the Istio resources in force (JSON)
+
+and, when the server has a store, the resource and registration API of ``admin.api``
+(``/apis/...``, ``/registrations``, ``/openapi.yaml``), guarded by ``admin.rbac``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 from typing import Any, Protocol
 
 from aiohttp import web
+
+from pilotfish.admin import api, rbac
 
 
 class AdminBackend(Protocol):
@@ -64,7 +69,9 @@ async def configz(request: web.Request) -> web.Response:
     return _json(request.app[BACKEND].configz())
 
 
-def build_app(backend: AdminBackend) -> web.Application:
+def build_app(
+    backend: AdminBackend, registry: api.RegistryBackend | None = None, policy: rbac.Policy | None = None
+) -> web.Application:
     app = web.Application()
     app[BACKEND] = backend
     app.router.add_get("/healthz", healthz)
@@ -72,12 +79,20 @@ def build_app(backend: AdminBackend) -> web.Application:
     app.router.add_get("/debug/syncz", syncz)
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/debug/configz", configz)
+    if registry is not None:
+        api.add_routes(app, registry, policy or rbac.Policy())
     return app
 
 
-async def start(backend: AdminBackend, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start(
+    backend: AdminBackend,
+    host: str,
+    port: int,
+    registry: api.RegistryBackend | None = None,
+    policy: rbac.Policy | None = None,
+) -> tuple[web.AppRunner, int]:
     """Start the admin server; returns the runner (for cleanup) and the bound port (port 0 works)."""
-    runner = web.AppRunner(build_app(backend), access_log=None)
+    runner = web.AppRunner(build_app(backend, registry, policy), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -23,9 +23,10 @@ Field sources (envoy ``service/auth/v3/attribute_context.proto``; reference a.3)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -83,8 +84,10 @@ def _workload(context: Mapping[str, str], destination: address_pb2.Address) -> W
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_labels(text: str) -> Mapping[str, str]:
-    """``labels`` is a JSON object of string values; empty means no labels."""
+    """``labels`` is a JSON object of string values; empty means no labels. Memoized: a route
+    sends the same text on every request (a failure raises and is not cached)."""
     if not text:
         return MappingProxyType({})
     try:
@@ -101,11 +104,19 @@ def _socket(address: address_pb2.Address) -> tuple[str | None, int | None]:
     if not address.HasField("socket_address"):
         return None, None
     socket = address.socket_address
-    try:
-        ip = str(ipaddress.ip_address(socket.address))
-    except ValueError:
+    ip = _ip(socket.address)
+    if ip is None:
         return None, None  # a name or an empty address: not an IP Istio could match
     return ip, socket.port_value if socket.WhichOneof("port_specifier") == "port_value" else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> str | None:
+    """The canonical form of an IP address, ``None`` for anything else. Memoized: peers repeat."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def _peer(source: attribute_context_pb2.AttributeContext.Peer) -> Peer:
@@ -124,17 +135,14 @@ def _http(http: attribute_context_pb2.AttributeContext.HttpRequest, sni: str) ->
 
 
 def _headers(http: attribute_context_pb2.AttributeContext.HttpRequest) -> Headers:
-    """``header_map`` (raw, one entry per value) when Envoy sent it, else the merged ``headers``."""
-    if len(http.header_map.headers):
-        pairs: Iterable[tuple[str, str]] = (
-            (h.key, h.value or h.raw_value.decode("utf-8", errors="replace")) for h in http.header_map.headers
-        )
-    else:
-        pairs = http.headers.items()
+    """``header_map`` (raw, one entry per value) when Envoy sent it, else the merged ``headers``
+    (one value per name: Envoy has already joined repeated headers)."""
+    if not len(http.header_map.headers):
+        return MappingProxyType({name.lower(): (value,) for name, value in http.headers.items()})
     out: dict[str, tuple[str, ...]] = {}
-    for name, value in pairs:
-        key = name.lower()
-        out[key] = (*out.get(key, ()), value)
+    for h in http.header_map.headers:
+        key = h.key.lower()
+        out[key] = (*out.get(key, ()), h.value or h.raw_value.decode("utf-8", errors="replace"))
     return MappingProxyType(out)
 
 
@@ -142,4 +150,4 @@ def _time(request: attribute_context_pb2.AttributeContext.Request, now: float) -
     if not request.HasField("time"):
         return now
     stamp = request.time
-    return stamp.seconds + stamp.nanos / 1e9
+    return float(stamp.seconds + stamp.nanos / 1e9)

@@ -11,12 +11,15 @@ Follows Istio's ``pilot/pkg/serviceregistry/serviceentry/conversion.go``:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from pilotfish.config.resource import Resource
 from pilotfish.registry.model import Endpoint, Service, ServicePort
 
 _DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
+
+# A workload as the registry sees it: (WorkloadEntry-shaped spec, namespace, origin ref).
+Workload: TypeAlias = tuple[Any, str, str]
 
 
 def services_of(entry: Resource[Any]) -> list[Service]:
@@ -45,40 +48,43 @@ def endpoint_port(port: ServicePort, workload_ports: Mapping[str, int]) -> int:
     return workload_ports.get(port.name) or port.target_port or port.number
 
 
-def _endpoints_for(service: Service, workloads: Iterable[tuple[Any, str, str]]) -> Iterator[Endpoint]:
-    """``workloads``: (WorkloadEntry-shaped spec, namespace, origin ref) triples."""
-    for spec, namespace, origin in workloads:
-        for port in service.ports:
-            yield Endpoint(
-                hostname=service.hostname,
-                service_port=port.number,
-                address=spec.address,
-                port=endpoint_port(port, spec.ports),
-                labels=dict(spec.labels),
-                weight=spec.weight or 1,
-                locality=spec.locality,
-                service_account=spec.service_account,
-                network=spec.network,
-                namespace=namespace,
-                workload=origin,
-            )
-
-
-def _dns_host_endpoints(service: Service) -> Iterator[Endpoint]:
-    for port in service.ports:
-        yield Endpoint(
-            service.hostname,
-            port.number,
-            service.hostname,
-            port.target_port or port.number,
-            namespace=service.namespace,
-            workload=service.source,
+def _endpoints_for(service: Service, port: ServicePort, workloads: Iterable[Workload]) -> list[Endpoint]:
+    """One endpoint per workload on one service port. Labels are shared with the workload's frozen
+    spec, not copied: nothing mutates either."""
+    return [
+        Endpoint(
+            hostname=service.hostname,
+            service_port=port.number,
+            address=spec.address,
+            port=endpoint_port(port, spec.ports),
+            labels=spec.labels,
+            weight=spec.weight or 1,
+            locality=spec.locality,
+            service_account=spec.service_account,
+            network=spec.network,
+            namespace=namespace,
+            workload=origin,
         )
+        for spec, namespace, origin in workloads
+    ]
+
+
+def _dns_host_endpoint(service: Service, port: ServicePort) -> Endpoint:
+    return Endpoint(
+        service.hostname,
+        port.number,
+        service.hostname,
+        port.target_port or port.number,
+        namespace=service.namespace,
+        workload=service.source,
+    )
 
 
 def endpoints_of(
     entry: Resource[Any], services: list[Service], workload_entries: Iterable[Resource[Any]]
-) -> Iterator[Endpoint]:
+) -> Iterator[tuple[tuple[str, int], list[Endpoint]]]:
+    """The endpoints of ``entry``'s services, by (hostname, service port); a key without
+    endpoints is left out."""
     spec = entry.spec
     if spec.workload_selector is not None:
         selected = [
@@ -87,12 +93,16 @@ def endpoints_of(
             if we.namespace == entry.namespace and spec.workload_selector.matches(we.spec.labels)
         ]
     else:
-        selected = [(ep, entry.namespace, entry.ref) for ep in spec.endpoints]
+        origin = entry.ref
+        selected = [(ep, entry.namespace, origin) for ep in spec.endpoints]
     for service in services:
-        if not selected and service.resolution in _DNS_RESOLUTIONS and spec.workload_selector is None:
-            yield from _dns_host_endpoints(service)
-        else:
-            yield from _endpoints_for(service, selected)
+        dns_host = not selected and service.resolution in _DNS_RESOLUTIONS and spec.workload_selector is None
+        for port in service.ports:
+            found = (
+                [_dns_host_endpoint(service, port)] if dns_host else _endpoints_for(service, port, selected)
+            )
+            if found:
+                yield (service.hostname, port.number), found
 
 
 def build_registry(
@@ -106,6 +116,6 @@ def build_registry(
     for entry in sorted(entries, key=lambda r: (r.namespace, r.name)):
         declared = services_of(entry)
         services.extend(declared)
-        for endpoint in endpoints_of(entry, declared, workload_entries):
-            endpoints.setdefault(endpoint.key, []).append(endpoint)
+        for key, found in endpoints_of(entry, declared, workload_entries):
+            endpoints.setdefault(key, []).extend(found)
     return tuple(services), {key: tuple(eps) for key, eps in endpoints.items()}

@@ -2,13 +2,14 @@
 the mesh config, and the services and endpoints derived from them. Every push is computed from
 exactly one snapshot, so a proxy never sees half of a change.
 
-Values that every proxy's translation derives from the snapshot alone (the DestinationRule index)
-are computed once per snapshot through ``derived``: the snapshot never changes, so such a value
+Values that translation derives from the snapshot alone (the DestinationRule index), or from the
+snapshot and an immutable key (what a proxy of one namespace and labels sees), are computed once
+per snapshot through ``derived`` / ``derived_for``: the snapshot never changes, so such a value
 cannot go stale, and it dies with the snapshot."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -18,6 +19,7 @@ from pilotfish.registry.from_config import build_registry
 from pilotfish.registry.model import Endpoint, Service
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,7 @@ class MeshSnapshot:
     endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]] = field(default_factory=dict)
     by_kind: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
     # Not a constructor argument, so ``dataclasses.replace`` starts a new snapshot with an empty memo.
-    _derived: dict[Callable[[MeshSnapshot], Any], Any] = field(
+    _derived: dict[tuple[Callable[..., Any], Hashable], Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -60,10 +62,18 @@ class MeshSnapshot:
     def derived(self, compute: Callable[[MeshSnapshot], T]) -> T:
         """``compute(self)``, computed on first use and then shared by every caller. ``compute``
         must be a pure function of the snapshot. Two threads may both compute it; one result wins."""
+        return self._memo((compute, None), lambda: compute(self))
+
+    def derived_for(self, compute: Callable[[MeshSnapshot, K], T], key: K) -> T:
+        """``compute(self, key)``, likewise once per ``key``, an immutable value (a proxy's
+        namespace and labels, say). One entry per distinct key lives as long as the snapshot."""
+        return self._memo((compute, key), lambda: compute(self, key))
+
+    def _memo(self, key: tuple[Callable[..., Any], Hashable], compute: Callable[[], T]) -> T:
         try:
-            return cast(T, self._derived[compute])
+            return cast(T, self._derived[key])
         except KeyError:
-            return cast(T, self._derived.setdefault(compute, compute(self)))
+            return cast(T, self._derived.setdefault(key, compute()))
 
     def of_kind(self, kind: str) -> tuple[Resource[Any], ...]:
         return self.by_kind.get(kind, ())

@@ -75,10 +75,15 @@ def content_version(pairs: Iterable[tuple[str, str]]) -> str:
 
 
 class ResourceInterner:
-    """Turns messages into shared ``Resource`` objects, one per distinct (type, bytes)."""
+    """Turns messages into shared ``Resource`` objects, one per distinct (type, bytes).
+
+    The table holds each resource weakly: an entry lives as long as some snapshot holds its
+    resource. It is a plain dict of ``_KeyedRef`` rather than a ``WeakValueDictionary``, whose
+    Python-level ``get`` (a ``KeyError`` raised and caught per miss) and ``KeyedRef`` constructor
+    cost about as much as serializing the resource."""
 
     def __init__(self) -> None:
-        self._live: weakref.WeakValueDictionary[tuple[str, bytes], Resource] = weakref.WeakValueDictionary()
+        self._live: dict[tuple[str, bytes], _KeyedRef] = {}
         self._lock = threading.Lock()
 
     def resource(self, message: Any) -> Resource:
@@ -86,13 +91,30 @@ class ResourceInterner:
         body = message.SerializeToString(deterministic=True)
         key = (type_url, hashlib.blake2b(body, digest_size=12).digest())
         with self._lock:
-            found = self._live.get(key)
+            ref = self._live.get(key)
+            found = ref() if ref is not None else None
             if found is None:
-                found = self._live[key] = _new_resource(type_url, message, body, key[1].hex())
+                found = _new_resource(type_url, message, body, key[1].hex())
+                ref = self._live[key] = _KeyedRef(found, self._forget)
+                ref.key = key
         return found
+
+    def _forget(self, ref: _KeyedRef) -> None:
+        """Called when a resource dies. Takes no lock: it may run inside ``resource`` (a garbage
+        collection there), and an entry already replaced by a newer resource is left alone."""
+        if self._live.get(ref.key) is ref:
+            self._live.pop(ref.key, None)
 
     def __len__(self) -> int:
         return len(self._live)
+
+
+class _KeyedRef(weakref.ref[Resource]):
+    """A weak reference that knows its table key. Unlike ``weakref.KeyedRef`` it has no
+    Python-level constructor: the key is set after the C one returns."""
+
+    __slots__ = ("key",)
+    key: tuple[str, bytes]
 
 
 def _new_resource(type_url: str, message: Any, body: bytes, version: str) -> Resource:
@@ -111,9 +133,14 @@ def any_bytes(type_url: str, body: bytes) -> bytes:
     rather than copied into an ``Any`` message and serialized a second time. Byte for byte what
     ``Any(type_url=..., value=body).SerializeToString()`` gives: both fields length-delimited, in
     number order, an empty value left off the wire (proto3)."""
-    url = type_url.encode()
-    head = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
+    head = _ANY_HEADS.get(type_url) or _any_head(type_url)
     return head + _ANY_VALUE_TAG + _varint(len(body)) + body if body else head
+
+
+def _any_head(type_url: str) -> bytes:
+    """The ``type_url`` field of an ``Any``."""
+    url = type_url.encode()
+    return _ANY_TYPE_URL_TAG + _varint(len(url)) + url
 
 
 def _varint(value: int) -> bytes:
@@ -129,6 +156,7 @@ _LENGTH_DELIMITED = 2
 _ANY_FIELDS = {f.name: f.number for f in any_pb2.Any.DESCRIPTOR.fields}
 _ANY_TYPE_URL_TAG = _varint(_ANY_FIELDS["type_url"] << 3 | _LENGTH_DELIMITED)
 _ANY_VALUE_TAG = _varint(_ANY_FIELDS["value"] << 3 | _LENGTH_DELIMITED)
+_ANY_HEADS: Mapping[str, bytes] = MappingProxyType({t: _any_head(t) for t in rt.ADS_ORDER})
 
 
 def _eds_names(cluster: Any) -> Iterator[str]:
@@ -205,8 +233,8 @@ def _dangling_references(by_type: Mapping[str, Mapping[str, Resource]]) -> Itera
     for parent, child in rt.CHILD_TYPE.items():
         children = by_type.get(child, _EMPTY)
         # Not ``references - children.keys()``: that walks every key of ``children`` for each
-        # parent (CPython builds the difference from the keys view), O(n²) over a snapshot. Sorted
-        # only when something is missing: a consistent snapshot is the common case.
+        # parent (CPython builds the difference from the keys view), O(n²) over a snapshot. Only
+        # the missing references are sorted, not every parent: most snapshots have none.
         missing = [
             (name, reference)
             for name, resource in by_type.get(parent, _EMPTY).items()

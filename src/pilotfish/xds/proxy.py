@@ -3,6 +3,9 @@
 The node id is ``TYPE~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local`` where TYPE is ``sidecar``
 or ``router`` (a gateway). The node metadata (a ``google.protobuf.Struct``) carries NAMESPACE,
 LABELS (a struct of strings), SERVICE_ACCOUNT, WORKLOAD_NAME, CLUSTER_ID and ISTIO_VERSION.
+pilotfish's explicit-capture listeners read three more keys (written by ``pilotfish bootstrap``):
+OUTBOUND_BIND and GATEWAY_BIND (IP addresses, kept in ``Proxy.metadata``) and APP_PORTS (a struct
+``"<port>": "<app port>"``, kept as ``Proxy.app_ports``).
 Any node either parses into a ``Proxy`` or raises ``PeerError``; nothing else escapes.
 """
 
@@ -19,6 +22,9 @@ from pilotfish.errors import PeerError
 
 _ID_PARTS = ("type", "IP", "NAME.NAMESPACE", "DNS domain")
 _STRING_KEYS = ("NAMESPACE", "SERVICE_ACCOUNT", "WORKLOAD_NAME", "CLUSTER_ID", "ISTIO_VERSION")
+# Metadata keys kept verbatim in ``Proxy.metadata``; each must be an IP address.
+ADDRESS_KEYS = ("OUTBOUND_BIND", "GATEWAY_BIND")
+APP_PORTS = "APP_PORTS"
 
 
 class ProxyType(StrEnum):
@@ -41,6 +47,8 @@ class Proxy:
     workload_name: str = ""
     cluster_id: str = ""
     istio_version: str = ""
+    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    app_ports: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
 
 def parse_node(node: Any) -> Proxy:
@@ -62,6 +70,8 @@ def parse_node(node: Any) -> Proxy:
         workload_name=metadata.get("WORKLOAD_NAME", ""),
         cluster_id=metadata.get("CLUSTER_ID", ""),
         istio_version=metadata.get("ISTIO_VERSION", ""),
+        metadata=MappingProxyType(_addresses(node)),
+        app_ports=MappingProxyType(_app_ports(node)),
     )
 
 
@@ -113,6 +123,54 @@ def _labels(node: Any) -> dict[str, str]:
     if value.WhichOneof("kind") != "struct_value":
         raise PeerError("node.metadata.LABELS must be a struct of strings")
     return {k: _string(v, f"node.metadata.LABELS.{k}") for k, v in value.struct_value.fields.items()}
+
+
+def _addresses(node: Any) -> dict[str, str]:
+    fields = node.metadata.fields
+    found: dict[str, str] = {}
+    for key in ADDRESS_KEYS:
+        if key in fields:
+            found[key] = _ip(_string(fields[key], f"node.metadata.{key}"), f"node.metadata.{key}")
+    return found
+
+
+def _app_ports(node: Any) -> dict[int, int]:
+    """APP_PORTS: ``{"9080": "19080"}`` — the port the workload is reached on → where the app
+    listens on 127.0.0.1. Values may be strings of digits or whole numbers."""
+    fields = node.metadata.fields
+    if APP_PORTS not in fields:
+        return {}
+    value = fields[APP_PORTS]
+    if value.WhichOneof("kind") != "struct_value":
+        raise PeerError("node.metadata.APP_PORTS must be a struct of port numbers")
+    where = "node.metadata.APP_PORTS"
+    return {
+        _port(key, f"{where} key {key!r}"): _port(_port_text(v, f"{where}.{key}"), f"{where}.{key}")
+        for key, v in value.struct_value.fields.items()
+    }
+
+
+def _port_text(value: Any, where: str) -> str:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value" and float(value.number_value).is_integer():
+        return str(int(value.number_value))
+    if kind == "string_value":
+        return str(value.string_value)
+    raise PeerError(f"{where} must be a port number")
+
+
+def _port(text: str, where: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise PeerError(f"{where}: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _ip(text: str, where: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise PeerError(f"{where}: {text!r} is not an IP address") from None
+    return text
 
 
 def _string(value: Any, where: str) -> str:

@@ -74,6 +74,41 @@ def test_malformed_nodes_raise_peer_error(node_id: str, metadata: dict[str, obje
         parse_node(b.node(node_id, **metadata))
 
 
+def test_listener_metadata_parses_into_metadata_and_app_ports() -> None:
+    proxy = parse_node(
+        b.node(
+            NAMESPACE="default",
+            APP_PORTS={"9080": "19080", "9090": 19090},
+            OUTBOUND_BIND="127.0.0.21",
+            GATEWAY_BIND="::1",
+            UNRELATED="ignored",
+        )
+    )
+    assert proxy.app_ports == {9080: 19080, 9090: 19090}
+    assert proxy.metadata == {"OUTBOUND_BIND": "127.0.0.21", "GATEWAY_BIND": "::1"}
+    with pytest.raises(TypeError):
+        proxy.app_ports[1] = 2  # type: ignore[index]
+    bare = parse_node(b.node(NAMESPACE="default"))
+    assert bare.app_ports == {} and bare.metadata == {}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"APP_PORTS": "9080=19080"}, "APP_PORTS must be a struct"),
+        ({"APP_PORTS": {"http": "19080"}}, "'http' is not a port number"),
+        ({"APP_PORTS": {"9080": "0"}}, "'0' is not a port number"),
+        ({"APP_PORTS": {"9080": 1.5}}, "must be a port number"),
+        ({"APP_PORTS": {"9080": "70000"}}, "'70000' is not a port number"),
+        ({"OUTBOUND_BIND": "localhost"}, "OUTBOUND_BIND: 'localhost' is not an IP address"),
+        ({"GATEWAY_BIND": 1}, "GATEWAY_BIND must be a string"),
+    ],
+)
+def test_malformed_listener_metadata_is_a_peer_error(metadata: dict[str, object], message: str) -> None:
+    with pytest.raises(PeerError, match=message):
+        parse_node(b.node(NAMESPACE="default", **metadata))
+
+
 def test_no_node_at_all_is_a_peer_error() -> None:
     with pytest.raises(PeerError):
         parse_node(None)
@@ -84,7 +119,18 @@ _values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
-_keys = st.sampled_from(["NAMESPACE", "LABELS", "SERVICE_ACCOUNT", "WORKLOAD_NAME", "CLUSTER_ID", "OTHER"])
+_keys = st.sampled_from(
+    [
+        "NAMESPACE",
+        "LABELS",
+        "SERVICE_ACCOUNT",
+        "WORKLOAD_NAME",
+        "CLUSTER_ID",
+        "APP_PORTS",
+        "OUTBOUND_BIND",
+        "OTHER",
+    ]
+)
 _parts = st.sampled_from(
     ["sidecar", "router", "10.0.0.1", "::1", "a.ns", "ns", "", "x~y", "ns.svc.cluster.local"]
 )

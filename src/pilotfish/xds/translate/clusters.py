@@ -49,12 +49,8 @@ from pilotfish.config.networking.destination_rule import (
 from pilotfish.registry.model import Endpoint, Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
-from pilotfish.xds.translate.destination_rules import (
-    AppliedRule,
-    destination_rule_for,
-    destination_rule_index,
-)
-from pilotfish.xds.translate.endpoints import add_locality_lb_endpoints, subset_endpoints, visible_services
+from pilotfish.xds.translate.destination_rules import AppliedRule
+from pilotfish.xds.translate.endpoints import LbEndpointWriter, subset_endpoints, visible_destinations
 from pilotfish.xds.translate.names import outbound_cluster_name
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
@@ -117,11 +113,9 @@ KNOWN_PROTOCOLS = frozenset(
 def translate_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Cluster]:
     """The outbound clusters for ``proxy``: per visible service and port, the default cluster
     followed by its subset clusters. A name seen twice keeps the first (``normalizeClusters``)."""
-    index = destination_rule_index(snapshot)
     templates = ClusterTemplates(proxy)
     out: dict[str, Cluster] = {}
-    for service in visible_services(snapshot, proxy):
-        rule = destination_rule_for(index, proxy.namespace, proxy.labels, service.hostname, service.namespace)
+    for service, rule in visible_destinations(snapshot, proxy).values():
         for port in service.ports:
             for cluster in service_port_clusters(snapshot, templates, service, port, rule):
                 out.setdefault(cluster.name, cluster)
@@ -253,7 +247,7 @@ def base_cluster(
     cluster = Cluster(name=name, type=discovery, alt_stat_name=name + STAT_PREFIX_DELIMITER)
     cluster.common_lb_config.SetInParent()
     if discovery in DNS_TYPES:
-        add_locality_lb_endpoints(cluster.load_assignment.endpoints, endpoints)
+        LbEndpointWriter().add_localities(cluster.load_assignment.endpoints, endpoints)
         if not cluster.load_assignment.endpoints:
             return None
         cluster.load_assignment.cluster_name = name
@@ -590,10 +584,9 @@ def set_rule_metadata(cluster: Cluster, rule: AppliedRule | None, subset: str | 
     if rule is None:
         return
     group, _, version = rule.api_version.partition("/")
+    path = f"/apis/{group}/{version}/namespaces/{rule.namespace}/{RULE_KIND_PATH}/{rule.name}"
     istio = cluster.metadata.filter_metadata[ISTIO_METADATA].fields
-    istio[
-        "config"
-    ].string_value = f"/apis/{group}/{version}/namespaces/{rule.namespace}/{RULE_KIND_PATH}/{rule.name}"
+    istio["config"].string_value = path
     if subset is not None:
         istio["subset"].string_value = subset
 

@@ -176,7 +176,9 @@ def _rule_order(rule: Resource[Any]) -> tuple[bool, str, str]:
 
 def _applied(rule: Resource[Any], domain_suffix: str) -> AppliedRule:
     spec: DestinationRuleSpec = rule.spec
-    resolved = replace(spec, host=resolve_host(spec.host, rule.namespace, domain_suffix))
+    host = resolve_host(spec.host, rule.namespace, domain_suffix)
+    # ``replace`` rebuilds the whole spec; most hosts are written fully qualified already.
+    resolved = spec if host == spec.host else replace(spec, host=host)
     # Destination rules with a workloadSelector are never exported (setDestinationRules).
     export_to = frozenset(spec.export_to) if spec.workload_selector is None else frozenset({PRIVATE})
     return AppliedRule(

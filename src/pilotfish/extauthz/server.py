@@ -1,0 +1,221 @@
+"""The ext_authz Check server: ``CheckService`` (plain logic) and a thin grpc.aio servicer.
+
+Theory of operation. Envoy's ``envoy.filters.http.ext_authz`` filter sends one ``CheckRequest``
+per HTTP request (envoy ``service/auth/v3/external_auth.proto``). ``CheckService.check`` maps it
+to ``Attributes`` (``request``), asks the current ``AuthzBundle`` to decide (JWT authentication
+through a per-process ``JwksCache`` and verified-token cache, then ``evaluate``: the code path of
+``authz check``), and maps the ``Decision`` back (``response``).
+
+* A deny is a normal ``CheckResponse`` (401/403 with body and headers), never an exception.
+* A request that cannot be placed (no workload in ``context_extensions``) is a gRPC
+  INVALID_ARGUMENT, and any unexpected failure a gRPC INTERNAL: Envoy with
+  ``failure_mode_allow: false`` answers those with ``status_on_error`` (403), never a silent
+  allow (reference a.1).
+* The bundle is swapped by one attribute assignment; each Check reads ``self.bundle`` once, so a
+  request is decided entirely by one version.
+* CUSTOM policies: ``Decision.custom_provider`` names an external provider that Envoy must ask in
+  its own ext_authz filter placed before ours (Istio's filter order, reference §1); this server
+  decides the rest and reports the provider in logs.
+* Remote JWKS are prefetched and kept fresh by ``refresh_jwks`` (run periodically by the host),
+  like Envoy's ``remote_jwks.async_fetch``, so Checks rarely wait for a fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+
+from pilotfish.extauthz.bundle import AuthzBundle
+from pilotfish.extauthz.evaluate import Decision
+from pilotfish.extauthz.jwks import Fetch, JwksCache, TokenCache
+from pilotfish.extauthz.jwks_fetch import fetch_jwks
+from pilotfish.extauthz.jwt import Authenticator, Verified
+from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
+from pilotfish.extauthz.response import check_response
+
+log = logging.getLogger(__name__)
+
+JWKS_REFRESH_INTERVAL = 30.0  # seconds between background JWKS checks (a fetch only when due)
+GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+
+
+class CheckHooks(Protocol):
+    """Where Check events go (``metrics.Metrics`` implements it)."""
+
+    def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None: ...
+
+    def on_jwks_fetch(self, ok: bool) -> None: ...
+
+    def on_token_cache(self, hit: bool) -> None: ...
+
+
+class NoHooks:
+    def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
+        pass
+
+    def on_jwks_fetch(self, ok: bool) -> None:
+        pass
+
+    def on_token_cache(self, hit: bool) -> None:
+        pass
+
+
+def reason_label(decision: Decision) -> str:
+    """A metric label from a small fixed set (``Decision.reason`` names policies and rules)."""
+    if decision.allow:
+        return "allowed"
+    if decision.reason.startswith("JWT:"):
+        return "jwt"
+    if decision.policy is not None:
+        return "deny_policy"  # a DENY rule, or a CUSTOM policy istiod would turn into a deny
+    return "no_allow_match"
+
+
+class CountingTokenCache(TokenCache[Verified]):
+    """Envoy's ``jwt_cache_hit``/``jwt_cache_miss``: the token cache, reporting each lookup."""
+
+    def __init__(self, hooks: CheckHooks, max_entries: int = 100) -> None:
+        super().__init__(max_entries)
+        self._hooks = hooks
+
+    def get(self, scope: Hashable, token: str, now: float) -> Verified | None:
+        found = super().get(scope, token, now)
+        self._hooks.on_token_cache(found is not None)
+        return found
+
+
+def counted_fetch(fetch: Fetch, hooks: CheckHooks) -> Fetch:
+    async def fetch_and_count(uri: str) -> str:
+        try:
+            text = await fetch(uri)
+        except Exception:
+            hooks.on_jwks_fetch(False)
+            raise
+        hooks.on_jwks_fetch(True)
+        return text
+
+    return fetch_and_count
+
+
+class CheckService:
+    """Decide Checks against the current bundle. One per process and event loop."""
+
+    def __init__(
+        self,
+        bundle: AuthzBundle,
+        *,
+        fetch: Fetch = fetch_jwks,
+        strict: bool = False,
+        hooks: CheckHooks | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bundle = bundle
+        self.hooks: CheckHooks = hooks or NoHooks()
+        self.jwks = JwksCache(counted_fetch(fetch, self.hooks))
+        self.authenticator = Authenticator(
+            self.jwks, strict=strict, token_cache=CountingTokenCache(self.hooks)
+        )
+        self.clock = clock
+        self.counts = {"allow": 0, "deny": 0, "error": 0}
+
+    def swap(self, bundle: AuthzBundle) -> bool:
+        """Install ``bundle``; False (and nothing changes) when it is the version in force."""
+        if bundle.version == self.bundle.version:
+            return False
+        self.bundle = bundle  # one assignment: a Check sees the old or the new bundle, never a mix
+        log.info("authz bundle %s installed (%d resources)", bundle.version, len(bundle.resources))
+        return True
+
+    async def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
+        """The response for one Check; raises ``BadCheckRequest`` when it cannot be placed."""
+        started = time.perf_counter()
+        try:
+            entry = check_input(request, self.clock())
+            decision = await self.bundle.decide(entry.attributes, self.authenticator)
+        except BaseException:
+            self.counts["error"] += 1
+            raise
+        self._record(entry, decision, time.perf_counter() - started)
+        return check_response(decision)
+
+    def _record(self, entry: CheckInput, decision: Decision, seconds: float) -> None:
+        verdict = "allow" if decision.allow else "deny"
+        self.counts[verdict] += 1
+        self.hooks.on_authz_check(verdict, reason_label(decision), decision.policy or "", seconds)
+        if decision.custom_provider:
+            log.debug("CUSTOM provider %s applies (%s)", decision.custom_provider, decision.custom_match)
+        if not decision.allow:
+            workload = entry.attributes.workload
+            log.info(
+                "deny %d %s %s%s: %s (workload %s/%s)",
+                decision.status,
+                entry.attributes.request.method,
+                entry.attributes.request.host,
+                entry.attributes.request.url_path,
+                decision.reason,
+                workload.namespace,
+                entry.workload_name or "-",
+            )
+
+    async def refresh_jwks(self, now: float) -> None:
+        """Fetch every remote JWKS of the bundle that is missing or stale (failures are logged by
+        the cache, which keeps the last good keys)."""
+        for uri in self.bundle.jwks_uris:
+            await self.jwks.keys(uri, now)
+
+    def stats(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": self.bundle.version, **self.counts}
+
+
+class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
+    """The grpc.aio transport: a Check either returns a response or aborts with a gRPC status."""
+
+    def __init__(self, service: CheckService) -> None:
+        self.service = service
+
+    async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+        try:
+            return await self.service.check(request)
+        except BadCheckRequest as exc:
+            log.warning("Check rejected: %s", exc)
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except Exception:
+            log.exception("Check failed")
+            code, message = grpc.StatusCode.INTERNAL, "pilotfish ext_authz internal error"
+        await context.abort(code, message)
+
+
+async def start_server(
+    service: CheckService, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[grpc.aio.Server, int]:
+    """A started grpc.aio server with the Authorization service; returns it and the bound port.
+    ``reuse_port`` lets several processes bind one port (``SO_REUSEPORT``; the kernel spreads
+    connections across them)."""
+    options = (*GRPC_OPTIONS, ("grpc.so_reuseport", 1 if reuse_port else 0))
+    server = grpc.aio.server(options=options)
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(service), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the ext_authz server to {host}:{port}")
+    await server.start()
+    return server, bound
+
+
+async def refresh_loop(service: CheckService, interval: float = JWKS_REFRESH_INTERVAL) -> None:
+    """Run ``refresh_jwks`` now and every ``interval`` seconds until cancelled."""
+    while True:
+        try:
+            await service.refresh_jwks(service.clock())
+        except Exception:  # fetch failures are handled by the cache; anything else is a bug to log
+            log.exception("JWKS refresh failed")
+        await asyncio.sleep(interval)

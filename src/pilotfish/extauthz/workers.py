@@ -1,0 +1,348 @@
+"""``--authz-workers N``: N Check server processes sharing one port.
+
+Theory of operation. One Python process decides a few thousand Checks per second (the GIL), so
+the Check server scales out in processes, like Envoy scales across worker threads:
+
+* The parent (``AuthzWorkers``, in the control plane) reserves the port: it binds a socket with
+  ``SO_REUSEPORT`` and never listens on it, so port 0 works and the port stays ours while workers
+  come and go (a bound, non-listening socket receives no connections).
+* Each worker is a ``spawn``-context process running ``CheckService`` on a grpc.aio server bound
+  to that port with ``grpc.so_reuseport=1``; the kernel spreads new connections across the
+  listening workers. Each keeps its own ``JwksCache`` (refreshed in the background,
+  ``server.refresh_loop``) and verified-token cache.
+* Bundles travel over one duplex ``multiprocessing`` Pipe per worker (see ``bundle``: a bundle
+  pickles as its source and recompiles on arrival). ``publish`` pickles once and sends the same
+  bytes to every worker; a worker's mailbox thread unpickles (compiles) off the event loop, then
+  swaps the bundle on the loop. The parent only sends requests and reads replies (``ready``,
+  ``stats``), so a pipe never fills with unread messages.
+* A monitor thread waits on the workers' process sentinels; a worker that dies is restarted with
+  the latest bundle (at most once per ``RESTART_BACKOFF`` per slot). While no worker listens,
+  Envoy's connections are refused and, with ``failure_mode_allow: false``, it answers 403.
+* A worker stops when asked, or when its pipe reaches EOF (the parent died): no orphans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import pickle
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from pilotfish.extauthz.bundle import AuthzBundle
+from pilotfish.extauthz.jwks_fetch import DEFAULT_TIMEOUT, jwks_fetcher
+from pilotfish.extauthz.server import CheckService, refresh_loop, start_server
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 30.0  # a spawned worker imports grpc and the package before it can bind
+RESTART_BACKOFF = 1.0  # seconds between two starts of one worker slot
+STOP_GRACE = 2.0
+
+
+class WorkerError(RuntimeError):
+    """A worker did not start, or did not answer over its pipe."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    host: str
+    port: int
+    strict: bool = False
+    jwks_timeout: float = DEFAULT_TIMEOUT
+    jwks_refresh: float = 30.0
+    log_level: int = logging.INFO
+
+
+# ---- the worker process ---------------------------------------------------------------------------
+
+
+def worker_main(config: WorkerConfig, conn: Connection, first: bytes) -> None:
+    """The entry point of a worker process (module-level, so ``spawn`` can import it). ``first``
+    is a pickled ``("bundle", AuthzBundle)`` message: the bundle to serve from the start."""
+    logging.basicConfig(
+        level=config.log_level, format=f"%(asctime)s authz-worker[{os.getpid()}] %(levelname)s %(message)s"
+    )
+    _kind, bundle = pickle.loads(first)
+    asyncio.run(_serve(config, conn, bundle))
+
+
+async def _serve(config: WorkerConfig, conn: Connection, bundle: AuthzBundle) -> None:
+    service = CheckService(bundle, fetch=jwks_fetcher(config.jwks_timeout), strict=config.strict)
+    server, _port = await start_server(service, config.host, config.port, reuse_port=True)
+    gc.freeze()  # imports and the bundle live as long as the worker: keep them out of GC passes
+    refresher = asyncio.create_task(refresh_loop(service, config.jwks_refresh))
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[None] = loop.create_future()
+    conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+    threading.Thread(target=_mailbox, args=(conn, service, loop, stopped), daemon=True).start()
+    try:
+        await stopped
+    finally:
+        refresher.cancel()
+        await server.stop(STOP_GRACE)
+
+
+def _mailbox(
+    conn: Connection, service: CheckService, loop: asyncio.AbstractEventLoop, stopped: asyncio.Future[None]
+) -> None:
+    """Serve the parent's messages until ``stop`` or EOF. Bundles are unpickled (compiled) here,
+    off the event loop, and installed on the loop."""
+    while True:
+        try:
+            kind, payload = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            kind, payload = "stop", None
+        if kind == "bundle":
+            loop.call_soon_threadsafe(service.swap, payload)
+        elif kind == "stats":
+            conn.send_bytes(pickle.dumps(("stats", service.stats())))
+        else:
+            loop.call_soon_threadsafe(_resolve, stopped)
+            return
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# ---- the parent -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    started_at: float = 0.0
+    pid: int = 0
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, never-listening ``SO_REUSEPORT`` socket holding ``port`` (0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class AuthzWorkers:
+    """N Check worker processes on one port. ``start()`` returns the port; ``publish(bundle)``
+    reaches every worker (and every later restart); ``stop()`` ends them all."""
+
+    def __init__(
+        self,
+        port: int,
+        n: int,
+        *,
+        host: str = "127.0.0.1",
+        bundle: AuthzBundle | None = None,
+        strict: bool = False,
+        jwks_timeout: float = DEFAULT_TIMEOUT,
+        restart: bool = True,
+    ) -> None:
+        if n < 1:
+            raise ValueError("AuthzWorkers needs at least one worker")
+        self.host, self.requested_port, self.restart = host, port, restart
+        self.port = 0
+        self._strict, self._jwks_timeout = strict, jwks_timeout
+        self._latest = pickle.dumps(("bundle", bundle or AuthzBundle.build(())))
+        self._slots = [_Slot(i) for i in range(n)]
+        self._lock = threading.Lock()  # guards _latest and each slot's process/conn
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._reservation: socket.socket | None = None
+        self._context = multiprocessing.get_context("spawn")
+        self.restarts = 0
+
+    # lifecycle
+
+    def start(self) -> int:
+        """Start every worker and wait until each listens; the bound port. Raises ``WorkerError``."""
+        self._reservation = reserve_port(self.host, self.requested_port)
+        self.port = int(self._reservation.getsockname()[1])
+        try:
+            for slot in self._slots:
+                self._launch(slot)
+        except BaseException:
+            self.stop()
+            raise
+        self._monitor = threading.Thread(target=self._watch, name="authz-workers-monitor", daemon=True)
+        self._monitor.start()
+        log.info("ext_authz: %d workers on %s:%d", len(self._slots), self.host, self.port)
+        return self.port
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Ask every worker to stop; terminate those that do not within ``grace``; release the port."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join()
+        for slot in self._slots:
+            self._end(slot, grace)
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
+
+    # bundles and stats
+
+    def publish(self, bundle: AuthzBundle) -> None:
+        """Send ``bundle`` to every worker; workers that start later get it too. Pickled once."""
+        data = pickle.dumps(("bundle", bundle))
+        with self._lock:
+            self._latest = data
+            for slot in self._slots:
+                self._send(slot, data)
+
+    def stats(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Each live worker's ``{"pid", "version", "allow", "deny", "error"}``."""
+        request = pickle.dumps(("stats", None))
+        out = []
+        with self._lock:
+            for slot in self._slots:
+                if slot.conn is not None and self._send(slot, request):
+                    reply = _receive(slot.conn, timeout)
+                    if reply is not None and reply[0] == "stats":
+                        out.append(reply[1])
+        return out
+
+    def wait_version(self, version: str, timeout: float = 10.0) -> None:
+        """Block until every worker reports ``version``; ``WorkerError`` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            versions = [s["version"] for s in self.stats()]
+            if len(versions) == len(self._slots) and set(versions) == {version}:
+                return
+            time.sleep(0.02)
+        raise WorkerError(f"workers did not all reach bundle {version} within {timeout}s")
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [s.pid for s in self._slots if s.process is not None and s.process.is_alive()]
+
+    # internals
+
+    def _launch(self, slot: _Slot) -> None:
+        """Spawn the slot's worker with the latest bundle and wait for its ``ready``."""
+        config = WorkerConfig(
+            self.host, self.port, self._strict, self._jwks_timeout, log_level=logging.getLogger().level
+        )
+        slot.started_at = time.monotonic()
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        with self._lock:
+            sent = self._latest
+        process = self._context.Process(
+            target=worker_main, args=(config, child_conn, sent), name=f"authz-worker-{slot.index}"
+        )
+        process.daemon = True
+        process.start()
+        child_conn.close()
+        reply = _receive(parent_conn, READY_TIMEOUT)
+        if reply is None or reply[0] != "ready":
+            _kill(process)
+            parent_conn.close()
+            raise WorkerError(f"authz worker {slot.index} did not start (exit code {process.exitcode})")
+        with self._lock:
+            slot.process, slot.conn, slot.pid = process, parent_conn, reply[1]
+            if self._latest is not sent:
+                self._send(slot, self._latest)  # a publish happened while it was starting
+
+    def _send(self, slot: _Slot, data: bytes) -> bool:
+        if slot.conn is None:
+            return False
+        try:
+            slot.conn.send_bytes(data)
+        except OSError:
+            return False  # the worker died; the monitor restarts it with the latest bundle
+        return True
+
+    def _watch(self) -> None:
+        """Reap dead workers and (with ``restart``) start them again, until ``stop``."""
+        while not self._stopping.is_set():
+            with self._lock:
+                sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
+            if sentinels:
+                wait(sentinels, timeout=0.2)
+            else:
+                self._stopping.wait(0.2)
+            for slot in self._slots:
+                if self._stopping.is_set():
+                    return
+                if slot.process is not None and not slot.process.is_alive():
+                    self._bury(slot)
+                if slot.process is None and self.restart:
+                    self._relaunch(slot)
+
+    def _bury(self, slot: _Slot) -> None:
+        with self._lock:
+            process, conn = slot.process, slot.conn
+            slot.process, slot.conn = None, None
+        assert process is not None
+        process.join()
+        if conn is not None:
+            conn.close()
+        log.error("authz worker %d (pid %d) exited with %s", slot.index, slot.pid, process.exitcode)
+
+    def _relaunch(self, slot: _Slot) -> None:
+        if time.monotonic() - slot.started_at < RESTART_BACKOFF:
+            return  # the next round tries again: a worker that dies at once must not spin
+        try:
+            self._launch(slot)
+        except WorkerError as exc:
+            log.error("%s; retrying", exc)
+            return
+        self.restarts += 1
+        log.info("authz worker %d restarted as pid %d", slot.index, slot.pid)
+
+    def _end(self, slot: _Slot, grace: float) -> None:
+        with self._lock:
+            process, conn = slot.process, slot.conn
+            slot.conn = None
+        if conn is not None:
+            self._send_stop(conn)
+        if process is not None:
+            process.join(grace)
+            _kill(process)
+        if conn is not None:
+            conn.close()
+
+    @staticmethod
+    def _send_stop(conn: Connection) -> None:
+        with contextlib.suppress(OSError):  # already gone
+            conn.send_bytes(pickle.dumps(("stop", None)))
+
+
+def _receive(conn: Connection, timeout: float) -> tuple[str, Any] | None:
+    """One reply, or ``None`` on timeout or EOF."""
+    try:
+        if not conn.poll(timeout):
+            return None
+        message: tuple[str, Any] = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        return None
+    return message
+
+
+def _kill(process: BaseProcess) -> None:
+    """Terminate, then kill, a process that is still running; always reap it."""
+    if process.is_alive():
+        process.terminate()
+        process.join(STOP_GRACE)
+    if process.is_alive():
+        process.kill()
+    process.join()

@@ -1,0 +1,346 @@
+"""(MeshSnapshot, Proxy) → Envoy Listeners, with explicit capture (no iptables).
+
+Theory of operation. Istio's sidecars catch traffic with iptables and two virtual listeners; a
+Sidecar with ``captureMode: NONE`` instead binds one real listener per port. pilotfish always works
+the second way (``pilot/pkg/networking/core/listener.go`` ``buildSidecarOutboundListeners``,
+``listener_inbound.go`` ``inboundCustomListener``, ``gateway.go`` ``buildGatewayListeners``):
+
+- **outbound** (sidecar): per egress listener of the proxy's Sidecar (``sidecar_scope.py``, shared
+  with the routes so a listener's port and its route configuration import the same services; one
+  catch-all ``*/*`` without a Sidecar), an egress listener with a ``port`` makes that one listener;
+  a catch-all makes one listener per port of the services its hosts select (UDP left out). The
+  first listener on a port wins: explicit egress ports are taken before the catch-all, and of
+  services sharing a port the first decides HTTP or TCP (Istio's conflict rule, without protocol
+  sniffing). Address ``<bind>:<port>``, name ``<bind>_<port>``; bind = ``egress.bind``, else node
+  metadata OUTBOUND_BIND, else 127.0.0.1. HTTP ports: an HTTP connection manager on RDS route
+  ``"<port>"``; TCP ports: ``tcp_proxy`` to ``outbound|<port>||<host>`` of the first service.
+  ``unix://`` egress binds (port 0) are not built yet.
+- **inbound** (sidecar): per port of ``inbound.inbound_ports``, ``<ip>_<port>`` bound to
+  ``<ip>:<port>``, with the route config INLINE (Istio: "no RDS for inbound traffic"), named
+  ``inbound|<port>||``: one ``*`` virtual host sending everything to cluster
+  ``inbound|<port>||`` with no timeout (``BuildDefaultHTTPInboundRoute``). An outbound listener
+  that would bind the same address and port as an inbound one is dropped: the workload's own
+  port wins.
+- **gateway** (router): servers of every Gateway whose ``selector`` is a subset of the proxy's
+  labels (any namespace, Istio's default); plain HTTP servers (HTTP, HTTP2, GRPC) on one port merge
+  into one listener ``0.0.0.0_<port>`` on RDS route ``http.<port>``, bound to the first server's
+  ``bind``, else node metadata GATEWAY_BIND, else the proxy IP. HTTPS/TLS/TCP servers come later.
+
+Every HTTP connection manager follows ``listener_builder.go`` ``buildHTTPConnectionManager``:
+codec AUTO, path normalization from the mesh ``pathNormalization`` (DEFAULT = BASE:
+``normalize_path`` on), websocket upgrades, no stream idle timeout, ``server_name`` istio-envoy,
+``use_remote_address`` only on gateways, and the HTTP filters fault, cors, router (fault and cors
+do nothing without per-route config, which VirtualService routes carry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from google.protobuf import message as pb_message
+from google.protobuf import wrappers_pb2
+
+from pilotfish.config.networking.common import is_http
+from pilotfish.config.networking.gateway import UNIX_PREFIX, Server
+from pilotfish.config.networking.sidecar import IstioEgressListener
+from pilotfish.registry.model import Service
+from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.xds.proxy import Proxy, ProxyType
+from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
+from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
+from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
+
+Listener: TypeAlias = listener_pb2.Listener
+HCM: TypeAlias = http_connection_manager_pb2.HttpConnectionManager
+
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
+SERVER_NAME = "istio-envoy"  # Istio EnvoyServerName
+DEFAULT_OUTBOUND_BIND = "127.0.0.1"
+WILDCARD = "0.0.0.0"
+OUTBOUND_BIND = "OUTBOUND_BIND"
+GATEWAY_BIND = "GATEWAY_BIND"
+NO_TIMEOUT = timedelta(0)
+
+# The HTTP filters of every connection manager, in order; the router must be last.
+HTTP_FILTERS: tuple[tuple[str, type[pb_message.Message]], ...] = (
+    ("envoy.filters.http.fault", fault_pb2.HTTPFault),
+    ("envoy.filters.http.cors", cors_pb2.Cors),
+    ("envoy.filters.http.router", router_pb2.Router),
+)
+
+# Mesh pathNormalization → (normalize_path, merge_slashes, path_with_escaped_slashes_action).
+PATH_NORMALIZATION: Mapping[str, tuple[bool, bool, int]] = {
+    "NONE": (False, False, HCM.KEEP_UNCHANGED),
+    "DEFAULT": (True, False, HCM.KEEP_UNCHANGED),
+    "BASE": (True, False, HCM.KEEP_UNCHANGED),
+    "MERGE_SLASHES": (True, True, HCM.KEEP_UNCHANGED),
+    "DECODE_AND_MERGE_SLASHES": (True, True, HCM.UNESCAPE_AND_FORWARD),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerClass:
+    """What differs between Istio's listener classes (``istionetworking.ListenerClass``)."""
+
+    direction: int  # core TrafficDirection
+    use_remote_address: bool
+    forward_client_cert: int  # ForwardClientCertDetails (ProxyHeaders defaults)
+
+
+INBOUND = ListenerClass(base_pb2.INBOUND, False, HCM.APPEND_FORWARD)
+OUTBOUND = ListenerClass(base_pb2.OUTBOUND, False, HCM.SANITIZE)
+GATEWAY = ListenerClass(base_pb2.OUTBOUND, True, HCM.SANITIZE_SET)
+
+
+# ---- entry points --------------------------------------------------------------------------------
+
+
+def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
+    """Every listener of ``proxy``: a gateway's, or a sidecar's outbound then inbound ones."""
+    if proxy.type == ProxyType.ROUTER:
+        return gateway_listeners(snapshot, proxy)
+    inbound = [inbound_listener(p, snapshot) for p in inbound_ports(snapshot, proxy)]
+    taken = {_bound(listener) for listener in inbound}
+    outbound = [
+        listener
+        for listener in (outbound_listener(p, snapshot) for p in outbound_ports(snapshot, proxy))
+        if _bound(listener) not in taken
+    ]
+    return [*outbound, *inbound]
+
+
+def route_names(listeners: Iterable[Listener]) -> list[str]:
+    """The RDS route names the listeners' connection managers subscribe to, first-seen order."""
+    names: dict[str, None] = {}
+    for listener in listeners:
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                manager = _connection_manager(network_filter)
+                if manager is not None and manager.HasField("rds"):
+                    names.setdefault(manager.rds.route_config_name)
+    return list(names)
+
+
+def _connection_manager(network_filter: listener_components_pb2.Filter) -> HCM | None:
+    if not network_filter.typed_config.Is(HCM.DESCRIPTOR):
+        return None
+    manager = HCM()
+    network_filter.typed_config.Unpack(manager)
+    return manager
+
+
+def _bound(listener: Listener) -> tuple[str, int]:
+    address = listener.address.socket_address
+    return address.address, address.port_value
+
+
+# ---- outbound ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundPort:
+    bind: str
+    port: int
+    protocol: str
+    service: Service | None  # the first service on the port (the TCP destination)
+
+    @property
+    def name(self) -> str:
+        return f"{self.bind}_{self.port}"
+
+
+def outbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[OutboundPort]:
+    """One port per listener, egress listeners in order, the first claim on a port winning."""
+    visible = visible_services(snapshot, proxy)
+    default_bind = proxy.metadata.get(OUTBOUND_BIND) or DEFAULT_OUTBOUND_BIND
+    chosen: dict[int, OutboundPort] = {}
+    for egress in egress_listeners(sidecar_for(snapshot, proxy)):
+        services = egress_services(visible, egress.hosts, proxy.namespace)
+        for port in egress_ports(egress, services, egress.bind or default_bind):
+            chosen.setdefault(port.port, port)
+    return list(chosen.values())
+
+
+def egress_ports(
+    egress: IstioEgressListener, services: Sequence[Service], bind: str
+) -> Iterator[OutboundPort]:
+    """The ports one egress listener asks for: its own port, or every port of its services."""
+    if egress.port is None:
+        for service in services:
+            for port in service.ports:
+                if port.protocol != "UDP":
+                    yield OutboundPort(bind, port.number, port.protocol, service)
+        return
+    number = egress.port.number
+    if number == 0 or bind.startswith(UNIX_PREFIX):
+        return
+    on_port = [s for s in services if s.port(number) is not None]
+    first = on_port[0] if on_port else None
+    declared = first.port(number) if first is not None else None
+    protocol = (egress.port.protocol or (declared.protocol if declared else "TCP")).upper()
+    if is_http(protocol) or first is not None:
+        yield OutboundPort(bind, number, protocol, first)
+
+
+def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot) -> Listener:
+    name = port.name
+    if is_http(port.protocol) or port.service is None:
+        manager = connection_manager(f"outbound_{name}", OUTBOUND, snapshot)
+        manager.rds.CopyFrom(rds(str(port.port)))
+        network_filter = hcm_filter(manager)
+    else:
+        network_filter = tcp_proxy_filter(outbound_cluster_name(port.service.hostname, port.port))
+    return listener(name, port.bind, port.port, OUTBOUND, network_filter)
+
+
+# ---- inbound -------------------------------------------------------------------------------------
+
+
+def inbound_listener(port: InboundPort, snapshot: MeshSnapshot) -> Listener:
+    name = f"{port.bind}_{port.port}"
+    if not port.is_http:
+        return listener(name, port.bind, port.port, INBOUND, tcp_proxy_filter(port.cluster_name))
+    manager = connection_manager(f"inbound_{port.port}", INBOUND, snapshot)
+    manager.route_config.CopyFrom(inbound_route_config(port))
+    manager.set_current_client_cert_details.CopyFrom(
+        HCM.SetCurrentClientCertDetails(subject=wrappers_pb2.BoolValue(value=True), uri=True, dns=True)
+    )
+    if port.protocol in HTTP2_PROTOCOLS:
+        manager.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+    return listener(name, port.bind, port.port, INBOUND, hcm_filter(manager))
+
+
+def inbound_route_config(port: InboundPort) -> route_pb2.RouteConfiguration:
+    """Istio ``buildSidecarInboundHTTPRouteConfig``: everything to the inbound cluster."""
+    action = route_components_pb2.RouteAction(
+        cluster=port.cluster_name,
+        timeout=duration(NO_TIMEOUT),
+        max_stream_duration=route_components_pb2.RouteAction.MaxStreamDuration(
+            max_stream_duration=duration(NO_TIMEOUT), grpc_timeout_header_max=duration(NO_TIMEOUT)
+        ),
+    )
+    route = route_components_pb2.Route(
+        name="default",
+        match=route_components_pb2.RouteMatch(prefix="/"),
+        route=action,
+        decorator=route_components_pb2.Decorator(operation=f"{port.hostname}:{port.port}/*"),
+    )
+    host = route_components_pb2.VirtualHost(name=f"inbound|http|{port.port}", domains=["*"], routes=[route])
+    return route_pb2.RouteConfiguration(
+        name=port.cluster_name, virtual_hosts=[host], validate_clusters=wrappers_pb2.BoolValue(value=False)
+    )
+
+
+# ---- gateway -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPort:
+    bind: str
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"{WILDCARD}_{self.port}"
+
+
+def gateway_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[GatewayPort]:
+    """One port per plain-HTTP server port of the Gateways that select the proxy."""
+    default_bind = proxy.metadata.get(GATEWAY_BIND) or proxy.ip
+    servers: dict[int, list[Server]] = {}
+    for server in selected_servers(snapshot, proxy):
+        if is_http(server.port.protocol) and not server.bind.startswith(UNIX_PREFIX):
+            servers.setdefault(server.port.number, []).append(server)
+    return [
+        GatewayPort(next((s.bind for s in group if s.bind), default_bind), number)
+        for number, group in servers.items()
+    ]
+
+
+def selected_servers(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[Server]:
+    """Servers of the Gateways whose selector is a subset of the proxy's labels (any namespace)."""
+    for gateway in snapshot.of_kind("Gateway"):
+        selector: Mapping[str, str] = gateway.spec.selector
+        if all(proxy.labels.get(k) == v for k, v in selector.items()):
+            yield from gateway.spec.servers
+
+
+def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
+    return [gateway_listener(p, snapshot) for p in gateway_ports(snapshot, proxy)]
+
+
+def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot) -> Listener:
+    manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot)
+    manager.rds.CopyFrom(rds(f"http.{port.port}"))
+    return listener(port.name, port.bind, port.port, GATEWAY, hcm_filter(manager))
+
+
+# ---- building blocks -----------------------------------------------------------------------------
+
+
+def listener(name: str, bind: str, port: int, klass: ListenerClass, network_filter: Any) -> Listener:
+    address = address_pb2.Address(socket_address=address_pb2.SocketAddress(address=bind, port_value=port))
+    chain = listener_components_pb2.FilterChain(filters=[network_filter])
+    return Listener(name=name, address=address, filter_chains=[chain], traffic_direction=klass.direction)
+
+
+def connection_manager(stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot) -> HCM:
+    """Istio ``buildHTTPConnectionManager`` without a route (the caller sets RDS or inline)."""
+    normalize, merge_slashes, escaped_slashes = PATH_NORMALIZATION[
+        snapshot.mesh.path_normalization.normalization
+    ]
+    return HCM(
+        codec_type=HCM.AUTO,
+        stat_prefix=stat_prefix,
+        http_filters=[http_filter(name, config()) for name, config in HTTP_FILTERS],
+        normalize_path=wrappers_pb2.BoolValue(value=normalize),
+        merge_slashes=merge_slashes,
+        path_with_escaped_slashes_action=escaped_slashes,
+        use_remote_address=wrappers_pb2.BoolValue(value=klass.use_remote_address),
+        upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
+        stream_idle_timeout=duration(NO_TIMEOUT),
+        server_name=SERVER_NAME,
+        forward_client_cert_details=klass.forward_client_cert,
+    )
+
+
+def rds(route_name: str) -> http_connection_manager_pb2.Rds:
+    source = config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        initial_fetch_timeout=duration(NO_TIMEOUT),
+        resource_api_version=config_source_pb2.V3,
+    )
+    return http_connection_manager_pb2.Rds(config_source=source, route_config_name=route_name)
+
+
+def http_filter(name: str, config: pb_message.Message) -> http_connection_manager_pb2.HttpFilter:
+    out = http_connection_manager_pb2.HttpFilter(name=name)
+    out.typed_config.Pack(config)
+    return out
+
+
+def hcm_filter(manager: HCM) -> listener_components_pb2.Filter:
+    out = listener_components_pb2.Filter(name=HCM_FILTER)
+    out.typed_config.Pack(manager)
+    return out
+
+
+def tcp_proxy_filter(cluster: str) -> listener_components_pb2.Filter:
+    """Istio's TCP proxy: the cluster is also the stat prefix."""
+    out = listener_components_pb2.Filter(name=TCP_PROXY_FILTER)
+    out.typed_config.Pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster))
+    return out

@@ -1,0 +1,126 @@
+"""CheckService without a network: protobuf in, protobuf out, metrics hooks, bundle swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from authz_support import NOW, SigningKey, jwks_text, load, policy_doc
+from envoy.service.auth.v3 import external_auth_pb2
+from google.rpc import code_pb2
+
+from pilotfish.extauthz.bundle import AuthzBundle
+from pilotfish.extauthz.evaluate import Decision
+from pilotfish.extauthz.request import BadCheckRequest
+from pilotfish.extauthz.server import CheckService, reason_label
+from pilotfish.metrics import Metrics
+
+KEY = SigningKey("rsa", "k1")
+ISS = "https://issuer.example.com"
+REQUIRE_JWT = policy_doc(
+    {"rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}, name="require-jwt"
+)
+REQUEST_AUTHN = policy_doc(
+    {"jwtRules": [{"issuer": ISS, "jwks": jwks_text(KEY)}]}, name="jwt", kind="RequestAuthentication"
+)
+REMOTE_AUTHN = policy_doc(
+    {"jwtRules": [{"issuer": ISS, "jwksUri": "https://keys.example.com/jwks"}]},
+    name="jwt",
+    kind="RequestAuthentication",
+)
+
+
+def check(token: str | None = None, namespace: str = "foo") -> external_auth_pb2.CheckRequest:
+    request = external_auth_pb2.CheckRequest()
+    http = request.attributes.request.http
+    http.method, http.path, http.host = "GET", "/get", "httpbin.foo"
+    if token:
+        http.headers["authorization"] = f"Bearer {token}"
+    if namespace:
+        request.attributes.context_extensions.update(
+            {"namespace": namespace, "labels": json.dumps({"app": "a"})}
+        )
+    return request
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def service(*docs: str, **kw) -> CheckService:
+    return CheckService(AuthzBundle.build(load(*docs)), clock=lambda: NOW, **kw)
+
+
+def test_allow_and_deny_are_responses_and_are_counted():
+    metrics = Metrics()
+    svc = service(REQUIRE_JWT, REQUEST_AUTHN, hooks=metrics)
+    token = KEY.sign({"iss": ISS, "sub": "alice", "exp": NOW + 60})
+    assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK
+    assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK
+    denied = asyncio.run(svc.check(check()))
+    assert (denied.status.code, denied.denied_response.body) == (
+        code_pb2.PERMISSION_DENIED,
+        "RBAC: access denied",
+    )
+    assert svc.stats()["allow"] == 2 and svc.stats()["deny"] == 1
+    allowed = {"decision": "allow", "reason": "allowed", "policy": "foo/require-jwt"}
+    assert sample(metrics, "pilotfish_authz_checks_total", **allowed) == 2
+    assert (
+        sample(metrics, "pilotfish_authz_checks_total", decision="deny", reason="no_allow_match", policy="")
+        == 1
+    )
+    assert sample(metrics, "pilotfish_authz_check_duration_seconds_count") == 3
+    assert sample(metrics, "pilotfish_authz_token_cache_lookups_total", result="miss") == 1
+    assert sample(metrics, "pilotfish_authz_token_cache_lookups_total", result="hit") == 1
+
+
+def test_a_request_without_workload_raises_and_counts_an_error():
+    svc = service(REQUIRE_JWT)
+    with pytest.raises(BadCheckRequest):
+        asyncio.run(svc.check(check(namespace="")))
+    assert svc.stats()["error"] == 1
+
+
+def test_swap_installs_new_versions_only():
+    svc = service(REQUIRE_JWT)
+    first = svc.bundle
+    assert not svc.swap(AuthzBundle.build(load(REQUIRE_JWT)))
+    assert svc.bundle is first
+    assert svc.swap(AuthzBundle.build(()))
+    assert asyncio.run(svc.check(check())).status.code == code_pb2.OK  # no policy: allow
+
+
+def test_refresh_prefetches_remote_jwks_and_counts_fetches():
+    metrics = Metrics()
+    fetched: list[str] = []
+
+    async def fetch(uri: str) -> str:
+        fetched.append(uri)
+        if len(fetched) == 1:
+            raise OSError("issuer down")
+        return jwks_text(KEY)
+
+    svc = service(REQUIRE_JWT, REMOTE_AUTHN, hooks=metrics, fetch=fetch)
+    asyncio.run(svc.refresh_jwks(NOW))
+    assert fetched == ["https://keys.example.com/jwks"]
+    assert sample(metrics, "pilotfish_authz_jwks_fetches_total", result="error") == 1
+    asyncio.run(svc.refresh_jwks(NOW + 61))  # after the cache's retry_after
+    assert sample(metrics, "pilotfish_authz_jwks_fetches_total", result="ok") == 1
+    token = KEY.sign({"iss": ISS, "sub": "alice", "exp": NOW + 600})
+    assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK
+    assert len(fetched) == 2  # the Check used the prefetched keys
+
+
+@pytest.mark.parametrize(
+    ("decision", "label"),
+    [
+        (Decision(True, 200, "allowed by ALLOW policy foo/a rule 0", "foo/a", 0), "allowed"),
+        (Decision(False, 401, "JWT: Jwt is expired"), "jwt"),
+        (Decision(False, 403, "denied by DENY policy foo/d rule 1", "foo/d", 1), "deny_policy"),
+        (Decision(False, 403, "no ALLOW policy matched"), "no_allow_match"),
+    ],
+)
+def test_reason_labels_are_a_small_fixed_set(decision, label):
+    assert reason_label(decision) == label
