@@ -303,6 +303,10 @@ class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
             log.info("CSR from %s refused: %s", context.peer(), refused.message)
             await context.abort(grpc.StatusCode[refused.refusal.value], refused.message)
             raise  # abort() raises; this line only satisfies the type checker
+        except Exception:
+            log.exception("CreateCertificate failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in the CA")
+            raise
         self.hooks.on_cert_issued("csr")
         self.inventory.record("csr", signed.identity.uri, signed.certificate)
         log.info("signed a certificate for %s (serial %x)", signed.identity, signed.certificate.serial_number)

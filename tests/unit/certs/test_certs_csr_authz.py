@@ -208,7 +208,7 @@ def as_pem(der: bytes) -> str:
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_any_csr_is_signed_or_refused_with_a_status(data):
     """Fuzz: flip, cut or append bytes of a valid CSR, or send arbitrary text. The decision is

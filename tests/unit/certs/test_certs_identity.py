@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pilotfish.certs.identity import SpiffeId, SpiffeIdError, in_trust_domain, parse_spiffe_id, workload_id
@@ -61,6 +61,7 @@ def test_trust_domain_membership_includes_aliases():
     assert in_trust_domain(identity, "new.td", aliases=["old.td"])
 
 
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
 def test_any_text_parses_or_raises_the_one_error(text):
     for candidate in (text, "spiffe://" + text, "spiffe://cluster.local/ns/" + text):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from certs_support import DB, NOW, WEB, RecordingHooks, intermediate_ca, root_ca
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pilotfish.certs import ca as ca_mod
@@ -34,6 +34,7 @@ def test_a_certificate_from_the_future_is_replaced():
     assert needs_rotation(workload_cert(), NOW - SECOND)
 
 
+@settings(max_examples=50, deadline=None)
 @given(st.integers(min_value=2, max_value=90 * 24 * 3600))
 def test_rotation_is_at_half_of_any_lifetime(seconds):
     cert = workload_cert(timedelta(seconds=seconds))

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 
 import pytest
+import yaml
 from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import json_format
 
-from pilotfish.config.loader import load_text
-from pilotfish.registry.snapshot import MeshSnapshot
-from pilotfish.xds.translate.health import (
+from pilotfish.config.loader import load_text, parse_resource
+from pilotfish.config.networking.health_check import (
     ANNOTATION,
     HttpCheck,
     health_check_problems,
-    health_checks_for,
     parse_health_check,
 )
+from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.xds.translate.health import health_checks_for
 
 
 def service_entry(annotation: str | None) -> str:
@@ -83,11 +85,20 @@ BAD = [
 
 
 @pytest.mark.parametrize(("annotation", "field"), BAD)
-def test_an_invalid_annotation_is_reported_and_adds_no_check(annotation: str, field: str) -> None:
-    mesh = snapshot(annotation)
+def test_an_invalid_annotation_rejects_the_service_entry_at_its_path(annotation: str, field: str) -> None:
+    result = load_text(service_entry(annotation))
+    assert not result.resources, "a ServiceEntry with a bad health check must not reach the mesh"
+    want = f"metadata.annotations[{ANNOTATION}]" + (f".{field}" if field else "")
+    assert [p.path for p in result.errors] == [want], result.errors
+
+
+def test_an_unparsable_annotation_adds_no_check_even_if_it_reached_a_snapshot() -> None:
+    """Defence in depth: translation never ejects healthy hosts over a check it cannot read."""
+    entry, _ = parse_resource(yaml.safe_load(service_entry(None)), "<t>", 1)
+    bad = dataclasses.replace(entry, annotations={ANNOTATION: "{not json"})
+    mesh = MeshSnapshot.build([bad])
     assert health_checks_for(mesh, mesh.services[0]) == []
-    (finding,) = health_check_problems(mesh.resources[0])
-    assert finding.root == "metadata" and finding.path == ("annotations", ANNOTATION, *filter(None, [field]))
+    assert health_check_problems(bad)
 
 
 def test_valid_annotations_have_no_problems() -> None:

@@ -8,6 +8,7 @@ from translate_builders import proxy, service_entry, snapshot
 
 from pilotfish.xds.proxy import ProxyType
 from pilotfish.xds.translate.gateway_routes import intersection, route_port
+from pilotfish.xds.translate.routes import translate_routes
 from pilotfish.xds.translate.virtual_hosts import VirtualHost
 
 PAGE = "productpage.prod.svc.cluster.local"
@@ -37,14 +38,8 @@ def ingress(labels=None, namespace: str = "istio-system"):
 
 
 def route_config(snap, name: str = "http.80", client=None):
-    (config,) = translate_routes_for(snap, client or ingress(), [name])
+    (config,) = translate_routes(snap, client or ingress(), [name])
     return config
-
-
-def translate_routes_for(snap, client, names):
-    from pilotfish.xds.translate.routes import translate_routes
-
-    return translate_routes(snap, client, names)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +83,6 @@ def test_a_virtual_service_bound_to_the_gateway_gets_a_virtual_host_per_matching
     [
         ("[gw]", True),
         ("[prod/gw]", True),
-        ("[./gw]", True),
         ("[other/gw]", False),
         ("[mesh]", False),
         ("[]", False),
@@ -162,7 +156,8 @@ def test_a_match_for_another_gateway_is_left_out():
             "[bookinfo.example.com]",
             "[gw, prod/internal]",
             "[{name: internal-only, match: [{gateways: [internal], uri: {prefix: /i}}], "
-            "route: [{destination: {host: productpage}}]}, {name: all, route: [{destination: {host: productpage}}]}]",
+            "route: [{destination: {host: productpage}}]}, "
+            "{name: all, route: [{destination: {host: productpage}}]}]",
         ),
     )
     (host,) = route_config(snap).virtual_hosts
@@ -188,12 +183,17 @@ def test_an_https_redirect_server_requires_tls_even_without_routes():
     assert not host_named(config, "bare.example.com:80").routes
 
 
-def test_destinations_resolve_in_the_virtual_services_namespace_first():
+@pytest.mark.parametrize(("export_to", "port"), [("", 9443), ("  exportTo: ['.']", 9080)])
+def test_destinations_resolve_in_the_virtual_services_namespace_when_visible(export_to, port):
+    """``shared.example.com`` is declared in prod (the VirtualService's namespace, port 9443) and in
+    istio-system (the gateway's, port 9080); the single port decides the cluster."""
     snap = snapshot(
-        service_entry("reviews.team.svc.cluster.local", namespace="team", extra="  exportTo: ['.']"),
-        service_entry(PAGE, port=9443),
+        service_entry("shared.example.com", namespace="prod", port=9443, extra=export_to),
+        service_entry("shared.example.com", namespace="istio-system", port=9080),
         GATEWAY,
-        vs("page", "[bookinfo.example.com]", "[gw]"),
+        vs(
+            "page", "[bookinfo.example.com]", "[gw]", "[{route: [{destination: {host: shared.example.com}}]}]"
+        ),
     )
     (host,) = route_config(snap).virtual_hosts
-    assert host.routes[0].route.cluster == f"outbound|9443||{PAGE}"
+    assert host.routes[0].route.cluster == f"outbound|{port}||shared.example.com"

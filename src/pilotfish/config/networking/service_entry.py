@@ -21,6 +21,7 @@ from pilotfish.config.networking.common import (
     validate_export_to,
     validate_label_selector,
 )
+from pilotfish.config.networking.health_check import health_check_problems
 from pilotfish.config.networking.workload_entry import (
     WorkloadEntrySpec,
     endpoint_address,
@@ -170,3 +171,4 @@ def validate(resource: Resource[Any]) -> Iterator[Finding]:
     yield from _resolution(spec)
     yield from _multiple_hosts(spec)
     yield from validate_export_to(resource.namespace, spec.export_to, ("exportTo",), service_entry=True)
+    yield from health_check_problems(resource)

@@ -51,6 +51,7 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
 from pilotfish.xds.translate.endpoints import LbEndpointWriter, subset_endpoints, visible_destinations
+from pilotfish.xds.translate.health import health_checks_for
 from pilotfish.xds.translate.names import outbound_cluster_name
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
@@ -141,6 +142,8 @@ def service_port_clusters(
     if default is None:
         return
     set_rule_metadata(default, rule, None)
+    checks = health_checks_for(snapshot, service)
+    default.health_checks.extend(checks)
     yield default
     for subset in rule.spec.subsets if rule is not None else ():
         simple = _simple(subset.traffic_policy.load_balancer if subset.traffic_policy else None)
@@ -153,6 +156,7 @@ def service_port_clusters(
         if cluster is None:
             continue
         set_rule_metadata(cluster, rule, subset.name)
+        cluster.health_checks.extend(checks)
         yield cluster
 
 

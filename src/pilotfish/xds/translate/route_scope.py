@@ -28,7 +28,7 @@ from pilotfish.config.networking.sidecar import IstioEgressListener
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for, split_host
+from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 from pilotfish.xds.translate.virtual_services import (
     AppliedVirtualService,
     virtual_service_index,
@@ -36,6 +36,7 @@ from pilotfish.xds.translate.virtual_services import (
 )
 
 ANY_NAMESPACE = "*"
+CURRENT_NAMESPACE = "."
 MESH_GATEWAY = "mesh"
 HTTP_PROXY = "HTTP_PROXY"
 REGISTRY_ONLY = "REGISTRY_ONLY"
@@ -71,9 +72,9 @@ def imports_by_namespace(listener: IstioEgressListener, proxy_namespace: str) ->
     """The listener's hosts grouped by (resolved) namespace."""
     out: dict[str, list[str]] = {}
     for entry in listener.hosts:
-        parts = split_host(entry, proxy_namespace)
-        if parts is not None:
-            out.setdefault(parts[0], []).append(parts[1])
+        namespace, slash, host = entry.partition("/")
+        if slash:
+            out.setdefault(proxy_namespace if namespace == CURRENT_NAMESPACE else namespace, []).append(host)
     return out
 
 
