@@ -32,10 +32,11 @@ def _plain_dumper() -> type:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print ``file:line: Kind/ns/name: field.path: message`` per problem; exit 1 on any error."""
+    from pilotfish.config.analysis import analyze
     from pilotfish.config.loader import load_paths
 
     result = load_paths(args.paths)
-    for problem in result.problems:
+    for problem in (*result.problems, *analyze(result.resources)):
         print(problem, file=sys.stdout)
     if result.errors:
         print(f"{len(result.errors)} error(s) in {len(args.paths)} path(s)", file=sys.stderr)

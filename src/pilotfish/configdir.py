@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pilotfish.config.analysis import analyze
 from pilotfish.config.loader import LoadResult, load_paths
 from pilotfish.config.resource import Resource
 from pilotfish.config.source import iter_yaml_files
@@ -46,7 +47,10 @@ class ConfigDirectory:
                 current[key] = result.resources
         self.last_good = current
         resources, duplicates = self._merged()
-        self.on_problems((*problems, *duplicates))
+        warnings = analyze(resources)
+        for warning in warnings:
+            log.warning("%s", warning)
+        self.on_problems((*problems, *duplicates, *warnings))
         return resources
 
     def resources(self) -> tuple[Resource[Any], ...]:

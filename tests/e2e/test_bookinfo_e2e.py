@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from harness import http
 from harness.bookinfo import Bookinfo
 from harness.ports import free_port

@@ -65,7 +65,7 @@ class Bookinfo:
         self.gateway_port = free_port()
         text = text.replace("number: 8080", f"number: {self.gateway_port}")
         for doc in re.sub(r"\b9080\b", str(self.port), text).split("\n---\n"):
-            # One file per resource, named kind-name.yaml, so a test replaces a resource by rewriting its file.
+            # One file per resource (kind-name.yaml): a test replaces a resource by rewriting its file.
             kind = re.search(r"^kind: (\w+)", doc, re.M)
             name = re.search(r"^  name: ([\w.-]+)", doc, re.M)
             assert kind and name, doc

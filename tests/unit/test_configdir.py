@@ -39,4 +39,6 @@ def test_a_resource_defined_in_two_files_is_reported_and_the_first_file_wins(tmp
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD.replace("10.0.0.1", "10.0.0.9"))
     assert [r.spec.address for r in source.load()] == ["10.0.0.1"]
-    assert len(reported) == 1 and "b.yaml:1: WorkloadEntry/prod/a: metadata.name: defined twice" in reported[0]
+    assert (
+        len(reported) == 1 and "b.yaml:1: WorkloadEntry/prod/a: metadata.name: defined twice" in reported[0]
+    )

@@ -28,18 +28,14 @@ Theory of operation (istio/istio ``pilot/pkg/model/push_context.go`` ``setDestin
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pilotfish.config.hosts import DEFAULT_DOMAIN_SUFFIX, PRIVATE, PUBLIC, resolve_host
 from pilotfish.config.networking.destination_rule import DestinationRuleSpec
 from pilotfish.config.resource import Resource
 from pilotfish.registry.snapshot import MeshSnapshot
-
-DEFAULT_DOMAIN_SUFFIX = "cluster.local"
-PUBLIC = "*"
-PRIVATE = "."
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,22 +83,6 @@ class DestinationRuleIndex:
 
 
 # ---- host names ----------------------------------------------------------------------------------
-
-
-def resolve_host(host: str, namespace: str, domain_suffix: str = DEFAULT_DOMAIN_SUFFIX) -> str:
-    """Istio ``ResolveShortnameToFQDN``: a name without a dot is a Kubernetes short name in the
-    rule's namespace; ``*``, IP addresses and dotted names are taken as written."""
-    if not host or host == PUBLIC or "." in host or _is_ip(host):
-        return host
-    return f"{host}.{namespace}.svc.{domain_suffix}" if namespace else f"{host}.svc.{domain_suffix}"
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def is_wildcard(host: str) -> bool:

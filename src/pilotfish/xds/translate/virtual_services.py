@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pilotfish.config.hosts import PRIVATE, PUBLIC, resolve_gateway_name, resolve_host
 from pilotfish.config.networking.common import Destination
 from pilotfish.config.networking.virtual_service import (
     MESH_GATEWAY,
@@ -39,10 +40,7 @@ from pilotfish.config.networking.virtual_service import (
 from pilotfish.config.resource import Resource
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.translate.delegates import delegate_visible, merge_routes
-from pilotfish.xds.translate.destination_rules import resolve_host
 
-PUBLIC = "*"
-PRIVATE = "."
 NOBODY = "~"
 KIND_PATH = "virtual-service"  # the kind in Istio's config metadata path (CamelCaseToKebabCase)
 
@@ -83,19 +81,6 @@ class VirtualServiceIndex:
 
 
 # ---- short names ----------------------------------------------------------------------------------
-
-
-def resolve_gateway_name(name: str, namespace: str) -> str:
-    """Istio ``resolveGatewayName``: ``ns/name`` for every spelling of a gateway reference."""
-    if name == MESH_GATEWAY:
-        return name
-    scope, slash, gateway = name.partition("/")
-    if slash:
-        return f"{namespace}/{gateway}" if scope == PRIVATE else name
-    short, dot, rest = name.partition(".")
-    if not dot:
-        return f"{namespace}/{name}"
-    return f"{rest.split('.', 1)[0]}/{short}"
 
 
 def _destination(destination: Destination, namespace: str) -> Destination:
