@@ -55,6 +55,7 @@ from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks
+from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoints import translate_endpoints
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
@@ -118,7 +119,9 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
-    return [*clusters, *translate_endpoints(mesh, proxy, clusters), *listeners, *routes]
+    authz = authz_cluster(mesh) if uses_authz(listeners) else None
+    endpoints = translate_endpoints(mesh, proxy, clusters)
+    return [*clusters, *([authz] if authz else []), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:

@@ -47,10 +47,10 @@ from typing import Any
 import jwt as pyjwt
 
 from pilotfish.config.resource import Resource
-from pilotfish.config.security.request_authentication import JWTRule, RequestAuthenticationSpec
+from pilotfish.config.security.request_authentication import JWTRule
+from pilotfish.config.security.targeting import resource_in_scope
 from pilotfish.extauthz.attributes import HttpRequest
 from pilotfish.extauthz.jwks import Jwk, JwksCache, KeySet, TokenCache, parse_jwks
-from pilotfish.extauthz.policy import in_scope
 
 Claims = Mapping[str, Any]
 CLOCK_SKEW = 60.0  # Envoy jwt_authn clock_skew_seconds default (authenticator.cc kClockSkewInSecond)
@@ -182,16 +182,10 @@ def compile_providers(
     providers = [
         provider_from_rule(rule, f"{r.namespace}/{r.name}#{i}")
         for r in resources
-        if r.kind == "RequestAuthentication" and _applies(r, namespace, labels, root_namespace)
+        if r.kind == "RequestAuthentication" and resource_in_scope(r, namespace, labels, root_namespace)
         for i, rule in enumerate(r.spec.jwt_rules)
     ]
     return tuple(sorted(providers, key=lambda p: p.issuer))
-
-
-def _applies(r: Resource[Any], namespace: str, labels: Mapping[str, str], root_namespace: str) -> bool:
-    spec: RequestAuthenticationSpec = r.spec
-    targeted = spec.target_ref is not None or bool(spec.target_refs)
-    return in_scope(r.namespace, spec.selector, targeted, namespace, labels, root_namespace)
 
 
 # ---- token extraction (Envoy extractor.cc) --------------------------------------------------------

@@ -37,6 +37,7 @@ from pilotfish.config.security.authorization_policy import (
     Rule,
     Source,
 )
+from pilotfish.config.security.targeting import in_scope
 from pilotfish.config.selector import WorkloadSelector
 from pilotfish.extauthz.matchers import (
     OPERATION_FIELDS,
@@ -51,22 +52,6 @@ from pilotfish.extauthz.matchers import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def in_scope(
-    policy_namespace: str,
-    selector: WorkloadSelector | None,
-    targeted: bool,
-    namespace: str,
-    labels: Mapping[str, str],
-    root_namespace: str,
-) -> bool:
-    """Whether a policy (AuthorizationPolicy or RequestAuthentication) applies to a sidecar workload."""
-    if targeted:
-        return False
-    if policy_namespace not in (namespace, root_namespace):
-        return False
-    return selector is None or selector.matches(labels)
 
 
 # ---- compiled rules ---------------------------------------------------------------------------------

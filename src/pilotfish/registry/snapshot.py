@@ -29,6 +29,8 @@ class MeshSnapshot:
     services: tuple[Service, ...] = ()
     endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]] = field(default_factory=dict)
     by_kind: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
+    # Where proxies reach pilotfish's ext_authz Check server ("host", port); None: not served.
+    authz_address: tuple[str, int] | None = None
     # Not a constructor argument, so ``dataclasses.replace`` starts a new snapshot with an empty memo.
     _derived: dict[tuple[Callable[..., Any], Hashable], Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -40,6 +42,7 @@ class MeshSnapshot:
         resources: Iterable[Resource[Any]],
         mesh: MeshConfig = DEFAULT_MESH,
         extra_endpoints: Iterable[Endpoint] = (),
+        authz_address: tuple[str, int] | None = None,
     ) -> MeshSnapshot:
         """Derive services and endpoints. ``extra_endpoints`` come from registrations and
         auto-registered proxies; they join services that config declares."""
@@ -57,6 +60,7 @@ class MeshSnapshot:
             services=services,
             endpoints={k: tuple(v) for k, v in merged.items()},
             by_kind={k: tuple(v) for k, v in by_kind.items()},
+            authz_address=authz_address,
         )
 
     def derived(self, compute: Callable[[MeshSnapshot], T]) -> T:

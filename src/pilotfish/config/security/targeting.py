@@ -13,12 +13,13 @@ gateways or waypoints; Istio ignores a targetRef policy on a sidecar altogether
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pilotfish.config import checks
 from pilotfish.config.decode import Message, Path, field
-from pilotfish.config.resource import Finding
+from pilotfish.config.resource import Finding, Resource
 from pilotfish.config.selector import WorkloadSelector
 
 
@@ -100,3 +101,31 @@ def _choices(
         ("targetRef", target_ref is not None),
         ("targetRefs", target_refs),
     )
+
+
+def in_scope(
+    policy_namespace: str,
+    selector: WorkloadSelector | None,
+    targeted: bool,
+    namespace: str,
+    labels: Mapping[str, str],
+    root_namespace: str,
+) -> bool:
+    """Whether a policy (AuthorizationPolicy or RequestAuthentication) applies to a workload:
+    policies in the root namespace apply mesh-wide, others to their own namespace; a selector
+    narrows to matching workloads. A policy with targetRef(s) applies to gateways' Gateway-API
+    targets, which pilotfish does not model, so it applies to no sidecar (Istio ``policyattachment.go``)."""
+    if targeted:
+        return False
+    if policy_namespace not in (namespace, root_namespace):
+        return False
+    return selector is None or selector.matches(labels)
+
+
+def resource_in_scope(
+    resource: Resource[Any], namespace: str, labels: Mapping[str, str], root_namespace: str
+) -> bool:
+    """``in_scope`` for an AuthorizationPolicy or RequestAuthentication resource."""
+    spec = resource.spec
+    targeted = spec.target_ref is not None or bool(spec.target_refs)
+    return in_scope(resource.namespace, spec.selector, targeted, namespace, labels, root_namespace)

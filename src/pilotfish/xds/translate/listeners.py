@@ -57,6 +57,7 @@ from pilotfish.config.networking.sidecar import IstioEgressListener
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
+from pilotfish.xds.translate.authz import authz_filter_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
 from pilotfish.xds.translate.endpoints import visible_services
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
@@ -65,6 +66,7 @@ from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_servi
 
 Listener: TypeAlias = listener_pb2.Listener
 HCM: TypeAlias = http_connection_manager_pb2.HttpConnectionManager
+HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
@@ -113,7 +115,8 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     """Every listener of ``proxy``: a gateway's, or a sidecar's outbound then inbound ones."""
     if proxy.type == ProxyType.ROUTER:
         return gateway_listeners(snapshot, proxy)
-    inbound = [inbound_listener(p, snapshot) for p in inbound_ports(snapshot, proxy)]
+    authz = authz_filter_for(snapshot, proxy)
+    inbound = [inbound_listener(p, snapshot, authz) for p in inbound_ports(snapshot, proxy)]
     taken = {_bound(listener) for listener in inbound}
     outbound = [
         listener
@@ -210,11 +213,12 @@ def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot) -> Listener:
 # ---- inbound -------------------------------------------------------------------------------------
 
 
-def inbound_listener(port: InboundPort, snapshot: MeshSnapshot) -> Listener:
+def inbound_listener(port: InboundPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
+    """``authz``: the ext_authz filter when a security policy selects the workload (``authz.py``)."""
     name = f"{port.bind}_{port.port}"
     if not port.is_http:
         return listener(name, port.bind, port.port, INBOUND, tcp_proxy_filter(port.cluster_name))
-    manager = connection_manager(f"inbound_{port.port}", INBOUND, snapshot)
+    manager = connection_manager(f"inbound_{port.port}", INBOUND, snapshot, authz)
     manager.route_config.CopyFrom(inbound_route_config(port))
     manager.set_current_client_cert_details.CopyFrom(
         HCM.SetCurrentClientCertDetails(subject=wrappers_pb2.BoolValue(value=True), uri=True, dns=True)
@@ -280,11 +284,12 @@ def selected_servers(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[Server]:
 
 
 def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
-    return [gateway_listener(p, snapshot) for p in gateway_ports(snapshot, proxy)]
+    authz = authz_filter_for(snapshot, proxy)
+    return [gateway_listener(p, snapshot, authz) for p in gateway_ports(snapshot, proxy)]
 
 
-def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot) -> Listener:
-    manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot)
+def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
+    manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot, authz)
     manager.rds.CopyFrom(rds(f"http.{port.port}"))
     return listener(port.name, port.bind, port.port, GATEWAY, hcm_filter(manager))
 
@@ -298,15 +303,21 @@ def listener(name: str, bind: str, port: int, klass: ListenerClass, network_filt
     return Listener(name=name, address=address, filter_chains=[chain], traffic_direction=klass.direction)
 
 
-def connection_manager(stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot) -> HCM:
-    """Istio ``buildHTTPConnectionManager`` without a route (the caller sets RDS or inline)."""
+def connection_manager(
+    stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot, authz: HttpFilter | None = None
+) -> HCM:
+    """Istio ``buildHTTPConnectionManager`` without a route (the caller sets RDS or inline).
+    ``authz`` goes first: Istio runs its authorization filters before fault and router."""
     normalize, merge_slashes, escaped_slashes = PATH_NORMALIZATION[
         snapshot.mesh.path_normalization.normalization
     ]
     return HCM(
         codec_type=HCM.AUTO,
         stat_prefix=stat_prefix,
-        http_filters=[http_filter(name, config()) for name, config in HTTP_FILTERS],
+        http_filters=[
+            *([authz] if authz else []),
+            *(http_filter(name, config()) for name, config in HTTP_FILTERS),
+        ],
         normalize_path=wrappers_pb2.BoolValue(value=normalize),
         merge_slashes=merge_slashes,
         path_with_escaped_slashes_action=escaped_slashes,

@@ -1,0 +1,134 @@
+"""Envoy's ext_authz filter pointed at pilotfish's Check server, for the listeners of workloads
+that a RequestAuthentication or AuthorizationPolicy selects (pure).
+
+Istio enforces these policies with jwt_authn and RBAC filters that istiod generates; pilotfish
+enforces them in its Check server instead, so every inbound sidecar listener and gateway listener
+of a selected workload gets ``envoy.filters.http.ext_authz`` first in its HTTP filter chain:
+
+- ``failure_mode_allow: false``: a Check server that is down or failing means 403, never a
+  silent allow (Envoy ext_authz docs, "failure_mode_allow");
+- ``include_peer_certificate: true``: the Check server reads the caller's SPIFFE id from it;
+- the workload's identity (namespace, name, labels, service account) travels as gRPC
+  ``initial_metadata`` of the filter's own ``grpc_service``. Each listener has its own filter
+  instance, so this names the workload for every route, RDS or inline, without touching routes.
+  The Check server also accepts the same keys as per-route ``context_extensions``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import duration_pb2
+
+from pilotfish.config.security.targeting import resource_in_scope
+from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.xds.proxy import Proxy
+
+AUTHZ_CLUSTER = "pilotfish_ext_authz"
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+POLICY_KINDS = ("RequestAuthentication", "AuthorizationPolicy")
+CHECK_TIMEOUT_SECONDS = 1  # Envoy's default 200 ms is tight for a first JWKS fetch on a busy host
+
+# gRPC metadata keys that identify the workload to the Check server (also accepted as
+# per-route context_extensions keys without the prefix).
+WORKLOAD_KEYS = {
+    "namespace": "x-pilotfish-namespace",
+    "workload": "x-pilotfish-workload",
+    "labels": "x-pilotfish-labels",
+    "service_account": "x-pilotfish-service-account",
+}
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def authz_applies(snapshot: MeshSnapshot, proxy: Proxy) -> bool:
+    """Whether a RequestAuthentication or AuthorizationPolicy selects the proxy's workload."""
+    root = snapshot.mesh.root_namespace
+    return any(
+        resource_in_scope(r, proxy.namespace, proxy.labels, root)
+        for kind in POLICY_KINDS
+        for r in snapshot.of_kind(kind)
+    )
+
+
+def authz_filter_for(snapshot: MeshSnapshot, proxy: Proxy) -> http_connection_manager_pb2.HttpFilter | None:
+    """The ext_authz filter for this proxy's inbound/gateway listeners, or None when no policy
+    applies (or pilotfish serves no Check server)."""
+    if snapshot.authz_address is None or not authz_applies(snapshot, proxy):
+        return None
+    out = http_connection_manager_pb2.HttpFilter(name=EXT_AUTHZ_FILTER)
+    out.typed_config.Pack(ext_authz(proxy))
+    return out
+
+
+def ext_authz(proxy: Proxy) -> ext_authz_pb2.ExtAuthz:
+    service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=AUTHZ_CLUSTER),
+        timeout=duration_pb2.Duration(seconds=CHECK_TIMEOUT_SECONDS),
+        initial_metadata=[base_pb2.HeaderValue(key=k, value=v) for k, v in workload_metadata(proxy).items()],
+    )
+    return ext_authz_pb2.ExtAuthz(
+        grpc_service=service,
+        transport_api_version=config_source_pb2.V3,
+        failure_mode_allow=False,
+        include_peer_certificate=True,
+        status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.Forbidden),
+    )
+
+
+def workload_metadata(proxy: Proxy) -> dict[str, str]:
+    values = {
+        "namespace": proxy.namespace,
+        "workload": proxy.workload_name or proxy.name,
+        "labels": json.dumps(dict(proxy.labels), sort_keys=True, separators=(",", ":")),
+        "service_account": proxy.service_account,
+    }
+    return {WORKLOAD_KEYS[key]: value for key, value in values.items()}
+
+
+def uses_authz(listeners: Iterable[listener_pb2.Listener]) -> bool:
+    """Whether any listener's connection manager carries the ext_authz filter."""
+    for listener in listeners:
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                manager = http_connection_manager_pb2.HttpConnectionManager()
+                if network_filter.typed_config.Unpack(manager) and any(
+                    f.name == EXT_AUTHZ_FILTER for f in manager.http_filters
+                ):
+                    return True
+    return False
+
+
+def authz_cluster(snapshot: MeshSnapshot) -> cluster_pb2.Cluster | None:
+    """The STATIC HTTP/2 cluster of the Check server (pushed over CDS to proxies that use it)."""
+    if snapshot.authz_address is None:
+        return None
+    host, port = snapshot.authz_address
+    endpoint = endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=host, port_value=port)
+            )
+        )
+    )
+    cluster = cluster_pb2.Cluster(
+        name=AUTHZ_CLUSTER,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=duration_pb2.Duration(seconds=1),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=AUTHZ_CLUSTER,
+            endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])],
+        ),
+    )
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    options.explicit_http_config.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
+    cluster.typed_extension_protocol_options[_HTTP_OPTIONS].Pack(options)
+    return cluster
