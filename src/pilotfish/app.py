@@ -42,6 +42,9 @@ from pilotfish.config.resource import Resource
 from pilotfish.configdir import ConfigDirectory
 from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
+from pilotfish.extauthz.bundle import AuthzBundle
+from pilotfish.extauthz.workers import AuthzWorkers
+from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
     auto_registration,
@@ -86,6 +89,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     xds_port: int = 15010
     admin_port: int = 15014
+    ca: CaOptions = CaOptions()  # the workload CA, its files and TLS ports (mesh_ca.py)
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
     store_url: str | None = None  # None: no store, no resource or registration API
@@ -95,14 +99,20 @@ class ServeOptions:
     # After a store outage no heartbeat could land; give workloads this long to renew before
     # reaping leases that lapsed meanwhile (a restart is quicker than a TTL and gets none).
     lease_recovery_grace: float = 10.0
+    # ext_authz: the Check server's port (0: any free port) and worker processes on it (0: the
+    # Check server runs elsewhere at that port; proxies still point at it and fail closed).
+    authz_port: int = 9191
+    authz_workers: int = 1
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...]]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
     """Proxies that get identical config: same type, namespace and labels, and — since inbound
-    and gateway listeners bind the proxy's own IP — same IP and listener metadata."""
+    and gateway listeners bind the proxy's own IP — same IP and listener metadata, and — since
+    the snapshot carries the workload's key (SDS ``default``) — the same service account: two
+    identities never share a key."""
     metadata = {**proxy.metadata, **{f"APP_PORTS.{k}": str(v) for k, v in proxy.app_ports.items()}}
     return (
         str(proxy.type),
@@ -110,6 +120,7 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         tuple(sorted(proxy.labels.items())),
         proxy.ip,
         tuple(sorted(metadata.items())),
+        proxy.service_account,
     )
 
 
@@ -131,6 +142,9 @@ class ControlPlane:
         self.opts = opts
         self.metrics = metrics or Metrics()
         self.mesh_config: MeshConfig = load_mesh_config(opts.mesh_file) if opts.mesh_file else DEFAULT_MESH
+        self.ca = MeshCa(opts.ca, self.mesh_config, self.metrics, host=opts.host)
+        self.secure_xds_port = 0  # mTLS: ADS + the CSR service (Istio's 15012)
+        self.ca_token_port = 0  # server TLS: CSRs with bootstrap tokens (optional)
         self.source = ConfigDirectory(opts.config_dir, self._on_problems) if opts.config_dir else None
         self.problems: tuple[Problem, ...] = ()
         self.mesh = MeshSnapshot(mesh=self.mesh_config)
@@ -153,6 +167,8 @@ class ControlPlane:
         self._admin: Any = None
         self._stop_watch = asyncio.Event()
         self.xds_port = 0
+        self.authz: AuthzWorkers | None = None
+        self.authz_port = 0
         self.admin_port = 0
         self.pushes = 0
         self._last_change: float | None = None
@@ -171,16 +187,19 @@ class ControlPlane:
 
     async def start(self) -> None:
         await self._refresh_store()
+        await self._start_authz()  # before the first snapshot: it carries the Check server's port
         self._reload()
         self._grpc = grpc.aio.server(options=GRPC_OPTIONS)
         self.ads.register(self._grpc)
         self.xds_port = self._grpc.add_insecure_port(f"{self.opts.host}:{self.opts.xds_port}")
+        self.secure_xds_port, self.ca_token_port = self.ca.serve(self._grpc, self.opts.host)
         await self._grpc.start()
         registry = StoreApi(self) if self.store is not None else None
         self._admin, self.admin_port = await admin_http.start(
             AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
         )
         self._tasks.append(asyncio.create_task(self.debouncer.run()))
+        self._tasks.append(asyncio.create_task(self._rotate_certificates()))
         if self.store is not None:
             await self._watch_store(self.store)
         if self.opts.config_dir:
@@ -208,6 +227,26 @@ class ControlPlane:
             await asyncio.to_thread(self._subscription.close)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
+        if self.authz is not None:
+            await asyncio.to_thread(self.authz.stop)
+
+    async def _start_authz(self) -> None:
+        """The ext_authz Check server: worker processes sharing one port (SO_REUSEPORT), fed with
+        compiled policy bundles after every reload — never by re-reading files."""
+        self.authz_port = self.opts.authz_port
+        if self.opts.authz_workers > 0:
+            self.authz = AuthzWorkers(self.opts.authz_port, self.opts.authz_workers, host=self.opts.host)
+            self.authz_port = await asyncio.to_thread(self.authz.start)
+
+    async def _rotate_certificates(self) -> None:
+        """Sleep until the earliest certificate reaches half-life (1 s to 60 s); then publish
+        every proxy: new certificates, new SDS versions, and Envoy uses them for new handshakes
+        without dropping connections (Istio's agent rotates at half-life too)."""
+        while True:
+            await asyncio.sleep(self.ca.seconds_to_next_rotation())
+            self.ca.retain(self.mesh, self.proxies.values())
+            if self.ca.due():
+                self.publish_all()
 
     async def _watch(self, root: Path) -> None:
         async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
@@ -226,7 +265,10 @@ class ControlPlane:
         self.file_origins = {r.key: f"{r.origin.file}:{r.origin.line}" for r in files}
         resources = merge_resources(files, self.stored.resources)
         extra = registration_endpoints(self.stored.registrations, resources)
-        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra)
+        authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
+        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra, authz_address=authz_address)
+        if self.authz is not None:
+            self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
 
     async def push(self) -> None:
         """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
@@ -245,7 +287,8 @@ class ControlPlane:
         snapshot = memo.get(key) if memo is not None else None
         if snapshot is None:
             try:
-                snapshot = self.cache.build(translate(self.mesh, proxy))
+                secrets = self.ca.secrets(self.mesh, proxy)
+                snapshot = self.cache.build([*translate(self.mesh, proxy), *secrets])
             except InconsistentSnapshot as exc:  # a translation bug: keep the last good snapshot
                 log.error("not publishing an inconsistent snapshot for %s: %s", proxy.id, exc)
                 return
@@ -411,10 +454,13 @@ class AdminBackend:
         return {
             rt.short_name(t): {
                 "version": snapshot.version(t),
-                "resources": [_to_json(t, r.body) for r in snapshot.named(t).values()],
+                "resources": [redact_keys(_to_json(t, r.body)) for r in snapshot.named(t).values()],
             }
             for t in wanted
         }
+
+    def certs(self) -> dict[str, Any]:
+        return self.cp.ca.debug()
 
     def configz(self) -> list[dict[str, Any]]:
         return [
@@ -442,6 +488,15 @@ _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {
 def _matches_type(type_url: str, name: str) -> bool:
     alias = _TYPE_ALIASES.get(name.lower().rstrip("s"))
     return alias(type_url) if alias else rt.short_name(type_url).lower() == name.lower()
+
+
+def redact_keys(resource: Any) -> Any:
+    """A resource as JSON with every ``private_key`` replaced: /debug never shows a key."""
+    if isinstance(resource, dict):
+        return {k: "[redacted]" if k == "private_key" else redact_keys(v) for k, v in resource.items()}
+    if isinstance(resource, list):
+        return [redact_keys(v) for v in resource]
+    return resource
 
 
 def _message_classes() -> dict[str, Any]:

@@ -146,9 +146,18 @@ EXT_AUTHZ = {
         "@type": f"{API}.http.ext_authz.v3.ExtAuthz",
         "transport_api_version": "V3",
         "failure_mode_allow": False,  # an unreachable or failing server means 403 (status_on_error)
-        "grpc_service": {"envoy_grpc": {"cluster_name": "authz"}, "timeout": "2s"},
+        "grpc_service": {
+            "envoy_grpc": {"cluster_name": "authz"},
+            "timeout": "2s",
+            # the listener-level identity, as pilotfish's xDS side sends it (xds/translate/authz.py)
+            "initial_metadata": [
+                {"key": "x-pilotfish-namespace", "value": "foo"},
+                {"key": "x-pilotfish-labels", "value": json.dumps({"app": "httpbin"})},
+            ],
+        },
     },
 }
+META_ROUTE = {"match": {"prefix": "/meta"}, "route": {"cluster": "echo"}}  # no context_extensions
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": f"{API}.http.router.v3.Router"}}
 
 
@@ -157,7 +166,7 @@ def listener() -> dict:
         {
             "name": "httpbin",
             "domains": ["*"],
-            "routes": [route("/forward", "forwarder"), route("/", "httpbin")],
+            "routes": [route("/forward", "forwarder"), META_ROUTE, route("/", "httpbin")],
         }
     ]
     hcm = {
@@ -260,6 +269,16 @@ def test_forward_original_token_keeps_the_header(mesh):
     assert status == 200
     assert body["request"]["headers"]["authorization"] == f"Bearer {raw}"
     assert "x-jwt-payload" not in body["request"]["headers"]  # that rule belongs to another workload
+
+
+def test_without_route_context_the_listener_metadata_names_the_workload(mesh):
+    _workers, _echo, envoy = mesh(n=1)
+    status, _headers, body = http.get(envoy.url(path="/meta"))
+    assert (status, body) == (403, "RBAC: access denied")
+    raw = token()
+    status, _headers, body = http.get(envoy.url(path="/meta"), headers=bearer(raw))
+    assert status == 200
+    assert body["request"]["headers"]["x-jwt-payload"] == raw.split(".")[1]  # httpbin's RequestAuthentication
 
 
 def test_killing_every_worker_makes_envoy_deny_never_allow(mesh):

@@ -14,11 +14,13 @@ Field sources (envoy ``service/auth/v3/attribute_context.proto``; reference a.3)
 * ``destination.address``: the listener address the request arrived on (``Workload.ip/port``).
 * ``tls_session.sni`` (needs ``include_tls_session``).
 * ``request.time`` when Envoy sent one, else the server's clock (``now``).
-* The **workload** comes from ``context_extensions`` (per-route ``check_settings``, merged
-  vhost → route by Envoy; gRPC only), set by pilotfish's xDS side on each inbound route:
-  ``namespace`` (required), ``labels`` (a JSON object of strings), ``service_account``,
-  ``workload`` (the name, for logs). Without ``namespace`` the request cannot be placed, and
-  ``BadCheckRequest`` makes the server answer a gRPC error, which Envoy turns into 403.
+* The **workload**: keys ``namespace`` (required), ``labels`` (a JSON object of strings),
+  ``service_account``, ``workload`` (the name, for logs). pilotfish's xDS side
+  (``xds/translate/authz.py`` ``WORKLOAD_KEYS``) sends them as gRPC ``initial_metadata`` of the
+  filter's ``grpc_service`` (``x-pilotfish-namespace``, ...: one filter per listener); per-route
+  ``check_settings.context_extensions`` (merged vhost → route by Envoy; gRPC only) with the
+  unprefixed keys win over it, being more specific. Without ``namespace`` the request cannot be
+  placed, and ``BadCheckRequest`` makes the server answer a gRPC error, which Envoy turns into 403.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -39,6 +41,13 @@ NAMESPACE_KEY = "namespace"
 LABELS_KEY = "labels"
 SERVICE_ACCOUNT_KEY = "service_account"
 WORKLOAD_KEY = "workload"
+# gRPC initial-metadata name → workload key (keep in step with xds/translate/authz.py WORKLOAD_KEYS).
+METADATA_KEYS = {
+    "x-pilotfish-namespace": NAMESPACE_KEY,
+    "x-pilotfish-labels": LABELS_KEY,
+    "x-pilotfish-service-account": SERVICE_ACCOUNT_KEY,
+    "x-pilotfish-workload": WORKLOAD_KEY,
+}
 
 
 class BadCheckRequest(ValueError):
@@ -53,11 +62,13 @@ class CheckInput:
     workload_name: str = ""
 
 
-def check_input(request: external_auth_pb2.CheckRequest, now: float) -> CheckInput:
-    """Map a CheckRequest; ``now`` is used when Envoy sent no ``request.time``.
-    Raises ``BadCheckRequest`` when the request cannot be placed on a workload."""
+def check_input(
+    request: external_auth_pb2.CheckRequest, now: float, metadata: Iterable[tuple[str, str]] = ()
+) -> CheckInput:
+    """Map a CheckRequest and the call's gRPC ``metadata``; ``now`` is used when Envoy sent no
+    ``request.time``. Raises ``BadCheckRequest`` when the request cannot be placed on a workload."""
     attrs = request.attributes
-    context = attrs.context_extensions
+    context = workload_context(attrs.context_extensions, metadata)
     try:
         attributes = Attributes(
             workload=_workload(context, attrs.destination.address),
@@ -68,6 +79,15 @@ def check_input(request: external_auth_pb2.CheckRequest, now: float) -> CheckInp
     except ValueError as exc:
         raise BadCheckRequest(str(exc)) from None
     return CheckInput(attributes, context.get(WORKLOAD_KEY, ""))
+
+
+def workload_context(extensions: Mapping[str, str], metadata: Iterable[tuple[str, str]]) -> Mapping[str, str]:
+    """The workload keys: from the gRPC metadata, overridden by the route's context_extensions."""
+    found = {METADATA_KEYS[k]: v for k, v in metadata if k in METADATA_KEYS}
+    if not found:
+        return extensions
+    found.update(extensions)
+    return found
 
 
 def _workload(context: Mapping[str, str], destination: address_pb2.Address) -> Workload:

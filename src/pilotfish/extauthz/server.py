@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
 import grpc
@@ -136,11 +136,14 @@ class CheckService:
         log.info("authz bundle %s installed (%d resources)", bundle.version, len(bundle.resources))
         return True
 
-    async def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
-        """The response for one Check; raises ``BadCheckRequest`` when it cannot be placed."""
+    async def check(
+        self, request: external_auth_pb2.CheckRequest, metadata: Iterable[tuple[str, str]] = ()
+    ) -> external_auth_pb2.CheckResponse:
+        """The response for one Check (``metadata``: the call's gRPC metadata, which may name the
+        workload); raises ``BadCheckRequest`` when it cannot be placed."""
         started = time.perf_counter()
         try:
-            entry = check_input(request, self.clock())
+            entry = check_input(request, self.clock(), metadata)
             decision = await self.bundle.decide(entry.attributes, self.authenticator)
         except BaseException:
             self.counts["error"] += 1
@@ -185,7 +188,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
 
     async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
         try:
-            return await self.service.check(request)
+            return await self.service.check(request, context.invocation_metadata() or ())
         except BadCheckRequest as exc:
             log.warning("Check rejected: %s", exc)
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)

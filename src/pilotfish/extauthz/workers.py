@@ -161,7 +161,8 @@ class AuthzWorkers:
         self.host, self.requested_port, self.restart = host, port, restart
         self.port = 0
         self._strict, self._jwks_timeout = strict, jwks_timeout
-        self._latest = pickle.dumps(("bundle", bundle or AuthzBundle.build(())))
+        first = bundle or AuthzBundle.build(())
+        self._latest, self.version = pickle.dumps(("bundle", first)), first.version
         self._slots = [_Slot(i) for i in range(n)]
         self._lock = threading.Lock()  # guards _latest and each slot's process/conn
         self._stopping = threading.Event()
@@ -200,13 +201,17 @@ class AuthzWorkers:
 
     # bundles and stats
 
-    def publish(self, bundle: AuthzBundle) -> None:
-        """Send ``bundle`` to every worker; workers that start later get it too. Pickled once."""
+    def publish(self, bundle: AuthzBundle) -> bool:
+        """Send ``bundle`` to every worker (workers that start later get it too), pickled once.
+        False, and nothing is sent, when it is the version already published."""
+        if bundle.version == self.version:
+            return False
         data = pickle.dumps(("bundle", bundle))
         with self._lock:
-            self._latest = data
+            self._latest, self.version = data, bundle.version
             for slot in self._slots:
                 self._send(slot, data)
+        return True
 
     def stats(self, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Each live worker's ``{"pid", "version", "allow", "deny", "error"}``."""

@@ -119,6 +119,20 @@ def test_a_request_without_workload_is_a_grpc_error_not_an_allow():
     serve(INLINE, scenario)
 
 
+def test_the_workload_may_come_from_grpc_metadata():
+    metadata = (("x-pilotfish-namespace", "foo"), ("x-pilotfish-labels", '{"app": "httpbin"}'))
+
+    async def scenario(stub, service):
+        denied = await stub.Check(check_request(context={}), metadata=metadata)
+        assert denied.denied_response.body == "RBAC: access denied"
+        allowed = await stub.Check(check_request(token=KEY.token(), context={}), metadata=metadata)
+        assert allowed.status.code == code_pb2.OK
+        elsewhere = (("x-pilotfish-namespace", "bar"),)  # no policy applies in namespace bar
+        assert (await stub.Check(check_request(context={}), metadata=elsewhere)).status.code == code_pb2.OK
+
+    serve(INLINE, scenario)
+
+
 def test_an_internal_failure_is_a_grpc_error_not_an_allow():
     class Broken(AuthzBundle):
         __slots__ = ()

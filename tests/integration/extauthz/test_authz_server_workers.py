@@ -63,7 +63,8 @@ def test_a_publish_reaches_every_worker(workers):
     assert {s["version"] for s in w.stats()} == {first.version}
     assert check_sync(w.port, check_request()).status.code == code_pb2.PERMISSION_DENIED
     second = bundle(deny_path("/admin*"))
-    w.publish(second)
+    assert w.publish(second)
+    assert not w.publish(bundle(deny_path("/admin*")))  # same content, same version: nothing sent
     w.wait_version(second.version)
     codes = {check_sync(w.port, check_request()).status.code for _ in range(CONNECTIONS)}
     assert codes == {code_pb2.OK}  # no worker still requires a JWT
