@@ -125,14 +125,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
         auto_register_grace=args.auto_register_grace,
         lease_recovery_grace=args.lease_recovery_grace,
-        ca=ca_options(args),
     )
 
     def ready(cp: ControlPlane) -> None:
         host = cp.opts.host
         print(
-            f"READY xds={host}:{cp.xds_port} admin={host}:{cp.admin_port} authz={host}:{cp.authz_port}"
-            f" secure-xds={host}:{cp.secure_xds_port}",
+            f"READY xds={host}:{cp.xds_port} admin={host}:{cp.admin_port} authz={host}:{cp.authz_port}",
             flush=True,
         )
 
@@ -150,56 +148,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     return 0
-
-
-def default_ca_dir() -> str:
-    """``$XDG_STATE_HOME/pilotfish/ca`` (``~/.local/state/pilotfish/ca``): the CA key must
-    survive restarts (every workload trusts its root) and must not land in whatever directory
-    the server happens to be started from."""
-    import os
-
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "pilotfish", "ca")
-
-
-def add_ca_flags(p: argparse.ArgumentParser) -> None:
-    """``serve``'s CA flags (``pilotfish.mesh_ca.CaOptions``)."""
-    p.add_argument("--ca-dir", default=None, help=f"where the CA keeps its key (default {default_ca_dir()})")
-    p.add_argument("--ca-cert", default=None, help="operator CA: signing certificate and chain to the root")
-    p.add_argument("--ca-key", default=None, help="operator CA: the signing key (with --ca-cert)")
-    p.add_argument("--ca-tokens", default=None, help="bootstrap tokens for the CSR API (YAML)")
-    p.add_argument("--certs", default=None, help="workload certificate TTLs and DNS certificates (YAML)")
-    p.add_argument(
-        "--secure-xds-port",
-        type=int,
-        default=15012,
-        help="mTLS port for ADS and the CSR API (0: any free port; negative: off)",
-    )
-    p.add_argument(
-        "--ca-token-port",
-        type=int,
-        default=None,
-        help="server-TLS port where CSRs authenticate with bootstrap tokens (default: off)",
-    )
-
-
-def ca_options(args: argparse.Namespace) -> Any:
-    """``CaOptions`` from the flags; exits with a message when --ca-cert/--ca-key are not together."""
-    from pathlib import Path
-
-    from pilotfish.certs.store import OperatorCa
-    from pilotfish.mesh_ca import CaOptions
-
-    if bool(args.ca_cert) != bool(args.ca_key):
-        raise SystemExit("pilotfish serve: --ca-cert and --ca-key go together")
-    return CaOptions(
-        ca_dir=Path(args.ca_dir or default_ca_dir()),
-        operator=OperatorCa(Path(args.ca_cert), Path(args.ca_key)) if args.ca_cert else None,
-        tokens_file=Path(args.ca_tokens) if args.ca_tokens else None,
-        certs_file=Path(args.certs) if args.certs else None,
-        secure_xds_port=args.secure_xds_port if args.secure_xds_port >= 0 else None,
-        token_port=args.ca_token_port,
-    )
 
 
 def cmd_authz_check(args: argparse.Namespace) -> int:
@@ -614,7 +562,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to let workloads renew after a store outage before reaping lapsed leases",
     )
-    add_ca_flags(p)
     p.set_defaults(handler=cmd_serve)
 
     authz = sub.add_parser("authz", help="authorization tools").add_subparsers(

@@ -3,7 +3,12 @@ reports through the plain hook methods of ``Metrics`` (so cores stay free of met
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 # Istio's names where Istio has one (pilot/pkg/xds/monitoring.go), prefixed pilotfish_.
 _PUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
@@ -99,6 +104,13 @@ class Metrics:
         if errors:
             self.config_rejections.inc(errors)
 
+    def use_authz_workers(self, source: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        """Check serving runs in worker processes: replace the in-process authz collectors with
+        one that sums the workers' tallies (``extauthz.tally``) when ``/metrics`` is scraped."""
+        for collector in (self.authz_checks, self.authz_check_seconds, self.jwks_fetches, self.token_cache):
+            self.registry.unregister(collector)
+        self.registry.register(WorkerAuthzCollector(source))
+
     def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
         """``decision`` allow/deny; ``reason`` a small fixed set; ``policy`` "ns/name" or ""."""
         self.authz_checks.labels(decision, reason, policy).inc()
@@ -132,3 +144,61 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class WorkerAuthzCollector:
+    """The authz metric families, summed over the Check workers' ``stats()[i]["metrics"]``."""
+
+    def __init__(self, source: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        tallies = [s["metrics"] for s in self.source() if "metrics" in s]
+        checks = CounterMetricFamily(
+            "pilotfish_authz_checks", "ext_authz Check decisions", labels=["decision", "reason", "policy"]
+        )
+        totals: Tally[tuple[str, ...]] = Tally()
+        for tally in tallies:
+            for *key, count in tally["checks"]:
+                totals[tuple(key)] += count
+        for key, count in sorted(totals.items()):
+            checks.add_metric(list(key), count)
+        yield checks
+        yield _latency(tallies)
+        yield _counter("pilotfish_authz_jwks_fetches", "JWKS fetches by result (ok, error)", tallies, "jwks")
+        yield _counter(
+            "pilotfish_authz_token_cache_lookups",
+            "Verified-JWT cache lookups (hit, miss)",
+            tallies,
+            "token_cache",
+        )
+
+
+def _counter(name: str, doc: str, tallies: list[dict[str, Any]], key: str) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=["result"])
+    totals: Tally[str] = Tally()
+    for tally in tallies:
+        totals.update(tally[key])
+    for result, count in sorted(totals.items()):
+        family.add_metric([result], count)
+    return family
+
+
+def _latency(tallies: list[dict[str, Any]]) -> Metric:
+    bounds = list(_CHECK_BUCKETS)
+    counts = [0] * (len(bounds) + 1)
+    total = 0.0
+    for tally in tallies:
+        if tally["latency"]["bounds"] == bounds:
+            counts = [a + b for a, b in zip(counts, tally["latency"]["counts"], strict=True)]
+            total += tally["latency"]["sum"]
+    cumulative, buckets = 0, []
+    for bound, count in zip([*map(str, bounds), "+Inf"], counts, strict=True):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    return HistogramMetricFamily(
+        "pilotfish_authz_check_duration_seconds",
+        "Time to decide one ext_authz Check, parse to response",
+        buckets=buckets,
+        sum_value=total,
+    )

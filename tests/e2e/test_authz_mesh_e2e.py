@@ -282,3 +282,10 @@ def test_killing_the_check_worker_gives_403_never_200(mesh: Mesh) -> None:
     mesh.envoy.wait_for(
         lambda: mesh.get("/headers", token).status == 200, timeout=20, message="Check worker back"
     )
+
+
+def test_worker_decisions_reach_the_control_plane_metrics(mesh: Mesh) -> None:
+    mesh.get("/admin/x", mesh.jwks.token("k1"))
+    text = str(http.get(f"http://{mesh.pilotfish.admin}/metrics").body)
+    assert 'pilotfish_authz_checks_total{decision="deny",policy="foo/deny-admin"' in text, text[-3000:]
+    assert 'pilotfish_authz_checks_total{decision="allow"' in text

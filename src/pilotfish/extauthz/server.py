@@ -39,6 +39,7 @@ from pilotfish.extauthz.jwks_fetch import fetch_jwks
 from pilotfish.extauthz.jwt import Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
+from pilotfish.extauthz.tally import CheckTally
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,10 @@ class CheckService:
             await self.jwks.keys(uri, now)
 
     def stats(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": self.bundle.version, **self.counts}
+        out = {"pid": os.getpid(), "version": self.bundle.version, **self.counts}
+        if isinstance(self.hooks, CheckTally):
+            out["metrics"] = self.hooks.snapshot()
+        return out
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]

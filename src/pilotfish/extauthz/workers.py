@@ -41,6 +41,7 @@ from typing import Any
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.jwks_fetch import DEFAULT_TIMEOUT, jwks_fetcher
 from pilotfish.extauthz.server import CheckService, refresh_loop, start_server
+from pilotfish.extauthz.tally import CheckTally
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def worker_main(config: WorkerConfig, conn: Connection, first: bytes) -> None:
 
 
 async def _serve(config: WorkerConfig, conn: Connection, bundle: AuthzBundle) -> None:
-    service = CheckService(bundle, fetch=jwks_fetcher(config.jwks_timeout), strict=config.strict)
+    tally = CheckTally()  # shipped with the worker's stats: the control plane's /metrics sums them
+    service = CheckService(bundle, fetch=jwks_fetcher(config.jwks_timeout), strict=config.strict, hooks=tally)
     server, _port = await start_server(service, config.host, config.port, reuse_port=True)
     gc.freeze()  # imports and the bundle live as long as the worker: keep them out of GC passes
     refresher = asyncio.create_task(refresh_loop(service, config.jwks_refresh))
