@@ -44,6 +44,7 @@ from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.workers import AuthzWorkers
+from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
     auto_registration,
@@ -88,6 +89,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     xds_port: int = 15010
     admin_port: int = 15014
+    ca: CaOptions = CaOptions()  # the workload CA, its files and TLS ports (mesh_ca.py)
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
     store_url: str | None = None  # None: no store, no resource or registration API
@@ -103,12 +105,14 @@ class ServeOptions:
     authz_workers: int = 1
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...]]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
     """Proxies that get identical config: same type, namespace and labels, and — since inbound
-    and gateway listeners bind the proxy's own IP — same IP and listener metadata."""
+    and gateway listeners bind the proxy's own IP — same IP and listener metadata, and — since
+    the snapshot carries the workload's key (SDS ``default``) — the same service account: two
+    identities never share a key."""
     metadata = {**proxy.metadata, **{f"APP_PORTS.{k}": str(v) for k, v in proxy.app_ports.items()}}
     return (
         str(proxy.type),
@@ -116,6 +120,7 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         tuple(sorted(proxy.labels.items())),
         proxy.ip,
         tuple(sorted(metadata.items())),
+        proxy.service_account,
     )
 
 
@@ -137,6 +142,10 @@ class ControlPlane:
         self.opts = opts
         self.metrics = metrics or Metrics()
         self.mesh_config: MeshConfig = load_mesh_config(opts.mesh_file) if opts.mesh_file else DEFAULT_MESH
+        self.ca = MeshCa(opts.ca, self.mesh_config, self.metrics, host=opts.host)
+        self.secure_xds_port = 0  # mTLS: ADS + the CSR service (Istio's 15012)
+        self.ca_token_port = 0  # server TLS: CSRs with bootstrap tokens (optional)
+        self._published = asyncio.Event()  # wakes the rotation task: a new certificate may be kept
         self.source = ConfigDirectory(opts.config_dir, self._on_problems) if opts.config_dir else None
         self.problems: tuple[Problem, ...] = ()
         self.mesh = MeshSnapshot(mesh=self.mesh_config)
@@ -184,12 +193,14 @@ class ControlPlane:
         self._grpc = grpc.aio.server(options=GRPC_OPTIONS)
         self.ads.register(self._grpc)
         self.xds_port = self._grpc.add_insecure_port(f"{self.opts.host}:{self.opts.xds_port}")
+        self.secure_xds_port, self.ca_token_port = self.ca.serve(self._grpc, self.opts.host)
         await self._grpc.start()
         registry = StoreApi(self) if self.store is not None else None
         self._admin, self.admin_port = await admin_http.start(
             AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
         )
         self._tasks.append(asyncio.create_task(self.debouncer.run()))
+        self._tasks.append(asyncio.create_task(self._rotate_certificates()))
         if self.store is not None:
             await self._watch_store(self.store)
         if self.opts.config_dir:
@@ -228,6 +239,19 @@ class ControlPlane:
             self.authz = AuthzWorkers(self.opts.authz_port, self.opts.authz_workers, host=self.opts.host)
             self.authz_port = await asyncio.to_thread(self.authz.start)
             self.metrics.use_authz_workers(self.authz.stats)
+
+    async def _rotate_certificates(self) -> None:
+        """Sleep until the earliest certificate reaches half-life (1 s to 60 s, sooner after a
+        publish, which may have issued one); then publish every proxy: new certificates, new SDS
+        versions, and Envoy uses them for new handshakes without dropping connections (Istio's
+        agent rotates at half-life too)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), self.ca.seconds_to_next_rotation())
+            self._published.clear()
+            self.ca.retain(self.mesh, self.proxies.values())
+            if self.ca.due():
+                self.publish_all()
 
     async def _watch(self, root: Path) -> None:
         async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
@@ -268,13 +292,15 @@ class ControlPlane:
         snapshot = memo.get(key) if memo is not None else None
         if snapshot is None:
             try:
-                snapshot = self.cache.build(translate(self.mesh, proxy))
+                secrets = self.ca.secrets(self.mesh, proxy)
+                snapshot = self.cache.build([*translate(self.mesh, proxy), *secrets])
             except InconsistentSnapshot as exc:  # a translation bug: keep the last good snapshot
                 log.error("not publishing an inconsistent snapshot for %s: %s", proxy.id, exc)
                 return
             if memo is not None:
                 memo[key] = snapshot
         self.cache.set_snapshot(proxy.id, snapshot)
+        self._published.set()
 
     # ---- ADS hooks ---------------------------------------------------------------------------
 
@@ -434,10 +460,13 @@ class AdminBackend:
         return {
             rt.short_name(t): {
                 "version": snapshot.version(t),
-                "resources": [_to_json(t, r.body) for r in snapshot.named(t).values()],
+                "resources": [redact_keys(_to_json(t, r.body)) for r in snapshot.named(t).values()],
             }
             for t in wanted
         }
+
+    def certs(self) -> dict[str, Any]:
+        return self.cp.ca.debug()
 
     def configz(self) -> list[dict[str, Any]]:
         return [
@@ -465,6 +494,15 @@ _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {
 def _matches_type(type_url: str, name: str) -> bool:
     alias = _TYPE_ALIASES.get(name.lower().rstrip("s"))
     return alias(type_url) if alias else rt.short_name(type_url).lower() == name.lower()
+
+
+def redact_keys(resource: Any) -> Any:
+    """A resource as JSON with every ``private_key`` replaced: /debug never shows a key."""
+    if isinstance(resource, dict):
+        return {k: "[redacted]" if k == "private_key" else redact_keys(v) for k, v in resource.items()}
+    if isinstance(resource, list):
+        return [redact_keys(v) for v in resource]
+    return resource
 
 
 def _message_classes() -> dict[str, Any]:

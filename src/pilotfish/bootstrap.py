@@ -7,6 +7,13 @@ pilotfish's explicit-capture listeners add, when set: APP_PORTS (``{"9080": "190
 workload's port → where its app listens on 127.0.0.1), OUTBOUND_BIND (the address outbound
 listeners bind, default 127.0.0.1) and GATEWAY_BIND (the address gateway listeners bind, default
 the node IP).
+
+With ``XdsTls`` (``pilotfish bootstrap --mtls``) the proxy talks to the mTLS xDS port (Istio's
+15012) instead: the ``xds-grpc`` cluster presents a client certificate from files (one the CA
+issued for the proxy's identity, e.g. through the CSR API with a bootstrap token) and trusts only
+the mesh root, checking that the server's certificate names ``pilotfish.<rootNamespace>.svc``
+(Istio's bootstrap checks ``istiod.<ns>.svc`` the same way). Envoy reads the files when it starts;
+renewing them needs a restart of the proxy (the certificates it gets over SDS rotate by themselves).
 Pure: options in, a bootstrap dict out (the CLI prints it as YAML).
 """
 
@@ -18,9 +25,21 @@ from typing import Any
 
 XDS_CLUSTER = "xds-grpc"
 PROBE_HEADER = "x-target-cluster"
+XDS_SERVER_NAME = "pilotfish.istio-system.svc"  # certs.server.server_names for the default root namespace
+_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 _HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class XdsTls:
+    """Mutual TLS to the xDS server: the mesh root to trust, the proxy's certificate and key."""
+
+    root_cert: str  # file paths, as Envoy reads them
+    cert_chain: str
+    private_key: str
+    server_name: str = XDS_SERVER_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +59,7 @@ class BootstrapOptions:
     app_ports: Mapping[int, int] = field(default_factory=dict)  # workload port -> app port
     outbound_bind: str = ""
     gateway_bind: str = ""
+    tls: XdsTls | None = None  # mTLS to the secure xDS port
 
     @property
     def proxy_type(self) -> str:
@@ -100,9 +120,43 @@ def node(opts: BootstrapOptions) -> dict[str, Any]:
     }
 
 
+def xds_transport_socket(tls: XdsTls) -> dict[str, Any]:
+    """The client side of the mTLS xDS port: our certificate files, the root, the server's name."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _TLS_TYPE,
+            "sni": tls.server_name,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": tls.cert_chain},
+                        "private_key": {"filename": tls.private_key},
+                    }
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": tls.root_cert},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": tls.server_name}}
+                    ],
+                },
+            },
+        },
+    }
+
+
 def xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     """The one static cluster: HTTP/2 to pilotfish, with TCP keepalives so a dead control plane is
-    noticed (Envoy mgmt_server docs recommend keepalives on the xDS cluster)."""
+    noticed (Envoy mgmt_server docs recommend keepalives on the xDS cluster), over mTLS with
+    ``opts.tls``."""
+    cluster = _plain_xds_cluster(opts)
+    if opts.tls is not None:
+        cluster["transport_socket"] = xds_transport_socket(opts.tls)
+    return cluster
+
+
+def _plain_xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     return {
         "name": XDS_CLUSTER,
         "type": "STRICT_DNS",

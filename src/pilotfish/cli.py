@@ -53,8 +53,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     _PlainDumper = _plain_dumper()
 
-    host, _, port = args.xds_address.rpartition(":")
+    default_address = "127.0.0.1:15012" if args.mtls else "127.0.0.1:15010"
+    host, _, port = (args.xds_address or default_address).rpartition(":")
     try:
+        tls = _xds_tls(args)
         labels = parse_labels(args.labels)
         xds_port = int(port)
         app_ports = dict(parse_app_port(item) for item in args.app_port)
@@ -80,9 +82,32 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         app_ports=app_ports,
         outbound_bind=binds[0],
         gateway_bind=binds[1],
+        tls=tls,
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
+
+
+def _xds_tls(args: argparse.Namespace) -> Any:
+    """``--mtls``: ``XdsTls`` from the three files, which must all be given; None without it."""
+    import os
+
+    from pilotfish.bootstrap import XDS_SERVER_NAME, XdsTls
+
+    files = {
+        "--ca-cert-file": args.ca_cert_file,
+        "--cert-chain": args.cert_chain,
+        "--private-key": args.private_key,
+    }
+    if not args.mtls:
+        if any(files.values()):
+            raise ValueError(f"{', '.join(f for f, v in files.items() if v)} need --mtls")
+        return None
+    missing = [flag for flag, value in files.items() if not value]
+    if missing:
+        raise ValueError(f"--mtls needs {', '.join(missing)}")
+    root, chain, key = (os.path.abspath(value) for value in files.values())
+    return XdsTls(root, chain, key, server_name=args.xds_server_name or XDS_SERVER_NAME)
 
 
 def _ip_address(value: str, flag: str) -> str:
@@ -125,12 +150,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
         auto_register_grace=args.auto_register_grace,
         lease_recovery_grace=args.lease_recovery_grace,
+        ca=ca_options(args),
     )
 
     def ready(cp: ControlPlane) -> None:
         host = cp.opts.host
         print(
-            f"READY xds={host}:{cp.xds_port} admin={host}:{cp.admin_port} authz={host}:{cp.authz_port}",
+            f"READY xds={host}:{cp.xds_port} admin={host}:{cp.admin_port} authz={host}:{cp.authz_port}"
+            f" secure-xds={host}:{cp.secure_xds_port}"
+            + (f" ca-token={host}:{cp.ca_token_port}" if cp.ca_token_port else ""),
             flush=True,
         )
 
@@ -148,6 +176,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     return 0
+
+
+def default_ca_dir() -> str:
+    """``$XDG_STATE_HOME/pilotfish/ca`` (``~/.local/state/pilotfish/ca``): the CA key must
+    survive restarts (every workload trusts its root) and must not land in whatever directory
+    the server happens to be started from."""
+    import os
+
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "pilotfish", "ca")
+
+
+def add_ca_flags(p: argparse.ArgumentParser) -> None:
+    """``serve``'s CA flags (``pilotfish.mesh_ca.CaOptions``)."""
+    p.add_argument("--ca-dir", default=None, help=f"where the CA keeps its key (default {default_ca_dir()})")
+    p.add_argument("--ca-cert", default=None, help="operator CA: signing certificate and chain to the root")
+    p.add_argument("--ca-key", default=None, help="operator CA: the signing key (with --ca-cert)")
+    p.add_argument("--ca-tokens", default=None, help="bootstrap tokens for the CSR API (YAML)")
+    p.add_argument("--certs", default=None, help="workload certificate TTLs and DNS certificates (YAML)")
+    p.add_argument(
+        "--secure-xds-port",
+        type=int,
+        default=15012,
+        help="mTLS port for ADS and the CSR API (0: any free port; negative: off)",
+    )
+    p.add_argument(
+        "--ca-token-port",
+        type=int,
+        default=None,
+        help="server-TLS port where CSRs authenticate with bootstrap tokens (default: off)",
+    )
+
+
+def ca_options(args: argparse.Namespace) -> Any:
+    """``CaOptions`` from the flags; exits with a message when --ca-cert/--ca-key are not together."""
+    from pathlib import Path
+
+    from pilotfish.certs.store import OperatorCa
+    from pilotfish.mesh_ca import CaOptions
+
+    if bool(args.ca_cert) != bool(args.ca_key):
+        raise SystemExit("pilotfish serve: --ca-cert and --ca-key go together")
+    return CaOptions(
+        ca_dir=Path(args.ca_dir or default_ca_dir()),
+        operator=OperatorCa(Path(args.ca_cert), Path(args.ca_key)) if args.ca_cert else None,
+        tokens_file=Path(args.ca_tokens) if args.ca_tokens else None,
+        certs_file=Path(args.certs) if args.certs else None,
+        secure_xds_port=args.secure_xds_port if args.secure_xds_port >= 0 else None,
+        token_port=args.ca_token_port,
+    )
 
 
 def cmd_authz_check(args: argparse.Namespace) -> int:
@@ -499,7 +577,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service-account", default="default")
     p.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")
     p.add_argument("--ip", default="127.0.0.1", help="the workload's IP, used in the node id")
-    p.add_argument("--xds-address", default="127.0.0.1:15010", help="HOST:PORT of pilotfish's xDS server")
+    p.add_argument(
+        "--xds-address",
+        default=None,
+        help="HOST:PORT of pilotfish's xDS server (default 127.0.0.1:15010, with --mtls 127.0.0.1:15012)",
+    )
+    p.add_argument("--mtls", action="store_true", help="use the mTLS xDS port, with a client certificate")
+    p.add_argument("--ca-cert-file", metavar="ROOT.pem", help="the mesh root to trust (--mtls)")
+    p.add_argument("--cert-chain", metavar="FILE", help="the proxy's certificate chain (--mtls)")
+    p.add_argument("--private-key", metavar="FILE", help="the proxy's private key (--mtls)")
+    p.add_argument(
+        "--xds-server-name",
+        default=None,
+        help="the name the xDS server's certificate must carry (default pilotfish.istio-system.svc)",
+    )
     p.add_argument("--delta", action="store_true", help="use delta (incremental) ADS")
     p.add_argument("--admin-port", type=int, default=15000)
     p.add_argument(
@@ -562,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to let workloads renew after a store outage before reaping lapsed leases",
     )
+    add_ca_flags(p)
     p.set_defaults(handler=cmd_serve)
 
     authz = sub.add_parser("authz", help="authorization tools").add_subparsers(

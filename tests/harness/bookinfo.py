@@ -50,6 +50,7 @@ class Bookinfo:
     gateway_ip: str = ""
     gateway_port: int = 0
     pilotfish: PilotfishProcess | None = None
+    pilotfish_args: list[str] = field(default_factory=list)  # extra ``pilotfish serve`` flags
     _stack: ExitStack = field(default_factory=ExitStack)
 
     @property
@@ -73,7 +74,8 @@ class Bookinfo:
         for entry in topology["workloads"]:
             w = Workload(entry["name"], entry["ip"], free_port(), entry["outbound_bind"])
             self.workloads[w.name] = w
-        self.pilotfish = self._stack.enter_context(_stopping(PilotfishProcess(self.config, self.root / "pf")))
+        pilotfish = PilotfishProcess(self.config, self.root / "pf", extra_args=self.pilotfish_args)
+        self.pilotfish = self._stack.enter_context(_stopping(pilotfish))
         self.pilotfish.start()
         for w in self.workloads.values():
             app, version = w.name.rsplit("-", 1)

@@ -16,6 +16,8 @@ from typing import Any
 from harness.processes import read_line, stop_process
 
 _READY = re.compile(r"READY xds=([\d.]+):(\d+) admin=([\d.]+):(\d+) authz=([\d.]+):(\d+)")
+_SECURE_XDS = re.compile(r"secure-xds=([\d.]+):(\d+)")
+_CA_TOKEN = re.compile(r"ca-token=([\d.]+):(\d+)")
 
 
 class PilotfishProcess:
@@ -27,6 +29,8 @@ class PilotfishProcess:
         self.xds_port = xds_port
         self.admin_port = 0
         self.authz_port = 0
+        self.secure_xds_port = 0
+        self.ca_token_port = 0  # only with --ca-token-port
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -52,6 +56,7 @@ class PilotfishProcess:
             "0",
             *self._store_args(),
             *self._authz_args(),
+            *self._ca_args(),
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
@@ -64,6 +69,10 @@ class PilotfishProcess:
         m = _READY.search(line)
         assert m, f"unexpected first line from pilotfish: {line!r}\n{self.log_text()}"
         self.xds_port, self.admin_port, self.authz_port = int(m.group(2)), int(m.group(4)), int(m.group(6))
+        secure = _SECURE_XDS.search(line)
+        self.secure_xds_port = int(secure.group(2)) if secure else 0
+        token = _CA_TOKEN.search(line)
+        self.ca_token_port = int(token.group(2)) if token else 0
         self.starts += 1
         return self
 
@@ -73,6 +82,24 @@ class PilotfishProcess:
         if "--authz-port" in self.extra_args:
             return []
         return ["--authz-port", str(self.authz_port)]
+
+    def _ca_args(self) -> list[str]:
+        """The CA in the work directory (kept across restarts: proxies keep trusting its root)
+        and the mTLS xDS port on a free port, then the same one after a restart; ``serve``'s
+        defaults (~/.local/state, 15012) would be shared by every test."""
+        ca = [] if "--ca-dir" in self.extra_args else ["--ca-dir", str(self.ca_dir)]
+        secure = str(self.secure_xds_port)
+        port = [] if "--secure-xds-port" in self.extra_args else ["--secure-xds-port", secure]
+        return ca + port
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.workdir.resolve() / "ca"
+
+    @property
+    def root_cert_path(self) -> Path:
+        """The mesh root the CA wrote (``certs.store.DirectoryStorage`` layout)."""
+        return self.ca_dir / "ca" / "root-cert.pem"
 
     def _store_args(self) -> list[str]:
         """A store of its own in the work directory (kept across restarts), unless the test

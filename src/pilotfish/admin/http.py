@@ -9,6 +9,8 @@ Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
   GET /debug/syncz             push status per proxy and type (JSON)
   GET /debug/config_dump       ?proxyID=ID[&type=cluster|endpoint|listener|route|secret] the config sent
   GET /debug/configz           the Istio resources in force (JSON)
+  GET /debug/certs             the CA's root and every current certificate: serial, SANs, validity,
+                               issuance and rotation counts (never a private key)
 
 and, when the server has a store, the resource and registration API of ``admin.api``
 (``/apis/...``, ``/registrations``, ``/openapi.yaml``), guarded by ``admin.rbac``.
@@ -30,6 +32,7 @@ class AdminBackend(Protocol):
     def syncz(self) -> list[dict[str, Any]]: ...
     def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None: ...
     def configz(self) -> list[dict[str, Any]]: ...
+    def certs(self) -> dict[str, Any]: ...
 
 
 BACKEND: web.AppKey[AdminBackend] = web.AppKey("backend")
@@ -69,6 +72,10 @@ async def configz(request: web.Request) -> web.Response:
     return _json(request.app[BACKEND].configz())
 
 
+async def certs(request: web.Request) -> web.Response:
+    return _json(request.app[BACKEND].certs())
+
+
 def build_app(
     backend: AdminBackend, registry: api.RegistryBackend | None = None, policy: rbac.Policy | None = None
 ) -> web.Application:
@@ -79,6 +86,7 @@ def build_app(
     app.router.add_get("/debug/syncz", syncz)
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/debug/configz", configz)
+    app.router.add_get("/debug/certs", certs)
     if registry is not None:
         api.add_routes(app, registry, policy or rbac.Policy())
     return app

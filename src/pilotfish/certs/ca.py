@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -359,7 +359,11 @@ def new_dns_key(
 
 def csr_public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
     """The public key of a CSR whose self-signature verifies; ``PeerError`` otherwise."""
-    if not csr.is_signature_valid:
+    try:
+        valid = csr.is_signature_valid
+    except UnsupportedAlgorithm as exc:  # a key or signature algorithm cryptography cannot check
+        raise PeerError(f"unsupported CSR algorithm: {exc}") from None
+    if not valid:
         raise PeerError("the CSR's signature does not verify")
     key = csr.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):

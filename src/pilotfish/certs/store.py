@@ -106,6 +106,29 @@ class DirectoryStorage:
         return self.root / "dns" / secret_name
 
 
+class MemoryStorage:
+    """``CaStorage`` that keeps nothing past the process: a CA for tests and throwaway servers."""
+
+    def __init__(self) -> None:
+        self._ca: StoredPair | None = None
+        self._dns: dict[str, StoredPair] = {}
+
+    def describe(self) -> str:
+        return "memory"
+
+    def read_ca(self) -> StoredPair | None:
+        return self._ca
+
+    def write_ca(self, pair: StoredPair, root_pem: bytes) -> None:
+        self._ca = pair
+
+    def read_dns(self, secret_name: str) -> StoredPair | None:
+        return self._dns.get(secret_name)
+
+    def write_dns(self, secret_name: str, pair: StoredPair) -> None:
+        self._dns[secret_name] = pair
+
+
 def _read_pair(cert_path: Path, key_path: Path) -> StoredPair | None:
     if not cert_path.exists() and not key_path.exists():
         return None

@@ -63,8 +63,11 @@ def bound(listener: listener_pb2.Listener) -> tuple[str, int]:
 
 
 def only_filter(listener: listener_pb2.Listener):
-    (chain,) = listener.filter_chains
-    (network_filter,) = chain.filters
+    """The one network filter of the listener; every chain runs the same one (PERMISSIVE mTLS,
+    the default, has a TLS chain and a plaintext chain)."""
+    first, *others = listener.filter_chains
+    assert all(list(chain.filters) == list(first.filters) for chain in others)
+    (network_filter,) = first.filters
     return network_filter
 
 

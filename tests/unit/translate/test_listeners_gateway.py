@@ -57,8 +57,8 @@ def gateway_listeners(*documents: str, labels=INGRESS, **options):
 
 def test_selected_gateways_in_any_namespace_merge_their_http_servers_per_port():
     found = gateway_listeners(BOOKINFO, REVIEWS, EGRESS)
-    assert sorted(found) == ["0.0.0.0_8080", "0.0.0.0_9000"]  # HTTPS comes later; egress not selected
-    assert route_names(found.values()) == ["http.8080", "http.9000"]
+    assert sorted(found) == ["0.0.0.0_8080", "0.0.0.0_8443", "0.0.0.0_9000"]  # egress not selected
+    assert route_names(found.values()) == ["http.8080", "http.9000", "https.8443.https.bookinfo.prod"]
     assert bound(found["0.0.0.0_8080"]) == ("10.0.0.1", 8080)
 
 

@@ -14,10 +14,12 @@ applies (``destination_rules.py``). Each is built in Istio's order
    breakers that default to MaxUint32, connect timeout, idle timeouts, keepalive), outlier
    detection, load balancer (PASSTHROUGH turns the cluster into ORIGINAL_DST);
 3. the EDS config source (ADS) when the cluster is still EDS after step 2;
-4. the DestinationRule (and subset) in ``metadata.filter_metadata["istio"]``.
+4. the DestinationRule (and subset) in ``metadata.filter_metadata["istio"]``;
+5. client TLS: ``trafficPolicy.tls`` or auto mTLS (``mtls.py``, Istio ``applyUpstreamTLSSettings``),
+   per cluster since the SNI names the cluster.
 
-Not done here: client TLS and auto mTLS (``trafficPolicy.tls``; a later issue), locality load
-balancing (``localityLbSetting``), proxyProtocol and tunnel, inbound and passthrough clusters.
+Not done here: locality load balancing (``localityLbSetting``), proxyProtocol and tunnel,
+inbound and passthrough clusters.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
 from pilotfish.xds.translate.endpoints import LbEndpointWriter, subset_endpoints, visible_destinations
 from pilotfish.xds.translate.health import health_checks_for
+from pilotfish.xds.translate.mtls import ClusterTarget, apply_cluster_tls
 from pilotfish.xds.translate.names import outbound_cluster_name
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
@@ -142,6 +145,7 @@ def service_port_clusters(
     if default is None:
         return
     set_rule_metadata(default, rule, None)
+    apply_cluster_tls(snapshot, default, ClusterTarget(service, port.number, None, is_http2(default)), policy)
     checks = health_checks_for(snapshot, service)
     default.health_checks.extend(checks)
     yield default
@@ -156,6 +160,8 @@ def service_port_clusters(
         if cluster is None:
             continue
         set_rule_metadata(cluster, rule, subset.name)
+        target = ClusterTarget(service, port.number, subset.name, is_http2(cluster))
+        apply_cluster_tls(snapshot, cluster, target, policy)
         cluster.health_checks.extend(checks)
         yield cluster
 
@@ -319,6 +325,11 @@ def set_http2(cluster: Cluster) -> None:
     if not options.HasField("upstream_http_protocol_options"):
         options.explicit_http_config.http2_protocol_options.SetInParent()
     set_http_options(cluster, options)
+
+
+def is_http2(cluster: Cluster) -> bool:
+    """Istio ``IsHttp2Cluster``: the cluster speaks HTTP/2 upstream explicitly."""
+    return bool(http_options(cluster).explicit_http_config.HasField("http2_protocol_options"))
 
 
 def complete_http_options(cluster: Cluster) -> None:

@@ -9,7 +9,10 @@ Istio ``pilot/pkg/xds/endpoints/endpoint_builder.go``:
   balances no new requests to them;
 - endpoints are grouped by locality (``region/zone/subzone``, ``util.ConvertLocality``), each
   ``LbEndpoint`` carrying its weight and each locality the sum of its endpoints' weights;
-- every EDS cluster gets an assignment, empty if need be, so Envoy's cluster finishes warming.
+- every EDS cluster gets an assignment, empty if need be, so Envoy's cluster finishes warming;
+- an endpoint with a sidecar (``mtls.endpoint_mtls``) carries ``tlsMode: istio`` in its
+  ``envoy.transport_socket_match`` metadata, which auto mTLS clusters match on
+  (``endpoint_builder.go`` ``buildIstioEndpoint``).
 
 The same ``LocalityLbEndpoints`` are inlined into STRICT_DNS / LOGICAL_DNS clusters by
 ``clusters.py``.
@@ -17,7 +20,7 @@ The same ``LocalityLbEndpoints`` are inlined into STRICT_DNS / LOGICAL_DNS clust
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TypeAlias
 
@@ -34,6 +37,7 @@ from pilotfish.xds.translate.destination_rules import (
     destination_rule_for,
     destination_rule_index,
 )
+from pilotfish.xds.translate.mtls import endpoint_mtls, has_sidecar, set_tls_mode_metadata
 from pilotfish.xds.translate.names import parse_cluster_name
 
 LbEndpoint: TypeAlias = endpoint_components_pb2.LbEndpoint
@@ -77,10 +81,12 @@ def locality(value: str) -> base_pb2.Locality:
     return base_pb2.Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 
-def lb_endpoint(endpoint: Endpoint) -> LbEndpoint:
+def lb_endpoint(endpoint: Endpoint, istio_mtls: bool = False) -> LbEndpoint:
     out = LbEndpoint(health_status=HEALTH_STATUS[endpoint.health])
     set_address(out.endpoint.address, endpoint.address, endpoint.port)
     out.load_balancing_weight.value = endpoint.weight or 1
+    if istio_mtls:
+        set_tls_mode_metadata(out.metadata)
     return out
 
 
@@ -90,10 +96,12 @@ class LbEndpointWriter:
     would be built and copied). The endpoints of a service port mostly share health, weight and
     port, so the first ``LbEndpoint`` of each such combination is kept as a template and the
     others are copied from it (in C) with only the address set: a third cheaper than setting every
-    field of every endpoint."""
+    field of every endpoint. ``istio_mtls`` says which endpoints get ``tlsMode: istio`` metadata
+    (default: those labelled as having a sidecar)."""
 
-    def __init__(self) -> None:
-        self._templates: dict[tuple[str, int, int], LbEndpoint] = {}
+    def __init__(self, istio_mtls: Callable[[Endpoint], bool] = has_sidecar) -> None:
+        self._templates: dict[tuple[str, int, int, bool], LbEndpoint] = {}
+        self._istio_mtls = istio_mtls
 
     def add_localities(
         self, target: RepeatedCompositeFieldContainer[LocalityLbEndpoints], endpoints: Iterable[Endpoint]
@@ -112,13 +120,14 @@ class LbEndpointWriter:
             group.load_balancing_weight.value = sum([e.weight or 1 for e in members])
 
     def add(self, target: RepeatedCompositeFieldContainer[LbEndpoint], endpoint: Endpoint) -> None:
+        istio = self._istio_mtls(endpoint)
         if endpoint.address.startswith(UNIX_PREFIX):  # a pipe, not host:port; rare
-            target.append(lb_endpoint(endpoint))
+            target.append(lb_endpoint(endpoint, istio))
             return
-        key = (endpoint.health, endpoint.weight, endpoint.port)
+        key = (endpoint.health, endpoint.weight, endpoint.port, istio)
         template = self._templates.get(key)
         if template is None:
-            template = self._templates[key] = lb_endpoint(endpoint)
+            template = self._templates[key] = lb_endpoint(endpoint, istio)
         out = target.add()
         out.CopyFrom(template)
         out.endpoint.address.socket_address.address = endpoint.address
@@ -187,7 +196,7 @@ def translate_endpoints(
     destinations = visible_destinations(snapshot, proxy)
     eds = [c for c in clusters if c.type == cluster_pb2.Cluster.EDS]
     names = [c.eds_cluster_config.service_name or c.name for c in eds]
-    writer = LbEndpointWriter()
+    writer = LbEndpointWriter(endpoint_mtls(snapshot))
     return [load_assignment(n, cluster_endpoints(snapshot, destinations, n), writer) for n in names]
 
 

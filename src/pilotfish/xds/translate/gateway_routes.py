@@ -8,7 +8,8 @@ route ``http.<port>``; ``sanitizeServerHostNamespace``) and ``pkg/config/host/na
 
 1. The servers: every plain-HTTP server on the port of every Gateway whose ``selector`` is a
    subset of the proxy's labels (in any namespace), Gateways in name order. Each server belongs
-   to its Gateway ``namespace/name``.
+   to its Gateway ``namespace/name``. A route ``https.<port>.<portName>.<gateway>.<namespace>``
+   has the one HTTPS server it is named after (``gateway_tls.py``).
 2. For each server, each VirtualService bound to that Gateway and visible to the proxy's
    namespace (``virtual_services.py``): the server hosts it may use (``ns/host`` entries only for
    its own namespace or ``*/``; ``./host`` is the Gateway's namespace) intersected with its hosts
@@ -37,6 +38,7 @@ from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.gateway_tls import https_servers
 from pilotfish.xds.translate.http_routes import RouteOptions, build_http_routes
 from pilotfish.xds.translate.route_hash import HashLookup, hash_lookup
 from pilotfish.xds.translate.route_match import is_catch_all
@@ -113,6 +115,17 @@ def http_servers(snapshot: MeshSnapshot, proxy: Proxy, port: int) -> list[Gatewa
     ]
 
 
+def route_servers(snapshot: MeshSnapshot, proxy: Proxy, name: str) -> tuple[int | None, list[GatewayServer]]:
+    """The port and servers of a gateway route: ``http.<port>``'s plain HTTP servers, or the
+    HTTPS server whose route name it is."""
+    port = route_port(name)
+    if port is not None:
+        return port, http_servers(snapshot, proxy, port)
+    https = [s for s in https_servers(snapshot, proxy) if s.route_name == name]
+    servers = [GatewayServer(s.gateway, s.namespace, s.server) for s in https]
+    return (https[0].server.port.number if https else None), servers
+
+
 def server_hosts(server: GatewayServer, namespace: str) -> list[str]:
     """Istio ``NamesForNamespace`` after ``sanitizeServerHostNamespace``: the hosts of the server
     a VirtualService in ``namespace`` may use."""
@@ -170,9 +183,8 @@ def services_for(
 
 
 def gateway_route_configuration(snapshot: MeshSnapshot, proxy: Proxy, name: str) -> RouteConfiguration:
-    """Istio ``buildGatewayHTTPRouteConfig`` for route ``http.<port>``."""
-    port = route_port(name)
-    servers = http_servers(snapshot, proxy, port) if port is not None else []
+    """Istio ``buildGatewayHTTPRouteConfig`` for route ``http.<port>`` or an HTTPS server's."""
+    port, servers = route_servers(snapshot, proxy, name)
     if port is None or not servers:
         return empty_route_configuration(name)
     hosts = gateway_hosts(snapshot, proxy, port, servers)

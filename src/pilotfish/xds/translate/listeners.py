@@ -20,11 +20,16 @@ the second way (``pilot/pkg/networking/core/listener.go`` ``buildSidecarOutbound
   ``inbound|<port>||``: one ``*`` virtual host sending everything to cluster
   ``inbound|<port>||`` with no timeout (``BuildDefaultHTTPInboundRoute``). An outbound listener
   that would bind the same address and port as an inbound one is dropped: the workload's own
-  port wins.
+  port wins. The workload's PeerAuthentication mode for the port shapes the filter chains
+  (``mtls.secure_inbound``: STRICT mTLS only, PERMISSIVE mTLS or plaintext, DISABLE plaintext).
 - **gateway** (router): servers of every Gateway whose ``selector`` is a subset of the proxy's
   labels (any namespace, Istio's default); plain HTTP servers (HTTP, HTTP2, GRPC) on one port merge
   into one listener ``0.0.0.0_<port>`` on RDS route ``http.<port>``, bound to the first server's
-  ``bind``, else node metadata GATEWAY_BIND, else the proxy IP. HTTPS/TLS/TCP servers come later.
+  ``bind``, else node metadata GATEWAY_BIND, else the proxy IP. HTTPS servers that terminate TLS
+  (``gateway_tls.py``) on another port make one listener ``0.0.0.0_<port>`` per port with a
+  ``tls_inspector`` and one chain per server, matched by SNI, each with its own TLS context and
+  RDS route ``https.<port>.<portName>.<gateway>.<namespace>``. TLS passthrough and TCP servers
+  are not built yet.
 
 Every HTTP connection manager follows ``listener_builder.go`` ``buildHTTPConnectionManager``:
 codec AUTO, path normalization from the mesh ``pathNormalization`` (DEFAULT = BASE:
@@ -60,7 +65,9 @@ from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.authz import authz_filter_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
 from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, server_tls_context
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
+from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 
@@ -116,7 +123,11 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     if proxy.type == ProxyType.ROUTER:
         return gateway_listeners(snapshot, proxy)
     authz = authz_filter_for(snapshot, proxy)
-    inbound = [inbound_listener(p, snapshot, authz) for p in inbound_ports(snapshot, proxy)]
+    authn = peer_authn(snapshot, proxy.namespace, proxy.labels)
+    inbound = [
+        secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
+        for p in inbound_ports(snapshot, proxy)
+    ]
     taken = {_bound(listener) for listener in inbound}
     outbound = [
         listener
@@ -285,7 +296,32 @@ def selected_servers(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[Server]:
 
 def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     authz = authz_filter_for(snapshot, proxy)
-    return [gateway_listener(p, snapshot, authz) for p in gateway_ports(snapshot, proxy)]
+    plain = [gateway_listener(p, snapshot, authz) for p in gateway_ports(snapshot, proxy)]
+    taken = {_bound(listener)[1] for listener in plain}
+    by_port: dict[int, list[HttpsServer]] = {}
+    for server in https_servers(snapshot, proxy):
+        if server.server.port.number not in taken:  # a port serves plain HTTP or HTTPS, not both
+            by_port.setdefault(server.server.port.number, []).append(server)
+    default_bind = proxy.metadata.get(GATEWAY_BIND) or proxy.ip
+    https = [https_gateway_listener(servers, default_bind, snapshot, authz) for servers in by_port.values()]
+    return [*plain, *https]
+
+
+def https_gateway_listener(
+    servers: Sequence[HttpsServer], default_bind: str, snapshot: MeshSnapshot, authz: HttpFilter | None
+) -> Listener:
+    """One port's HTTPS servers: a chain per server, chosen by SNI, each terminating TLS."""
+    bind = next((s.server.bind for s in servers if s.server.bind), default_bind)
+    port = GatewayPort(bind, servers[0].server.port.number)
+    out = listener(port.name, port.bind, port.port, GATEWAY, None)
+    out.listener_filters.append(tls_inspector())
+    for server in servers:
+        manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot, authz)
+        manager.rds.CopyFrom(rds(server.route_name))
+        chain = out.filter_chains.add(filters=[hcm_filter(manager)])
+        chain.filter_chain_match.server_names.extend(server.server_names)
+        chain.transport_socket.CopyFrom(transport_socket(server_tls_context(server.tls)))
+    return out
 
 
 def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
@@ -298,9 +334,10 @@ def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilte
 
 
 def listener(name: str, bind: str, port: int, klass: ListenerClass, network_filter: Any) -> Listener:
+    """A listener with one chain holding ``network_filter`` (no chain when it is ``None``)."""
     address = address_pb2.Address(socket_address=address_pb2.SocketAddress(address=bind, port_value=port))
-    chain = listener_components_pb2.FilterChain(filters=[network_filter])
-    return Listener(name=name, address=address, filter_chains=[chain], traffic_direction=klass.direction)
+    chains = [listener_components_pb2.FilterChain(filters=[network_filter])] if network_filter else []
+    return Listener(name=name, address=address, filter_chains=chains, traffic_direction=klass.direction)
 
 
 def connection_manager(

@@ -5,7 +5,8 @@ built on its own (Istio ``pilot/pkg/networking/core/httproute.go`` ``BuildHTTPRo
 
 - ``"<port>"`` for a sidecar: its outbound routes (``sidecar_routes.py``);
 - ``"http.<port>"`` for a gateway: the routes of the VirtualServices bound to the Gateways on
-  that port (``gateway_routes.py``);
+  that port (``gateway_routes.py``); ``"https.<port>.<portName>.<gateway>.<namespace>"`` likewise
+  for one HTTPS server (``gateway_tls.py``);
 - ``"inbound|<port>||"``: everything to the inbound cluster (``listeners.inbound_route_config``;
   the listeners inline it, so it is only asked for by name if that changes);
 - any other name: an empty RouteConfiguration of that name, as Istio answers for a route it cannot
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.gateway_routes import GATEWAY_ROUTE_PREFIX, gateway_route_configuration
+from pilotfish.xds.translate.gateway_tls import HTTPS_ROUTE_PREFIX
 from pilotfish.xds.translate.inbound import inbound_ports
 from pilotfish.xds.translate.listeners import inbound_route_config
 from pilotfish.xds.translate.sidecar_routes import sidecar_route_configuration
@@ -39,7 +41,7 @@ def route_configuration_for(snapshot: MeshSnapshot, proxy: Proxy, name: str) -> 
     """The RouteConfiguration ``name`` for ``proxy``; empty when the name means nothing to it."""
     if name.startswith(INBOUND_PREFIX):
         return inbound_configuration(snapshot, proxy, name)
-    if proxy.type == ProxyType.ROUTER and name.startswith(GATEWAY_ROUTE_PREFIX):
+    if proxy.type == ProxyType.ROUTER and name.startswith((GATEWAY_ROUTE_PREFIX, HTTPS_ROUTE_PREFIX)):
         return gateway_route_configuration(snapshot, proxy, name)
     if proxy.type == ProxyType.SIDECAR and name.isascii() and name.isdigit():
         return sidecar_route_configuration(snapshot, proxy, int(name))
