@@ -68,6 +68,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.custom_providers = Counter(
+            "pilotfish_authz_custom_provider_calls",
+            "CUSTOM extension provider calls by provider and result",
+            ["provider", "result"],
+            registry=r,
+        )
         # Certificates: Istio has citadel_server_root_cert_expiry_timestamp and
         # citadel_server_success_cert_issuance_count (security/pkg/server/ca/monitoring.go).
         self.cert_expiry = Gauge(
@@ -107,7 +113,8 @@ class Metrics:
     def use_authz_workers(self, source: Callable[[], Sequence[dict[str, Any]]]) -> None:
         """Check serving runs in worker processes: replace the in-process authz collectors with
         one that sums the workers' tallies (``extauthz.tally``) when ``/metrics`` is scraped."""
-        for collector in (self.authz_checks, self.authz_check_seconds, self.jwks_fetches, self.token_cache):
+        in_process = (self.authz_checks, self.authz_check_seconds, self.jwks_fetches, self.token_cache)
+        for collector in (*in_process, self.custom_providers):
             self.registry.unregister(collector)
         self.registry.register(WorkerAuthzCollector(source))
 
@@ -121,6 +128,10 @@ class Metrics:
 
     def on_token_cache(self, hit: bool) -> None:
         self.token_cache.labels("hit" if hit else "miss").inc()
+
+    def on_custom_provider(self, provider: str, result: str) -> None:
+        """``result``: allow, deny, failed_open or failed_closed."""
+        self.custom_providers.labels(provider, result).inc()
 
     def on_store_up(self, up: bool) -> None:
         self.store_up.set(1 if up else 0)
@@ -172,6 +183,7 @@ class WorkerAuthzCollector:
             tallies,
             "token_cache",
         )
+        yield _custom_providers(tallies)
 
 
 def _counter(name: str, doc: str, tallies: list[dict[str, Any]], key: str) -> Metric:
@@ -202,3 +214,18 @@ def _latency(tallies: list[dict[str, Any]]) -> Metric:
         buckets=buckets,
         sum_value=total,
     )
+
+
+def _custom_providers(tallies: list[dict[str, Any]]) -> Metric:
+    family = CounterMetricFamily(
+        "pilotfish_authz_custom_provider_calls",
+        "CUSTOM extension provider calls by provider and result",
+        labels=["provider", "result"],
+    )
+    totals: Tally[tuple[str, str]] = Tally()
+    for tally in tallies:
+        for provider, result, count in tally.get("custom_providers", []):
+            totals[(provider, result)] += count
+    for (provider, result), count in sorted(totals.items()):
+        family.add_metric([provider, result], count)
+    return family

@@ -10,7 +10,8 @@ memoizes the policies in scope and the compiled JWT providers (inline JWKS parse
 ``decide`` is the evaluation path, shared by the Check server and ``authz check``: compile
 providers for the workload → ``Authenticator.authenticate`` → ``policies_for_workload`` →
 ``evaluate`` (the same steps as ``check.check_request``, with the compilation hoisted out of the
-request).
+request). ``custom_step`` is step 1 of ``evaluate`` alone (CUSTOM, before authentication): the
+Check server asks the extension provider it names (``custom``) before it calls ``decide``.
 
 Shipping to worker processes. Compiled matchers are closures and JWK key objects are
 cryptography handles; neither pickles. So a bundle pickles as its *source* (resources + mesh,
@@ -30,10 +31,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig
+from pilotfish.config.mesh import (
+    DEFAULT_MESH,
+    EnvoyExtAuthzGrpcProvider,
+    EnvoyExtAuthzHttpProvider,
+    MeshConfig,
+)
 from pilotfish.config.resource import Resource
 from pilotfish.extauthz.attributes import Attributes
-from pilotfish.extauthz.evaluate import Decision, evaluate
+from pilotfish.extauthz.evaluate import Decision, PolicyMatch, evaluate
 from pilotfish.extauthz.jwt import Authenticator, JwtProvider, compile_providers, provider_from_rule
 from pilotfish.extauthz.policy import CompiledPolicy, compile_policies, policies_for_workload
 
@@ -44,10 +50,12 @@ WorkloadKey = tuple[str, frozenset[tuple[str, str]]]
 
 @dataclass(frozen=True, slots=True)
 class WorkloadAuthz:
-    """What applies to one workload: its policies and its JWT providers (sorted by issuer)."""
+    """What applies to one workload: its policies, its JWT providers (sorted by issuer) and the
+    CUSTOM policies among ``policies`` (step 1 of ``evaluate`` on its own)."""
 
     policies: tuple[CompiledPolicy, ...]
     providers: tuple[JwtProvider, ...]
+    custom: tuple[CompiledPolicy, ...] = ()
 
 
 def _plain(value: Any) -> Any:
@@ -106,9 +114,11 @@ class AuthzBundle:
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
             root = self.mesh.root_namespace
+            policies = policies_for_workload(self.policies, namespace, labels, root)
             found = WorkloadAuthz(
-                policies_for_workload(self.policies, namespace, labels, root),
+                policies,
                 compile_providers(self.resources, namespace, labels, root),
+                tuple(p for p in policies if p.action == "CUSTOM"),
             )
             self._memo[key] = found
         return found
@@ -118,6 +128,22 @@ class AuthzBundle:
         scope = self.for_workload(attributes.workload.namespace, attributes.workload.labels)
         authn = await authenticator.authenticate(scope.providers, attributes.request, attributes.now)
         return evaluate(scope.policies, attributes, authn)
+
+    def custom_step(self, attributes: Attributes) -> tuple[str, PolicyMatch] | None:
+        """The extension provider to ask first and the CUSTOM rule that matched; ``None`` when no
+        enforced CUSTOM rule matches or its provider is unusable (``decide`` then denies)."""
+        scope = self.for_workload(attributes.workload.namespace, attributes.workload.labels)
+        if not scope.custom:
+            return None
+        step = evaluate(scope.custom, attributes)  # only CUSTOM policies: nothing past step 1 applies
+        if step.custom_provider is None or step.custom_match is None:
+            return None
+        return step.custom_provider, step.custom_match
+
+    def ext_authz_provider(self, name: str) -> EnvoyExtAuthzHttpProvider | EnvoyExtAuthzGrpcProvider | None:
+        """The ext_authz configuration of the mesh's extension provider ``name``."""
+        found = self.mesh.extension_provider(name)
+        return found.ext_authz if found is not None else None
 
 
 def _remote_key_uris(resources: Iterable[Resource[Any]]) -> tuple[str, ...]:

@@ -13,9 +13,12 @@ through a per-process ``JwksCache`` and verified-token cache, then ``evaluate``:
   allow (reference a.1).
 * The bundle is swapped by one attribute assignment; each Check reads ``self.bundle`` once, so a
   request is decided entirely by one version.
-* CUSTOM policies: ``Decision.custom_provider`` names an external provider that Envoy must ask in
-  its own ext_authz filter placed before ours (Istio's filter order, reference §1); this server
-  decides the rest and reports the provider in logs.
+* CUSTOM policies (``custom``): when an enforced CUSTOM rule matches (``AuthzBundle.custom_step``,
+  which sees no JWT claims), the extension provider is asked first, as Istio's CUSTOM ext_authz
+  filter runs before jwt_authn and RBAC (reference §1). Its deny (or a failure without
+  ``failOpen``: ``statusOnError``) is the answer; its allow lets the rest of the decision (JWT,
+  DENY, ALLOW) apply to the request as the provider changed it, and merges its header mutations.
+  ``close`` releases the provider connections when the server stops.
 * Remote JWKS are prefetched and kept fresh by ``refresh_jwks`` (run periodically by the host),
   like Envoy's ``remote_jwks.async_fetch``, so Checks rarely wait for a fetch.
 """
@@ -23,6 +26,7 @@ through a per-process ``JwksCache`` and verified-token cache, then ``evaluate``:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -32,7 +36,9 @@ from typing import Any, Protocol
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.bundle import AuthzBundle
+from pilotfish.extauthz.custom import ProviderClients, allowed_with, denied_with, request_view
 from pilotfish.extauthz.evaluate import Decision
 from pilotfish.extauthz.jwks import Fetch, JwksCache, TokenCache
 from pilotfish.extauthz.jwks_fetch import fetch_jwks
@@ -59,6 +65,9 @@ class CheckHooks(Protocol):
 
     def on_token_cache(self, hit: bool) -> None: ...
 
+    def on_custom_provider(self, provider: str, result: str) -> None:
+        """One CUSTOM provider call; ``result`` is one of ``custom.RESULTS``."""
+
 
 class NoHooks:
     def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
@@ -70,6 +79,9 @@ class NoHooks:
     def on_token_cache(self, hit: bool) -> None:
         pass
 
+    def on_custom_provider(self, provider: str, result: str) -> None:
+        pass
+
 
 def reason_label(decision: Decision) -> str:
     """A metric label from a small fixed set (``Decision.reason`` names policies and rules)."""
@@ -77,6 +89,8 @@ def reason_label(decision: Decision) -> str:
         return "allowed"
     if decision.reason.startswith("JWT:"):
         return "jwt"
+    if decision.reason.startswith("CUSTOM:"):
+        return "custom"  # the extension provider denied or failed closed
     if decision.policy is not None:
         return "deny_policy"  # a DENY rule, or a CUSTOM policy istiod would turn into a deny
     return "no_allow_match"
@@ -127,6 +141,7 @@ class CheckService:
             self.jwks, strict=strict, token_cache=CountingTokenCache(self.hooks)
         )
         self.clock = clock
+        self.providers = ProviderClients()
         self.counts = {"allow": 0, "deny": 0, "error": 0}
 
     def swap(self, bundle: AuthzBundle) -> bool:
@@ -143,21 +158,46 @@ class CheckService:
         """The response for one Check (``metadata``: the call's gRPC metadata, which may name the
         workload); raises ``BadCheckRequest`` when it cannot be placed."""
         started = time.perf_counter()
+        bundle = self.bundle  # one version decides the whole Check, across the provider call too
         try:
             entry = check_input(request, self.clock(), metadata)
-            decision = await self.bundle.decide(entry.attributes, self.authenticator)
+            decision, response = await self._decide(bundle, request, entry.attributes)
         except BaseException:
             self.counts["error"] += 1
             raise
         self._record(entry, decision, time.perf_counter() - started)
-        return check_response(decision)
+        return response
+
+    async def _decide(
+        self, bundle: AuthzBundle, request: external_auth_pb2.CheckRequest, attributes: Attributes
+    ) -> tuple[Decision, external_auth_pb2.CheckResponse]:
+        """CUSTOM (ask the provider) first, then the rest of the decision."""
+        custom = bundle.custom_step(attributes)
+        if custom is None:
+            decision = await bundle.decide(attributes, self.authenticator)
+            return decision, check_response(decision)
+        name, match = custom
+        answer = await self.providers.ask(name, bundle.ext_authz_provider(name), request, attributes)
+        self.hooks.on_custom_provider(name, answer.result)
+        if not answer.allow:
+            return answer.denial(name, match), answer.response
+        seen = dataclasses.replace(
+            attributes, request=request_view(attributes.request, answer.response.ok_response)
+        )
+        decision = dataclasses.replace(
+            await bundle.decide(seen, self.authenticator), custom_provider=name, custom_match=match
+        )
+        merge = allowed_with if decision.allow else denied_with
+        return decision, merge(answer.response, check_response(decision))
+
+    async def close(self) -> None:
+        """Release the CUSTOM provider connections (when the server stops)."""
+        await self.providers.close()
 
     def _record(self, entry: CheckInput, decision: Decision, seconds: float) -> None:
         verdict = "allow" if decision.allow else "deny"
         self.counts[verdict] += 1
         self.hooks.on_authz_check(verdict, reason_label(decision), decision.policy or "", seconds)
-        if decision.custom_provider:
-            log.debug("CUSTOM provider %s applies (%s)", decision.custom_provider, decision.custom_match)
         if not decision.allow:
             workload = entry.attributes.workload
             log.info(

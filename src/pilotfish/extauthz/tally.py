@@ -24,6 +24,7 @@ class CheckTally:
     latency_sum: float = 0.0
     jwks: Counter[str] = field(default_factory=Counter)
     token_cache: Counter[str] = field(default_factory=Counter)
+    custom_providers: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
         self.checks[(decision, reason, policy)] += 1
@@ -36,10 +37,14 @@ class CheckTally:
     def on_token_cache(self, hit: bool) -> None:
         self.token_cache["hit" if hit else "miss"] += 1
 
+    def on_custom_provider(self, provider: str, result: str) -> None:
+        self.custom_providers[(provider, result)] += 1
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "checks": [[*key, count] for key, count in self.checks.items()],
             "latency": {"bounds": list(CHECK_BUCKETS), "counts": list(self.latency), "sum": self.latency_sum},
             "jwks": dict(self.jwks),
             "token_cache": dict(self.token_cache),
+            "custom_providers": [[*key, count] for key, count in self.custom_providers.items()],
         }

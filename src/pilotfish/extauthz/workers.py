@@ -92,6 +92,7 @@ async def _serve(config: WorkerConfig, conn: Connection, bundle: AuthzBundle) ->
     finally:
         refresher.cancel()
         await server.stop(STOP_GRACE)
+        await service.close()  # the CUSTOM providers' gRPC channels and HTTP session
 
 
 def _mailbox(

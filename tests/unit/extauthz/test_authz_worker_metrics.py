@@ -24,6 +24,8 @@ def test_two_workers_tallies_are_summed_in_the_exposition() -> None:
         [("allow", "allowed", "foo/require-jwt", 0.0004), ("deny", "denied", "foo/deny-admin", 0.002)], 1, 3
     )
     two = tally([("allow", "allowed", "foo/require-jwt", 0.03)], hits=2)
+    two.on_custom_provider("ext-authz-grpc", "deny")
+    one.on_custom_provider("ext-authz-grpc", "deny")
     stats = [
         {"pid": 1, "metrics": pickle.loads(pickle.dumps(one.snapshot()))},
         {"pid": 2, "metrics": two.snapshot()},
@@ -40,6 +42,7 @@ def test_two_workers_tallies_are_summed_in_the_exposition() -> None:
     assert "pilotfish_authz_check_duration_seconds_count 3.0" in text
     assert 'pilotfish_authz_jwks_fetches_total{result="ok"} 1.0' in text
     assert 'pilotfish_authz_token_cache_lookups_total{result="hit"} 5.0' in text
+    assert 'pilotfish_authz_custom_provider_calls_total{provider="ext-authz-grpc",result="deny"} 2.0' in text
     assert len([line for line in text.splitlines() if line.startswith("# TYPE pilotfish_authz_checks")]) == 1
 
 
