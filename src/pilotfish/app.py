@@ -158,7 +158,11 @@ class ControlPlane:
             )
         )
         self.ads = AggregatedDiscoveryService(
-            self.cache, self.status, on_connect=self._on_connect, on_disconnect=self._on_disconnect
+            self.cache,
+            self.status,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            authorize=self.ca.authorize_stream,
         )
         self.proxies: dict[str, Proxy] = {}
         self._streams: dict[str, int] = {}

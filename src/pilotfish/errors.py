@@ -6,6 +6,7 @@
     ├── ConfigError                the operator's input is invalid (YAML, Istio resources, mesh config,
     │                              API bodies); carries one ``Problem`` per finding
     ├── PeerError                  a peer broke a protocol rule (malformed Envoy node, bad CSR, bad request)
+    │   └── PeerUnauthorized       the peer is not allowed what it asks for (identity mismatch)
     └── StoreUnavailable           the datastore cannot be reached; callers keep serving the last good state
 
 Lower-layer exceptions (yaml, grpc, psycopg, cryptography) are translated at the module edge
@@ -56,6 +57,11 @@ class ConfigError(PilotfishError):
 
 class PeerError(PilotfishError):
     """A peer (Envoy, an agent, an API client) broke a protocol rule."""
+
+
+class PeerUnauthorized(PeerError):
+    """The peer is well-formed but not allowed what it asks for (e.g. a node claiming an
+    identity its connection does not prove). Servers answer PERMISSION_DENIED."""
 
 
 class StoreUnavailable(PilotfishError):

@@ -18,6 +18,7 @@ Part of the composition root (``app.py`` holds one ``MeshCa``): the decisions li
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,7 +33,13 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from pilotfish.certs.ca import certificates_pem
 from pilotfish.certs.cache import DnsCertCache, WorkloadCertCache
 from pilotfish.certs.config import DEFAULT_CERTS, load_certs_config, load_token_file
-from pilotfish.certs.csr_service import BootstrapTokens, CertificateServicer, CsrPolicy, utc_now
+from pilotfish.certs.csr_service import (
+    BootstrapTokens,
+    CertificateServicer,
+    CsrPolicy,
+    certificate_identity,
+    utc_now,
+)
 from pilotfish.certs.hooks import CertHooks, CertKind
 from pilotfish.certs.identity import SpiffeId, SpiffeIdError
 from pilotfish.certs.server import (
@@ -53,9 +60,11 @@ from pilotfish.certs.store import (
     report_ca,
 )
 from pilotfish.config.mesh import MeshConfig
+from pilotfish.errors import PeerUnauthorized
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.secrets import dns_secrets, identity_of_proxy, root_secret, workload_secrets
+from pilotfish.xds.server import StreamPeer
 from pilotfish.xds.translate.gateway_tls import credential_names
 from pilotfish.xds.translate.mtls import CACERT_SUFFIX
 
@@ -166,6 +175,28 @@ class MeshCa:
         token = next(bound) if self.options.token_port is not None else 0
         return secure, token
 
+    # ---- who may be served ---------------------------------------------------------------------
+
+    def authorize_stream(self, proxy: Proxy, peer: StreamPeer) -> None:
+        """An ADS stream receives the node's private key over SDS, so the node's claimed identity
+        must be proven: on the mTLS port by the client certificate's SPIFFE id (Istio's xDS
+        server authenticates proxies the same way); on the plaintext port only a proxy on this
+        host (a loopback peer) is served — remote proxies use the mTLS port (bootstrap --mtls).
+        Raises ``PeerUnauthorized``; never serves a key on a claim alone."""
+        if peer.cert_pem is not None:
+            proven, why = certificate_identity(self.ca, peer.cert_pem, self.clock())
+            claimed = self.identity(proxy)
+            if proven is None or proven != claimed:
+                raise PeerUnauthorized(
+                    f"node {proxy.id} claims {claimed}, its certificate proves {proven or why}"
+                )
+            return
+        if not is_local_peer(peer.address):
+            raise PeerUnauthorized(
+                f"plaintext xDS from {peer.address or 'an unknown peer'}: workload keys go over plaintext"
+                " only to proxies on this host; connect to the mTLS xDS port (pilotfish bootstrap --mtls)"
+            )
+
     # ---- SDS ---------------------------------------------------------------------------------
 
     def identity(self, proxy: Proxy) -> SpiffeId | None:
@@ -236,3 +267,16 @@ class MeshCa:
             "issued": dict(sorted(self.hooks.issued.items())),
             "rotated": dict(sorted(self.hooks.rotated.items())),
         }
+
+
+def is_local_peer(address: str) -> bool:
+    """grpc's peer string (``ipv4:127.0.0.1:5555``, ``ipv6:[::1]:5555``, ``unix:/path``) names a
+    process on this host."""
+    scheme, _, rest = address.partition(":")
+    if scheme == "unix":
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

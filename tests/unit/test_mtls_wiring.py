@@ -215,3 +215,61 @@ def test_a_csr_with_an_unknown_key_algorithm_is_an_invalid_argument() -> None:
     with pytest.raises(CsrRefused) as refused:
         parse_csr(UNKNOWN_KEY_TYPE_CSR)
     assert refused.value.refusal == Refusal.INVALID_ARGUMENT
+
+
+# ---- who may be served on an ADS stream --------------------------------------------------------
+
+
+def client_cert_pem(mesh_ca: MeshCa, namespace: str, account: str) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from pilotfish.certs.ca import issue_workload
+    from pilotfish.certs.identity import workload_id
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue_workload(
+        mesh_ca.ca, workload_id("cluster.local", namespace, account), key.public_key(), mesh_ca.clock()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_client_certificate_must_prove_the_identity_the_node_claims(mesh_ca: MeshCa) -> None:
+    from pilotfish.errors import PeerUnauthorized
+    from pilotfish.xds.server import StreamPeer
+
+    claiming_web = proxy("web", "web")
+    mesh_ca.authorize_stream(
+        claiming_web, StreamPeer("ipv4:10.1.2.3:4000", client_cert_pem(mesh_ca, "shop", "web"))
+    )
+    with pytest.raises(PeerUnauthorized, match="claims spiffe://cluster.local/ns/shop/sa/web"):
+        mesh_ca.authorize_stream(
+            claiming_web, StreamPeer("ipv4:10.1.2.3:4000", client_cert_pem(mesh_ca, "shop", "db"))
+        )
+    with pytest.raises(PeerUnauthorized):
+        mesh_ca.authorize_stream(claiming_web, StreamPeer("ipv4:10.1.2.3:4000", b"not a certificate"))
+
+
+@pytest.mark.parametrize(
+    ("address", "served"),
+    [
+        ("ipv4:127.0.0.1:5000", True),
+        ("ipv4:127.0.0.21:5000", True),
+        ("ipv6:[::1]:5000", True),
+        ("unix:/run/pilotfish.sock", True),
+        ("ipv4:10.0.0.7:5000", False),
+        ("ipv6:[2001:db8::1]:5000", False),
+        ("", False),
+    ],
+)
+def test_plaintext_streams_are_served_only_to_proxies_on_this_host(
+    mesh_ca: MeshCa, address: str, served: bool
+) -> None:
+    from pilotfish.errors import PeerUnauthorized
+    from pilotfish.xds.server import StreamPeer
+
+    if served:
+        mesh_ca.authorize_stream(proxy("web", "web"), StreamPeer(address))
+    else:
+        with pytest.raises(PeerUnauthorized, match="mTLS xDS port"):
+            mesh_ca.authorize_stream(proxy("web", "web"), StreamPeer(address))

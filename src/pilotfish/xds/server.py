@@ -59,7 +59,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from pilotfish.errors import PeerError
+from pilotfish.errors import PeerError, PeerUnauthorized
 from pilotfish.xds import resources as rt
 from pilotfish.xds import wire
 from pilotfish.xds.cache import Resource, Snapshot, SnapshotCache, content_version
@@ -82,6 +82,19 @@ Send = Callable[[bytes], Awaitable[None]]
 # Placeholders in ``Subscription.known`` that never equal a real version.
 _ABSENT = "\0absent"  # delta: the client was told the name does not exist
 _RESEND = "\0resend"  # the client must get this name again: its resource or its removal
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPeer:
+    """The transport facts of one ADS stream: grpc's peer string (``ipv4:127.0.0.1:5555``) and
+    the client certificate (PEM) when the port verified one."""
+
+    address: str = ""
+    cert_pem: bytes | None = None
+
+
+# Decides whether the node may be served on this stream; raises PeerUnauthorized if not.
+Authorizer = Callable[[Proxy, StreamPeer], None]
 
 
 def _ignore(proxy: Proxy) -> None:
@@ -129,9 +142,12 @@ class _Stream(abc.ABC):
         status: PushStatus,
         on_connect: ProxyHook = _ignore,
         on_disconnect: ProxyHook = _ignore,
+        authorize: Authorizer | None = None,
+        peer: StreamPeer | None = None,
     ) -> None:
         self._cache, self._status = cache, status
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
+        self._authorize, self.peer = authorize, peer
         self.subscriptions: dict[str, Subscription] = {}
         self._snapshot: Snapshot | None = None
         self._pending: Snapshot | None = None
@@ -148,6 +164,8 @@ class _Stream(abc.ABC):
         if first is None:
             return
         proxy = parse_node(first.node)
+        if self._authorize is not None:
+            self._authorize(proxy, self.peer or StreamPeer())  # PeerUnauthorized before anything is served
         self._connection = self._status.connect(proxy, self.kind)
         loop = asyncio.get_running_loop()
 
@@ -414,16 +432,22 @@ class AggregatedDiscoveryService:
         *,
         on_connect: ProxyHook = _ignore,
         on_disconnect: ProxyHook = _ignore,
+        authorize: Authorizer | None = None,
     ) -> None:
         self.cache = cache
         self.status = status or PushStatus()
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
+        self._authorize = authorize
 
-    def sotw_stream(self) -> SotwStream:
-        return SotwStream(self.cache, self.status, self._on_connect, self._on_disconnect)
+    def sotw_stream(self, peer: StreamPeer | None = None) -> SotwStream:
+        return SotwStream(
+            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer
+        )
 
-    def delta_stream(self) -> DeltaStream:
-        return DeltaStream(self.cache, self.status, self._on_connect, self._on_disconnect)
+    def delta_stream(self, peer: StreamPeer | None = None) -> DeltaStream:
+        return DeltaStream(
+            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer
+        )
 
     def register(self, server: grpc.aio.Server) -> None:
         handlers = {
@@ -441,10 +465,17 @@ class AggregatedDiscoveryService:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
     async def _stream_aggregated_resources(self, requests: Any, context: Any) -> None:
-        await _serve_rpc(self.sotw_stream(), requests, context)
+        await _serve_rpc(self.sotw_stream(stream_peer(context)), requests, context)
 
     async def _delta_aggregated_resources(self, requests: Any, context: Any) -> None:
-        await _serve_rpc(self.delta_stream(), requests, context)
+        await _serve_rpc(self.delta_stream(stream_peer(context)), requests, context)
+
+
+def stream_peer(context: Any) -> StreamPeer:
+    """Who is on the other end, as grpc tells it: the peer address and, on a TLS port that
+    verified it, the client certificate."""
+    certificates = (context.auth_context() or {}).get("x509_pem_cert") or [None]
+    return StreamPeer(address=context.peer() or "", cert_pem=certificates[0])
 
 
 def _already_encoded(payload: bytes) -> bytes:
@@ -455,6 +486,9 @@ async def _serve_rpc(stream: _Stream, requests: Any, context: Any) -> None:
     """Run ``stream`` on a grpc.aio RPC; peer errors become INVALID_ARGUMENT, bugs INTERNAL."""
     try:
         await stream.run(requests, context.write)
+    except PeerUnauthorized as error:
+        log.warning("ADS stream refused: %s", error)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
     except PeerError as error:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
     except (asyncio.CancelledError, grpc.aio.AbortError):
