@@ -3,23 +3,19 @@ a TCP gate in front of PostgreSQL, throwaway PostgreSQL databases, and the mesh 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import psycopg
 import pytest
 from harness import http
 from harness.envoy import EnvoyProcess
-from harness.ports import free_port
 from harness.waiting import wait_for
 
 HOST = "ratings.prod.svc.cluster.local"
@@ -114,73 +110,3 @@ def scratch_database(prefix: str) -> Iterator[str]:
     finally:
         with _admin_connection() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
-
-
-class Gate:
-    """A TCP forwarder in front of PostgreSQL: ``shut`` cuts every connection and refuses new ones
-    (the database "goes away"), ``open`` listens again on the same port. (The store's own
-    integration tests use the same device.)"""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.port = free_port()
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self.url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{self.port}"))
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def open(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._spawn(self._accept, self._listener)
-
-    @property
-    def is_open(self) -> bool:
-        return self._listener is not None
-
-    def shut(self) -> None:
-        assert self._listener is not None
-        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        with self._lock:
-            sockets, self._sockets = [self._listener, *self._sockets], []
-            threads, self._threads = self._threads, []
-        for sock in sockets[1:]:
-            _shutdown(sock)
-        for thread in threads:
-            thread.join()
-        for sock in sockets:
-            sock.close()
-        self._listener = None
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._sockets += [client, upstream]
-            self._spawn(self._pump, client, upstream)
-            self._spawn(self._pump, upstream, client)
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        _shutdown(sink)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)

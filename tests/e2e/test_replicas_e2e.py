@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from harness import http
+from harness.gate import Gate
 from harness.mesh import TARGET_HEADER, sidecar_bootstrap
 from harness.waiting import wait_for
 from registry_e2e_support import (
     CLUSTER,
     SERVICE,
     Api,
-    Gate,
     has_endpoint,
     scratch_database,
     timed_until,

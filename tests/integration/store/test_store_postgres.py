@@ -4,17 +4,16 @@ an unreachable or silent server, killed connections, and a server that goes away
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from harness.gate import Gate
 from harness.ports import free_port
 from harness.waiting import wait_for
 from test_store_support import (
@@ -202,82 +201,17 @@ def test_replicas_starting_together_create_the_schema_once(url: str) -> None:
     assert results == [0] * len(stores)
 
 
-class Gate:
-    """A TCP forwarder in front of the real server: ``shut`` cuts every connection and refuses
-    new ones (the server "goes away"), ``open`` listens again on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.port = free_port()
-        self._target = target
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def open(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._spawn(self._accept, self._listener)
-
-    def shut(self) -> None:
-        assert self._listener is not None
-        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        with self._lock:
-            sockets, self._sockets = [self._listener, *self._sockets], []
-            threads, self._threads = self._threads, []
-        for sock in sockets[1:]:
-            _shutdown(sock)
-        for thread in threads:
-            thread.join()
-        for sock in sockets:
-            sock.close()
-        self._listener = None
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._sockets += [client, upstream]
-            self._spawn(self._pump, client, upstream)
-            self._spawn(self._pump, upstream, client)
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        _shutdown(sink)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
 @pytest.fixture
 def gate(url: str) -> Iterator[Gate]:
-    parts = urlsplit(url)
-    gate = Gate((parts.hostname or "127.0.0.1", parts.port or 5432))
+    gate = Gate(url)
     gate.open()
     yield gate
-    if gate._listener is not None:
+    if gate.is_open:
         gate.shut()
 
 
 def through(gate: Gate, url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{gate.port}"))
+    return gate.url
 
 
 def test_server_outage_is_reported_promptly_and_everything_recovers_when_it_returns(
