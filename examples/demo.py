@@ -107,6 +107,7 @@ Try:
   .venv/bin/pilotfish proxy-status
   .venv/bin/pilotfish proxy-config sidecar~127.0.0.11~productpage-v1.default~default.svc.cluster.local route
   curl -s http://127.0.0.1:{ADMIN}/metrics | grep ^pilotfish_
+  curl -s http://127.0.0.1:{ADMIN}/debug/certs   # sidecars talk mTLS with SPIFFE certificates
 Edit examples/bookinfo/bookinfo.yaml (e.g. the reviews VirtualService) and watch routing change
 without restarting anything. Ctrl-C stops everything.
 """
@@ -119,8 +120,9 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        # A throwaway SQLite store: registrations made while playing vanish with the demo.
+        # A throwaway SQLite store and CA: what you register or issue while playing vanishes with the demo.
         serve = ["serve", "--config", str(EXAMPLES), "--store", f"sqlite:///{workdir / 'demo.db'}"]
+        serve += ["--ca-dir", str(workdir / "ca")]  # a throwaway CA too: its root lives as long as the demo
         ports = ["--xds-port", str(XDS), "--admin-port", str(ADMIN)]
         start([sys.executable, "-m", "pilotfish", *serve, *ports], "pilotfish", procs)
         ratings_example(procs)
