@@ -30,9 +30,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=src/pilotfish/_gen --grpc_python_out=src/pilotfish/_gen proto/*.proto
-	# grpc_tools emits `import ca_pb2`; our one import root needs it qualified (tests/unit/certs/test_certs_proto.py)
-	sed -i -E 's/^import (\w+_pb2) as (\w+)$$/from pilotfish._gen import \1 as \2/' src/pilotfish/_gen/*_pb2_grpc.py
+	# Messages only: services are registered from the descriptors (certs/server.py), as ADS is.
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=src/pilotfish/_gen proto/*.proto
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

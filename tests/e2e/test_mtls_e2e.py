@@ -46,8 +46,9 @@ from harness.pilotfish import PilotfishProcess
 from harness.ports import free_port
 from harness.waiting import wait_for
 
-from pilotfish._gen import ca_pb2, ca_pb2_grpc
+from pilotfish._gen import ca_pb2
 from pilotfish.bootstrap import BootstrapOptions, bootstrap
+from pilotfish.certs.server import certificate_client
 
 pytestmark = pytest.mark.e2e
 
@@ -392,11 +393,10 @@ def create_certificate(mesh: Foo, identity: str) -> tuple[list[str], bytes]:
     root = mesh.pilotfish.root_cert_path.read_bytes()
     credentials = grpc.ssl_channel_credentials(root_certificates=root)
     with grpc.secure_channel(f"127.0.0.1:{mesh.pilotfish.ca_token_port}", credentials) as channel:
-        stub = ca_pb2_grpc.IstioCertificateServiceStub(channel)
         request = ca_pb2.IstioCertificateRequest(
             csr=csr.public_bytes(serialization.Encoding.PEM).decode(), validity_duration=3600
         )
-        response = stub.CreateCertificate(
+        response = certificate_client(channel)(
             request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10
         )
     key_pem = key.private_bytes(

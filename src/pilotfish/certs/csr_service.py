@@ -39,7 +39,6 @@ import grpc
 from cryptography import x509
 
 from pilotfish._gen import ca_pb2 as _ca_pb2
-from pilotfish._gen import ca_pb2_grpc
 from pilotfish.certs import ca as ca_mod
 from pilotfish.certs.ca import DEFAULT_WORKLOAD_TTL, MAX_WORKLOAD_TTL, CertificateAuthority
 from pilotfish.certs.config import TokenFile
@@ -262,7 +261,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CertificateServicer(ca_pb2_grpc.IstioCertificateServiceServicer):
+class CertificateServicer:
     """The transport around ``create_certificate``: reads the peer certificate and the
     ``authorization`` metadata, answers refusals with their gRPC status."""
 

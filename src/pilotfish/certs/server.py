@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from pilotfish._gen import ca_pb2_grpc as _ca_pb2_grpc
+from pilotfish._gen import ca_pb2 as _ca_pb2
 from pilotfish.certs import ca as ca_mod
 from pilotfish.certs.ca import DEFAULT_WORKLOAD_TTL, CertificateAuthority, CertifiedKey
 from pilotfish.certs.csr_service import CertificateServicer
@@ -37,7 +37,6 @@ from pilotfish.certs.rotation import needs_rotation
 from pilotfish.certs.store import Inventory
 
 log = logging.getLogger(__name__)
-ca_pb2_grpc: Any = _ca_pb2_grpc  # generated code is untyped
 
 SECURE_XDS_PORT = 15012  # Istio: secure xDS and the CA, on one port
 SERVER_SECRET = "server"
@@ -128,8 +127,32 @@ class ServingCertificate:
         )
 
 
+ca_pb2: Any = _ca_pb2  # generated code is untyped
+
+# Istio's CA service, from the descriptor of our ca.proto: the one RPC is registered with a generic
+# handler (as the ADS server is), so no generated servicer/stub module is needed.
+CA_SERVICE = ca_pb2.DESCRIPTOR.services_by_name["IstioCertificateService"].full_name
+CREATE_CERTIFICATE = f"/{CA_SERVICE}/CreateCertificate"
+
+
 def register_certificate_service(server: grpc.aio.Server, servicer: CertificateServicer) -> None:
-    ca_pb2_grpc.add_IstioCertificateServiceServicer_to_server(servicer, server)
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.CreateCertificate,
+        request_deserializer=ca_pb2.IstioCertificateRequest.FromString,
+        response_serializer=ca_pb2.IstioCertificateResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(CA_SERVICE, {"CreateCertificate": handler}),)
+    )
+
+
+def certificate_client(channel: Any) -> Any:
+    """``CreateCertificate`` as a callable on a grpc channel (sync or aio), for agents and tests."""
+    return channel.unary_unary(
+        CREATE_CERTIFICATE,
+        request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
+        response_deserializer=ca_pb2.IstioCertificateResponse.FromString,
+    )
 
 
 def add_ports(server: grpc.aio.Server, serving: ServingCertificate, listens: Sequence[Listen]) -> list[int]:

@@ -16,12 +16,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from pilotfish._gen import ca_pb2, ca_pb2_grpc
+from pilotfish._gen import ca_pb2
 from pilotfish.certs import ca as ca_mod
 from pilotfish.certs.config import BootstrapToken, TokenFile
 from pilotfish.certs.csr_service import BootstrapTokens, CertificateServicer
 from pilotfish.certs.identity import workload_id
-from pilotfish.certs.server import Listen, ServingCertificate, server_names, start_ca_server
+from pilotfish.certs.server import (
+    Listen,
+    ServingCertificate,
+    certificate_client,
+    server_names,
+    start_ca_server,
+)
 from pilotfish.certs.store import Inventory
 
 pytestmark = pytest.mark.integration
@@ -97,8 +103,7 @@ class Mesh:
         )
         metadata = (("authorization", f"Bearer {token}"),) if token else None
         async with grpc.aio.secure_channel(f"{target}:{port}", credentials, options=options) as channel:
-            stub = ca_pb2_grpc.IstioCertificateServiceStub(channel)
-            response = await stub.CreateCertificate(request, metadata=metadata, timeout=TIMEOUT)
+            response = await certificate_client(channel)(request, metadata=metadata, timeout=TIMEOUT)
         return key, [x509.load_pem_x509_certificate(pem.encode()) for pem in response.cert_chain]
 
 
