@@ -1,9 +1,10 @@
-"""Conformance with Istio's own CRD schemas (../shared/data/istio-crds.yaml, the test oracle).
+"""Conformance with Istio's own CRD schemas (tests/oracle/istio-crds.yaml, the test oracle).
 
 For every kind and served version: the model knows every field the schema defines (same JSON
 names, same types, same enums, same oneOf groups, same required fields), and the decoder rejects
 what the schema rejects — a value of the wrong type, a value outside an enum, an unknown field —
-at the right field path. The schema is read here, never copied into the product.
+at the right field path. The schema is a verbatim copy
+(tests/oracle/README.md names its source), read here, never copied into the product.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import yaml
 from pilotfish.config.decode import Decoder, IntRange, JsonValue, format_path, message_fields
 from pilotfish.config.kinds import KINDS
 
-CRDS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "istio-crds.yaml"
+CRDS = Path(__file__).resolve().parents[2] / "oracle" / "istio-crds.yaml"
 
 
 @cache
 def crds() -> list[dict[str, Any]]:
-    assert CRDS.exists(), f"the test oracle {CRDS} is missing (CI lays shared/ beside the clone)"
+    assert CRDS.exists(), f"the test oracle {CRDS} is missing (it is part of the repository)"
     return [d for d in yaml.safe_load_all(CRDS.read_text()) if d]
 
 
