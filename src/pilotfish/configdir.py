@@ -3,6 +3,11 @@
 A file that has any error keeps serving the resources it last loaded cleanly (so a typo in a
 DestinationRule never deletes the rule in force); its errors are logged and counted. A file
 that is removed takes its resources with it.
+
+A file whose bytes did not change since the last load is not parsed again: its resources are the
+very objects loaded before. A change to one small file then costs reading the directory, not
+parsing every ServiceEntry of the mesh (~0.4 s for 2,000 documents), and the translation caches
+downstream see unchanged resources as identical objects.
 """
 
 from __future__ import annotations
@@ -27,14 +32,16 @@ class ConfigDirectory:
     root: Path
     on_problems: Callable[[tuple[Problem, ...]], None] = lambda problems: None
     last_good: dict[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
+    parsed: dict[str, tuple[bytes, LoadResult]] = field(default_factory=dict)
 
     def load(self) -> tuple[Resource[Any], ...]:
         """(Re)read every file; returns the resources now in force."""
         current: dict[str, tuple[Resource[Any], ...]] = {}
         problems: list[Problem] = []
+        parsed: dict[str, tuple[bytes, LoadResult]] = {}
         for path in iter_yaml_files([self.root]):
-            result: LoadResult = load_paths([path])
             key = str(path)
+            result = self._parse(path, key, parsed)
             problems.extend(result.problems)
             if result.errors:
                 current[key] = self.last_good.get(key, ())
@@ -45,13 +52,27 @@ class ConfigDirectory:
                 )
             else:
                 current[key] = result.resources
-        self.last_good = current
+        self.last_good, self.parsed = current, parsed
         resources, duplicates = self._merged()
         warnings = analyze(resources)
         for warning in warnings:
             log.warning("%s", warning)
         self.on_problems((*problems, *duplicates, *warnings))
         return resources
+
+    def _parse(self, path: Path, key: str, parsed: dict[str, tuple[bytes, LoadResult]]) -> LoadResult:
+        """``load_paths([path])``, or the last result for these very bytes."""
+        try:
+            content = path.read_bytes()
+        except OSError:
+            return load_paths([path])  # vanished or unreadable: let the loader report it
+        before = self.parsed.get(key)
+        if before is not None and before[0] == content:
+            parsed[key] = before
+            return before[1]
+        result: LoadResult = load_paths([path])
+        parsed[key] = (content, result)
+        return result
 
     def resources(self) -> tuple[Resource[Any], ...]:
         return self._merged()[0]

@@ -1,0 +1,180 @@
+"""Cache keys: everything that determines a translated resource, as a hashable value (pure).
+
+Istio's XDS cache keys a cluster or a ClusterLoadAssignment by the inputs that build it
+(``pilot/pkg/networking/core/cluster_cache.go`` ``clusterCache.Key``: the proxy's type and IP
+family, the service, the port, the DestinationRule, the PeerAuthentication mode, the endpoint
+metadata ...; ``pilot/pkg/xds/endpoints/endpoint_builder.go`` ``EndpointBuilder.Key``). pilotfish
+does the same: ``xds.builder`` looks a resource up by its key in a table that outlives snapshots
+and proxies, and rebuilds it only on a miss, so an unchanged service is never translated twice
+and proxies of one scope share one build.
+
+A key must name every input of the function it stands for; an input left out serves stale
+config. Each key below mirrors one translate function and says which; when that function reads
+something new (a field of a DestinationRule is inside ``rule_fingerprint`` already, a new
+resource kind is not), add it here. ``tests/unit/xds/test_xds_cache_keys.py`` changes each input
+in turn and checks that a warm cache gives exactly what a cold one gives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Hashable, Mapping
+
+from pilotfish.registry.model import Service, ServicePort
+from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.translate.destination_rules import AppliedRule
+from pilotfish.xds.translate.endpoints import Destination
+from pilotfish.xds.translate.health import health_check_of
+from pilotfish.xds.translate.mtls import endpoint_mtls, service_accounts, service_mode
+from pilotfish.xds.translate.names import parse_cluster_name
+
+DNS_RESOLUTIONS = frozenset({"DNS", "DNS_ROUND_ROBIN"})
+
+
+def mesh_fingerprint(snapshot: MeshSnapshot) -> Hashable:
+    """The whole MeshConfig (auto mTLS, the trust domain for SANs, the root namespace for
+    PeerAuthentication and DestinationRule lookups, and whatever a later feature reads)."""
+    return snapshot.derived(_mesh_repr)
+
+
+def _mesh_repr(snapshot: MeshSnapshot) -> str:
+    return repr(snapshot.mesh)
+
+
+class Reprs:
+    """``repr`` of config values, remembered per object: a spec parsed once (the config directory
+    keeps unchanged files' resources) is rendered once however many snapshots use it. Entries
+    hold their object, so an id is never mistaken for a newer object's; ``sweep`` keeps only
+    what was asked for since the last sweep."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[object, str]] = {}
+        self._used: dict[int, tuple[object, str]] = {}
+
+    def of(self, value: object) -> str:
+        key = id(value)
+        found = self._used.get(key) or self._kept.get(key)
+        if found is None or found[0] is not value:
+            found = (value, repr(value))
+        self._used[key] = found
+        return found[1]
+
+    def sweep(self) -> None:
+        self._kept, self._used = self._used, {}
+
+
+def rule_fingerprint(
+    snapshot: MeshSnapshot, rule: AppliedRule | None, reprs: Reprs | None = None
+) -> Hashable:
+    """A DestinationRule as applied: its name, namespace, apiVersion (cluster metadata), exportTo,
+    sources and the whole merged spec. ``repr`` of the frozen config dataclasses is complete
+    (where ``==`` is not: ``0.0 == -0.0``) and works for specs that hold mappings, which do not
+    hash."""
+    if rule is None:
+        return None
+    spec = (reprs or snapshot.derived(_snapshot_reprs)).of(rule.spec)
+    return (rule.name, rule.namespace, rule.api_version, tuple(sorted(rule.export_to)), rule.sources, spec)
+
+
+def _snapshot_reprs(snapshot: MeshSnapshot) -> Reprs:
+    return Reprs()
+
+
+def is_ipv6(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).version == 6
+    except ValueError:
+        return False
+
+
+def endpoints_fingerprint(snapshot: MeshSnapshot, hostname: str, port: int) -> Hashable:
+    """The endpoints of one service port as every reader of them sees them: what an
+    ``LbEndpoint`` carries (``endpoint_fingerprints``) and their labels (subset selection).
+    Once per snapshot and key."""
+    return snapshot.derived_for(_endpoints_fingerprint, (hostname, port))
+
+
+def _endpoints_fingerprint(snapshot: MeshSnapshot, key: tuple[str, int]) -> Hashable:
+    endpoints = snapshot.endpoints_for(*key)
+    labels = tuple(tuple(sorted(e.labels.items())) for e in endpoints)
+    return (endpoint_fingerprints(snapshot, *key), labels)
+
+
+def endpoint_fingerprints(snapshot: MeshSnapshot, hostname: str, port: int) -> tuple[Hashable, ...]:
+    """Per endpoint of the service port (in order): what its ``LbEndpoint`` is built from —
+    address, port, health, weight, locality, identity, network, and whether it carries
+    ``tlsMode: istio`` (its sidecar label and its own PeerAuthentication)."""
+    return snapshot.derived_for(_endpoint_fingerprints, (hostname, port))
+
+
+def _endpoint_fingerprints(snapshot: MeshSnapshot, key: tuple[str, int]) -> tuple[Hashable, ...]:
+    istio = endpoint_mtls(snapshot)
+    return tuple(
+        (
+            e.address,
+            e.port,
+            e.health,
+            e.weight,
+            e.locality,
+            e.namespace,
+            e.service_account,
+            e.network,
+            istio(e),
+        )
+        for e in snapshot.endpoints_for(*key)
+    )
+
+
+def outbound_clusters_key(
+    snapshot: MeshSnapshot,
+    proxy: Proxy,
+    service: Service,
+    port: ServicePort,
+    rule: AppliedRule | None,
+    reprs: Reprs | None = None,
+) -> Hashable:
+    """``clusters.service_port_clusters``: the proxy's type (discovery type, upstream protocol,
+    templates) and, for DNS clusters, its IP family and the inlined endpoints; the service and
+    port; the DestinationRule; TLS inputs (the service's PeerAuthentication mode, its service
+    accounts, the mesh); the health check annotation."""
+    dns = service.resolution in DNS_RESOLUTIONS
+    return (
+        "outbound-clusters",
+        str(proxy.type),
+        is_ipv6(proxy.ip) if dns else None,
+        service,
+        port,
+        rule_fingerprint(snapshot, rule, reprs),
+        service_mode(snapshot, service),
+        service_accounts(snapshot, service),
+        repr(health_check_of(snapshot, service)),
+        mesh_fingerprint(snapshot),
+        endpoints_fingerprint(snapshot, service.hostname, port.number) if dns else None,
+    )
+
+
+def assignment_key(
+    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str
+) -> Hashable:
+    """``endpoints.load_assignment`` of ``endpoints.cluster_endpoints``: the cluster name and
+    what each endpoint it holds is built from — for a subset cluster only the endpoints the
+    subset's labels select (as this proxy's DestinationRule defines it), so a label change that
+    moves no endpoint in or out rebuilds nothing."""
+    key = parse_cluster_name(cluster_name)
+    if key is None or key.direction != "outbound" or key.hostname not in destinations:
+        return ("assignment", cluster_name)
+    fingerprints = endpoint_fingerprints(snapshot, key.hostname, key.port)
+    if not key.subset:
+        return ("assignment", cluster_name, fingerprints)
+    rule = destinations[key.hostname][1]
+    subset = rule.spec.subset(key.subset) if rule is not None else None
+    if subset is None:
+        return ("assignment", cluster_name, ())
+    wanted = subset.labels.items()
+    endpoints = snapshot.endpoints_for(key.hostname, key.port)
+    return (
+        "assignment",
+        cluster_name,
+        tuple(f for e, f in zip(endpoints, fingerprints, strict=True) if wanted <= e.labels.items()),
+    )
