@@ -1,7 +1,7 @@
 """xDS at scale: N simulated Envoys on ADS (SotW) against a real ``pilotfish serve`` (issue 11).
 
 The mesh: a ``serve --config DIR`` directory of M STATIC ServiceEntries (``svc-I.ns-(I%20)``, one
-HTTP port, E endpoints each, in one file), plus two small files the bench rewrites: ``we.yaml``,
+HTTP port, E endpoints each, 100 per file), plus two small files the bench rewrites: ``we.yaml``,
 the E WorkloadEntries of ``svc-0`` (an endpoint change), and ``dr.yaml``, a DestinationRule of
 ``svc-1`` whose subset is renamed (a DestinationRule change). SQLite store and CA in a temporary
 directory, free ports, the default 100 ms debounce.
@@ -84,6 +84,7 @@ CHANNEL_OPTIONS = [
 NAMESPACES = 20
 PORT = 9080
 CHANGED_SERVICE, RULED_SERVICE = 0, 1
+SERVICES_PER_FILE = 100
 WORKER_SETTLE = 0.3  # quiet time between arming the clients and triggering a change
 
 
@@ -179,8 +180,9 @@ def write_atomically(path: Path, text: str) -> Callable[[], None]:
 
 def write_config(config: Path, services: int, endpoints: int) -> None:
     config.mkdir(parents=True)
-    docs = (service_entry(i, endpoints) for i in range(services))
-    (config / "services.yaml").write_text("---\n".join(docs))
+    for first in range(0, services, SERVICES_PER_FILE):  # files stay well inside pilotfish.limits
+        docs = (service_entry(i, endpoints) for i in range(first, min(services, first + SERVICES_PER_FILE)))
+        (config / f"services-{first // SERVICES_PER_FILE:03d}.yaml").write_text("---\n".join(docs))
     (config / "we.yaml").write_text(workload_entries(endpoints, None))
     (config / "dr.yaml").write_text(destination_rule(None))
 
