@@ -69,6 +69,7 @@ from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, serv
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import egress_rbac, guard_listener, ingress_rbac
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 
 Listener: TypeAlias = listener_pb2.Listener
@@ -128,10 +129,13 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
         for p in inbound_ports(snapshot, proxy)
     ]
+    rbac = ingress_rbac(snapshot, proxy)  # NetworkPolicy ingress, first in every chain
+    for guarded in inbound if rbac is not None else ():
+        guard_listener(guarded, rbac)
     taken = {_bound(listener) for listener in inbound}
     outbound = [
-        listener
-        for listener in (outbound_listener(p, snapshot) for p in outbound_ports(snapshot, proxy))
+        egress_guarded(listener, p, snapshot, proxy)
+        for p, listener in ((p, outbound_listener(p, snapshot)) for p in outbound_ports(snapshot, proxy))
         if _bound(listener) not in taken
     ]
     return [*outbound, *inbound]
@@ -219,6 +223,15 @@ def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot) -> Listener:
     else:
         network_filter = tcp_proxy_filter(outbound_cluster_name(port.service.hostname, port.port))
     return listener(name, port.bind, port.port, OUTBOUND, network_filter)
+
+
+def egress_guarded(listener: Listener, port: OutboundPort, snapshot: MeshSnapshot, proxy: Proxy) -> Listener:
+    """A TCP listener to a service that NetworkPolicy egress rules wholly deny refuses connections."""
+    if port.service is not None and not is_http(port.protocol):
+        rbac = egress_rbac(snapshot, proxy, port.service.hostname, port.port)
+        if rbac is not None:
+            guard_listener(listener, rbac)
+    return listener
 
 
 # ---- inbound -------------------------------------------------------------------------------------
