@@ -52,13 +52,13 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
-from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import message as pb_message
 from google.protobuf import wrappers_pb2
 
-from pilotfish.config.networking.common import is_http
+from pilotfish.config.networking.common import is_http, is_tls
 from pilotfish.config.networking.gateway import UNIX_PREFIX, Server
 from pilotfish.config.networking.sidecar import IstioEgressListener
+from pilotfish.config.networking.virtual_service import MESH_GATEWAY
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
@@ -69,7 +69,16 @@ from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, serv
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
+from pilotfish.xds.translate.tcp_routes import (
+    L4Scope,
+    has_sni_match,
+    host_selects,
+    tcp_chains,
+    tls_chains,
+)
+from pilotfish.xds.translate.tcp_routes import tcp_proxy_filter as tcp_proxy_filter
 
 Listener: TypeAlias = listener_pb2.Listener
 HCM: TypeAlias = http_connection_manager_pb2.HttpConnectionManager
@@ -131,7 +140,7 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     taken = {_bound(listener) for listener in inbound}
     outbound = [
         listener
-        for listener in (outbound_listener(p, snapshot) for p in outbound_ports(snapshot, proxy))
+        for listener in (outbound_listener(p, snapshot, proxy) for p in outbound_ports(snapshot, proxy))
         if _bound(listener) not in taken
     ]
     return [*outbound, *inbound]
@@ -210,15 +219,38 @@ def egress_ports(
         yield OutboundPort(bind, number, protocol, first)
 
 
-def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot) -> Listener:
+def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot, proxy: Proxy | None = None) -> Listener:
+    """HTTP ports: a connection manager on RDS. TCP and TLS ports: the service's ``tcp`` or
+    ``tls`` VirtualService rules as filter chains (``tcp_routes.py``; ``proxy`` is whom the
+    rules' source matches are checked against), the service itself by default."""
     name = port.name
     if is_http(port.protocol) or port.service is None:
         manager = connection_manager(f"outbound_{name}", OUTBOUND, snapshot)
         manager.rds.CopyFrom(rds(str(port.port)))
-        network_filter = hcm_filter(manager)
-    else:
-        network_filter = tcp_proxy_filter(outbound_cluster_name(port.service.hostname, port.port))
-    return listener(name, port.bind, port.port, OUTBOUND, network_filter)
+        return listener(name, port.bind, port.port, OUTBOUND, hcm_filter(manager))
+    default = outbound_cluster_name(port.service.hostname, port.port)
+    if proxy is None:
+        return listener(name, port.bind, port.port, OUTBOUND, tcp_proxy_filter(default))
+    out = listener(name, port.bind, port.port, OUTBOUND, None)
+    chains = outbound_l4_chains(snapshot, proxy, port.service, port.port, is_tls(port.protocol))
+    out.filter_chains.extend(chains)
+    if has_sni_match(chains):
+        out.listener_filters.append(tls_inspector())
+    return out
+
+
+def outbound_l4_chains(
+    snapshot: MeshSnapshot, proxy: Proxy, service: Service, port: int, tls: bool
+) -> list[listener_components_pb2.FilterChain]:
+    """The chains of a sidecar's TCP (or TLS) port for ``service``: the ``tcp`` (``tls``) rules
+    of the VirtualServices the proxy sees on the port whose hosts select the service."""
+    scope = egress_scope(snapshot, proxy, port)
+    candidates = scope.virtual_services if scope is not None else ()
+    selecting = [vs for vs in candidates if host_selects(vs, service.hostname)]
+    services = {s.hostname: s for s in visible_services(snapshot, proxy)}
+    l4 = L4Scope(proxy, port, frozenset({MESH_GATEWAY}), services)
+    default = outbound_cluster_name(service.hostname, port)
+    return tls_chains(selecting, l4, default) if tls else tcp_chains(selecting, l4, default)
 
 
 # ---- inbound -------------------------------------------------------------------------------------
@@ -384,11 +416,4 @@ def http_filter(name: str, config: pb_message.Message) -> http_connection_manage
 def hcm_filter(manager: HCM) -> listener_components_pb2.Filter:
     out = listener_components_pb2.Filter(name=HCM_FILTER)
     out.typed_config.Pack(manager)
-    return out
-
-
-def tcp_proxy_filter(cluster: str) -> listener_components_pb2.Filter:
-    """Istio's TCP proxy: the cluster is also the stat prefix."""
-    out = listener_components_pb2.Filter(name=TCP_PROXY_FILTER)
-    out.typed_config.Pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster))
     return out
