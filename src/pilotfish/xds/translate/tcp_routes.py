@@ -131,7 +131,7 @@ def chain(
 
 
 def _key(chain_: FilterChain) -> bytes:
-    return chain_.filter_chain_match.SerializeToString(deterministic=True)
+    return bytes(chain_.filter_chain_match.SerializeToString(deterministic=True))
 
 
 def tcp_chains(
