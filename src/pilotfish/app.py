@@ -57,7 +57,7 @@ from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
-from pilotfish.xds.status import PushStatus, StatusHooks
+from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
 from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -159,6 +159,7 @@ class ControlPlane:
                 acked=self._on_ack,
             )
         )
+        self.metrics.use_proxy_states(lambda: proxy_states(self.status))
         self.ads = AggregatedDiscoveryService(
             self.cache,
             self.status,
