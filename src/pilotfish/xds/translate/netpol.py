@@ -251,14 +251,50 @@ def admitted(admit: Callable[[Endpoint], bool] | None, endpoints: Iterable[Endpo
 
 
 def egress_rbac(
-    snapshot: MeshSnapshot, proxy: Proxy, hostname: str, port: int
+    snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[str]
 ) -> listener_components_pb2.Filter | None:
-    """For an outbound TCP chain to ``hostname:port``: a network RBAC that refuses every
-    connection when egress policies admit none of its endpoints, else ``None``."""
+    """For an outbound TCP chain whose TCP proxy sends to ``clusters``: a network RBAC that
+    refuses every connection when egress policies admit no endpoint of any of them, else
+    ``None``. (A subset cluster is judged by its service port's endpoints: never stricter than
+    the endpoints it holds, which are filtered anyway.)"""
     admit = egress_admission(snapshot, proxy)
-    if admit is None or any(admit(e) for e in snapshot.endpoints_for(hostname, port)):
+    if admit is None:
         return None
+    for name in clusters:
+        key = parse_cluster_name(name)
+        if key is None or key.direction != "outbound":
+            return None  # not a service port (passthrough, SNI-named): the endpoints decide
+        if any(admit(e) for e in snapshot.endpoints_for(key.hostname, key.port)):
+            return None
     return network_rbac(rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW), EGRESS_STAT_PREFIX)
+
+
+def guard_egress_chains(
+    snapshot: MeshSnapshot, proxy: Proxy, listener: listener_pb2.Listener
+) -> listener_pb2.Listener:
+    """Every TCP-proxy chain of an outbound listener whose destinations egress policies wholly
+    deny refuses connections at L4 (network RBAC first). Other builders of outbound TCP/TLS
+    chains call this on their listeners too."""
+    if egress_admission(snapshot, proxy) is None:
+        return listener
+    for chain in listener.filter_chains:
+        clusters = tcp_proxy_clusters(chain)
+        rbac = egress_rbac(snapshot, proxy, clusters) if clusters else None
+        if rbac is not None:
+            chain.filters.insert(0, rbac)
+    return listener
+
+
+def tcp_proxy_clusters(chain: listener_components_pb2.FilterChain) -> list[str]:
+    """The clusters a chain's TCP proxy sends to (its cluster, or its weighted clusters)."""
+    for network_filter in chain.filters:
+        if network_filter.name == TCP_PROXY_FILTER:
+            proxy = tcp_proxy_pb2.TcpProxy()
+            network_filter.typed_config.Unpack(proxy)
+            if proxy.HasField("weighted_clusters"):
+                return [c.name for c in proxy.weighted_clusters.clusters]
+            return [proxy.cluster] if proxy.cluster else []
+    return []
 
 
 # ---- source address --------------------------------------------------------------------------------
