@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+
 from pilotfish.registry.model import Endpoint
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds import resources as rt
@@ -52,16 +54,19 @@ from pilotfish.xds.translate.endpoints import (
     load_assignment,
     visible_destinations,
 )
+from pilotfish.xds.translate.gateway_l4 import has_auto_passthrough, sni_dnat_clusters
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
 from pilotfish.xds.translate.keys import (
     Reprs,
     assignment_key,
     endpoints_fingerprint,
     is_ipv6,
+    netpol_scope,
     outbound_clusters_key,
 )
 from pilotfish.xds.translate.listeners import route_names, translate_listeners
 from pilotfish.xds.translate.mtls import endpoint_mtls
+from pilotfish.xds.translate.netpol import admitted, bind_source, egress_admission
 from pilotfish.xds.translate.routes import translate_routes
 
 log = logging.getLogger(__name__)
@@ -92,9 +97,11 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
     )
 
 
-def outbound_scope(proxy: Proxy) -> Hashable:
-    """What the outbound clusters and endpoints of a proxy depend on (see ``keys``)."""
-    return (str(proxy.type), proxy.namespace, frozenset(proxy.labels.items()), is_ipv6(proxy.ip))
+def outbound_scope(mesh: MeshSnapshot, proxy: Proxy) -> Hashable:
+    """What the outbound clusters and endpoints of a proxy depend on (see ``keys``): its type,
+    namespace, labels and IP family, and the workload itself only under NetworkPolicy."""
+    labels = frozenset(proxy.labels.items())
+    return (str(proxy.type), proxy.namespace, labels, is_ipv6(proxy.ip), netpol_scope(mesh, proxy))
 
 
 def route_scope(proxy: Proxy) -> Hashable:
@@ -230,7 +237,7 @@ class SnapshotBuilder:
         mesh = self.mesh
         assert mesh is not None, "use() a mesh first"
         outbound = self._outbound_part(mesh, proxy)
-        local, names = self._timed("LDS", lambda: self._local_part(mesh, proxy))
+        local, names = self._timed("LDS", lambda: self._local_part(mesh, proxy, outbound))
         routes = self._timed("RDS", lambda: self._routes_part(mesh, proxy, names))
         secrets = self._timed("SDS", lambda: self._secrets_part(mesh, proxy))
         snapshot = Snapshot.compose((outbound, local, routes, secrets), self._last.get(proxy.id))
@@ -257,7 +264,7 @@ class SnapshotBuilder:
     # ---- parts -------------------------------------------------------------------------------
 
     def _outbound_part(self, mesh: MeshSnapshot, proxy: Proxy) -> ResourceSet:
-        scope = outbound_scope(proxy)
+        scope = outbound_scope(mesh, proxy)
         part = self._outbound.get(scope)
         if part is None:
             resources = self._outbound_resources(mesh, proxy)
@@ -277,7 +284,8 @@ class SnapshotBuilder:
             for port in service.ports:
 
                 def build_group() -> tuple[Resource, ...]:
-                    built = service_port_clusters(mesh, templates, service, port, rule)  # noqa: B023
+                    built = list(service_port_clusters(mesh, templates, service, port, rule))  # noqa: B023
+                    bind_source(mesh, proxy, built)  # NetworkPolicy: connect from the workload's IP
                     return tuple(intern(c) for c in built)
 
                 key = outbound_clusters_key(mesh, proxy, service, port, rule, self.reprs)
@@ -287,24 +295,30 @@ class SnapshotBuilder:
         self._spent("CDS", time.perf_counter() - started)
         started = time.perf_counter()
         writer: list[LbEndpointWriter] = []
+        admit = egress_admission(mesh, proxy)  # NetworkPolicy egress: denied endpoints are left out
 
         def build_assignment(name: str) -> Resource:
             if not writer:
                 writer.append(LbEndpointWriter(endpoint_mtls(mesh)))
-            endpoints = cluster_endpoints(mesh, destinations, name)
+            endpoints = admitted(admit, cluster_endpoints(mesh, destinations, name))
             return intern(load_assignment(name, endpoints, writer[0]))
 
         assignments: dict[str, Resource] = {}
         for cluster in clusters.values():
             for name in sorted(cluster.references):
-                key = assignment_key(mesh, destinations, name)
+                key = assignment_key(mesh, destinations, name, proxy)
                 assignments[name] = self.assignments.get(key, partial(build_assignment, name))
         self._spent("EDS", time.perf_counter() - started)
         return [*clusters.values(), *assignments.values()]
 
-    def _local_part(self, mesh: MeshSnapshot, proxy: Proxy) -> tuple[ResourceSet, tuple[str, ...]]:
-        """Listeners, inbound clusters and the ext_authz cluster, with the route names they use."""
-        key = (proxy_class(proxy), self._epoch.number, _endpoints_at(mesh, proxy.ip))
+    def _local_part(
+        self, mesh: MeshSnapshot, proxy: Proxy, outbound: ResourceSet
+    ) -> tuple[ResourceSet, tuple[str, ...]]:
+        """Listeners, inbound clusters, the ext_authz cluster and an AUTO_PASSTHROUGH gateway's
+        SNI-named copies of the outbound clusters, with the route names the listeners use."""
+        passthrough = has_auto_passthrough(mesh, proxy)
+        copied = outbound.version(rt.CLUSTER) if passthrough else None  # the copies follow CDS
+        key = (proxy_class(proxy), self._epoch.number, _endpoints_at(mesh, proxy.ip), copied)
         found = self._local.get(proxy.id)
         if found is not None and found[0] == key:
             part = found[1]
@@ -312,6 +326,9 @@ class SnapshotBuilder:
         listeners = translate_listeners(mesh, proxy)
         clusters = translate_inbound_clusters(mesh, proxy)
         authz = authz_cluster(mesh) if uses_authz(listeners) else None
+        if passthrough:
+            originals = [Cluster.FromString(r.body) for r in outbound.named.get(rt.CLUSTER, {}).values()]
+            clusters.extend(sni_dnat_clusters(mesh, proxy, [*originals, *clusters]))
         intern = self.interner.resource
         resources = [intern(m) for m in [*clusters, *([authz] if authz else []), *listeners]]
         part = ResourceSet.of(resources, local_children=False)

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Hashable, Mapping
+from typing import Any
 
+from pilotfish.netpol.model import normal_ip
+from pilotfish.netpol.pods import world_of
 from pilotfish.registry.model import Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
-from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
 from pilotfish.xds.translate.endpoints import Destination
 from pilotfish.xds.translate.health import health_check_of
 from pilotfish.xds.translate.mtls import endpoint_mtls, service_accounts, service_mode
 from pilotfish.xds.translate.names import parse_cluster_name
+from pilotfish.xds.translate.netpol import UNBOUND, egress_admission
 
 DNS_RESOLUTIONS = frozenset({"DNS", "DNS_ROUND_ROBIN"})
 
@@ -126,6 +130,32 @@ def _endpoint_fingerprints(snapshot: MeshSnapshot, key: tuple[str, int]) -> tupl
     )
 
 
+def netpol_scope(snapshot: MeshSnapshot, proxy: Proxy) -> Hashable:
+    """Once any NetworkPolicy exists, a sidecar's outbound clusters bind its IP and hold only
+    the endpoints its workload may reach (``netpol.bind_source``, ``netpol.egress_admission``),
+    both functions of the workload: its IP, name and service account (with the namespace and
+    labels every scope holds). ``None`` otherwise: nothing per workload."""
+    if proxy.type != ProxyType.SIDECAR or not world_of(snapshot).policies:
+        return None
+    return (proxy.ip, proxy.workload_name or proxy.name, proxy.service_account)
+
+
+def _egress(snapshot: MeshSnapshot, proxy: Proxy, endpoints: Any) -> Hashable:
+    """Which of ``endpoints`` NetworkPolicy egress admits for the proxy (``None``: all)."""
+    admit = egress_admission(snapshot, proxy)
+    return None if admit is None else tuple(admit(e) for e in endpoints)
+
+
+def _binds_source(snapshot: MeshSnapshot, proxy: Proxy, service: Service) -> bool:
+    """``netpol.bind_source`` applies to the service's clusters for this proxy."""
+    return (
+        service.location == "MESH_INTERNAL"
+        and proxy.type == ProxyType.SIDECAR
+        and normal_ip(proxy.ip) not in UNBOUND
+        and bool(world_of(snapshot).policies)
+    )
+
+
 def outbound_clusters_key(
     snapshot: MeshSnapshot,
     proxy: Proxy,
@@ -137,7 +167,8 @@ def outbound_clusters_key(
     """``clusters.service_port_clusters``: the proxy's type (discovery type, upstream protocol,
     templates) and, for DNS clusters, its IP family and the inlined endpoints; the service and
     port; the DestinationRule; TLS inputs (the service's PeerAuthentication mode, its service
-    accounts, the mesh); the health check annotation."""
+    accounts, the mesh); the health check annotation; NetworkPolicy (the bound source address,
+    the inlined endpoints egress admits)."""
     dns = service.resolution in DNS_RESOLUTIONS
     return (
         "outbound-clusters",
@@ -151,16 +182,33 @@ def outbound_clusters_key(
         repr(health_check_of(snapshot, service)),
         mesh_fingerprint(snapshot),
         endpoints_fingerprint(snapshot, service.hostname, port.number) if dns else None,
+        proxy.ip if _binds_source(snapshot, proxy, service) else None,
+        _egress(snapshot, proxy, snapshot.endpoints_for(service.hostname, port.number)) if dns else None,
     )
 
 
 def assignment_key(
-    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str
+    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str, proxy: Proxy
 ) -> Hashable:
     """``endpoints.load_assignment`` of ``endpoints.cluster_endpoints``: the cluster name and
     what each endpoint it holds is built from — for a subset cluster only the endpoints the
     subset's labels select (as this proxy's DestinationRule defines it), so a label change that
-    moves no endpoint in or out rebuilds nothing."""
+    moves no endpoint in or out rebuilds nothing — and, under NetworkPolicy egress, which of
+    them the proxy's workload may reach."""
+    return (*_assignment_key(snapshot, destinations, cluster_name), _egress_of(snapshot, proxy, cluster_name))
+
+
+def _egress_of(snapshot: MeshSnapshot, proxy: Proxy, cluster_name: str) -> Hashable:
+    if egress_admission(snapshot, proxy) is None:
+        return None
+    key = parse_cluster_name(cluster_name)
+    endpoints = snapshot.endpoints_for(key.hostname, key.port) if key is not None else ()
+    return _egress(snapshot, proxy, endpoints)
+
+
+def _assignment_key(
+    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str
+) -> tuple[Hashable, ...]:
     key = parse_cluster_name(cluster_name)
     if key is None or key.direction != "outbound" or key.hostname not in destinations:
         return ("assignment", cluster_name)
