@@ -60,7 +60,7 @@ from pilotfish.xds.builder import ProxyClass, proxy_class
 from pilotfish.xds.cache import SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.publisher import Publisher, PublishHooks
-from pilotfish.xds.server import AggregatedDiscoveryService
+from pilotfish.xds.server import AggregatedDiscoveryService, PushGate
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
 from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
@@ -164,6 +164,7 @@ class ControlPlane:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             authorize=self.ca.authorize_stream,
+            gate=PushGate(on_length=self.metrics.on_push_queue),
         )
         self.proxies: dict[str, Proxy] = {}
         self._streams: dict[str, int] = {}
