@@ -190,3 +190,22 @@ def _row(connection: ConnectionStatus) -> StatusRow:
 def _current_nacks(types: Mapping[str, TypeStatus]) -> list[tuple[str, Nack]]:
     """The NACKs of the latest response of each type (older ones were superseded)."""
     return [(t, s.nack) for t, s in types.items() if s.nack is not None and s.state is SyncState.NACKED]
+
+
+# Worst first: a proxy counts under the worst state of its types (NOT SENT: nothing asked yet).
+_SEVERITY = (SyncState.NACKED, SyncState.STALE, SyncState.SYNCED)
+
+
+def proxy_state(connection: ConnectionStatus) -> SyncState:
+    """One word for a proxy: NACKED if its latest response of any type was rejected, else STALE
+    if one is not ACKed yet, else SYNCED (also when nothing was sent yet: nothing is pending)."""
+    states = {status.state for status in connection.types.values()}
+    return next((s for s in _SEVERITY if s in states), SyncState.SYNCED)
+
+
+def proxy_states(status: PushStatus) -> dict[str, int]:
+    """Connected proxies per state, every state present (a zero is a series Prometheus keeps)."""
+    counts = {str(s): 0 for s in _SEVERITY}
+    for connection in status.connections():
+        counts[str(proxy_state(connection))] += 1
+    return counts
