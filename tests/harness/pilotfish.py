@@ -36,11 +36,6 @@ class PilotfishProcess:
         self.starts = 0
 
     @property
-    def pid(self) -> int:
-        assert self._proc is not None, "not running"
-        return self._proc.pid
-
-    @property
     def log_path(self) -> Path:
         return self.workdir / "pilotfish.log"
 
