@@ -63,6 +63,7 @@ from pilotfish.xds.translate.health import health_checks_for
 from pilotfish.xds.translate.locality import effective_setting, locality_groups
 from pilotfish.xds.translate.mtls import ClusterTarget, apply_cluster_tls
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import admitted, bind_source, egress_admission
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
 Cluster: TypeAlias = cluster_pb2.Cluster
@@ -130,6 +131,7 @@ def translate_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Cluster]:
         for port in service.ports:
             for cluster in service_port_clusters(snapshot, templates, service, port, rule):
                 out.setdefault(cluster.name, cluster)
+    bind_source(snapshot, proxy, out.values())  # NetworkPolicy: connect from the workload's IP
     return list(out.values())
 
 
@@ -147,6 +149,8 @@ def service_port_clusters(
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
     endpoints = snapshot.endpoints_for(service.hostname, port.number)
+    if discovery in DNS_TYPES:  # inline endpoints: NetworkPolicy egress leaves denied ones out
+        endpoints = admitted(egress_admission(snapshot, templates.proxy), endpoints)
     policy = cluster_policy(destination, port.number)
     default = outbound_cluster(templates, name, discovery, endpoints, port, policy)
     if default is None:

@@ -41,6 +41,7 @@ from pilotfish.xds.translate.destination_rules import (
 from pilotfish.xds.translate.locality import LocalityGroup, locality_groups
 from pilotfish.xds.translate.mtls import endpoint_mtls, has_sidecar, set_tls_mode_metadata
 from pilotfish.xds.translate.names import parse_cluster_name
+from pilotfish.xds.translate.netpol import admitted, egress_admission
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
 LbEndpoint: TypeAlias = endpoint_components_pb2.LbEndpoint
@@ -218,9 +219,10 @@ def translate_endpoints(
     eds = [c for c in clusters if c.type == cluster_pb2.Cluster.EDS]
     names = [c.eds_cluster_config.service_name or c.name for c in eds]
     writer = LbEndpointWriter(endpoint_mtls(snapshot))
+    admit = egress_admission(snapshot, proxy)  # NetworkPolicy egress: denied endpoints are left out
     out = []
     for name in names:
-        endpoints = cluster_endpoints(snapshot, destinations, name)
+        endpoints = admitted(admit, cluster_endpoints(snapshot, destinations, name))
         policy = locality_policy(destinations, name)
         if policy is None:
             out.append(load_assignment(name, endpoints, writer))

@@ -71,6 +71,7 @@ from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, serv
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import guard_egress_chains, guard_listener, ingress_rbac
 from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 from pilotfish.xds.translate.tcp_routes import (
@@ -139,9 +140,12 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
         for p in inbound_ports(snapshot, proxy)
     ]
+    rbac = ingress_rbac(snapshot, proxy)  # NetworkPolicy ingress, first in every chain
+    for guarded in inbound if rbac is not None else ():
+        guard_listener(guarded, rbac)
     taken = {_bound(listener) for listener in inbound}
     outbound = [
-        listener
+        guard_egress_chains(snapshot, proxy, listener)  # NetworkPolicy egress on TCP chains
         for listener in (outbound_listener(p, snapshot, proxy) for p in outbound_ports(snapshot, proxy))
         if _bound(listener) not in taken
     ]
