@@ -50,7 +50,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Print a complete Envoy bootstrap (YAML) that points the proxy at pilotfish's ADS."""
     import yaml
 
-    from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_app_port, parse_labels
+    from pilotfish.bootstrap import BootstrapOptions, bootstrap, locality_of, parse_app_port, parse_labels
 
     _PlainDumper = _plain_dumper()
 
@@ -65,6 +65,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             _ip_address(a, flag)
             for a, flag in ((args.outbound_bind, "--outbound-bind"), (args.gateway_bind, "--gateway-bind"))
         ]
+        if args.locality:
+            locality_of(args.locality)
     except ValueError as exc:
         print(f"pilotfish bootstrap: {exc}", file=sys.stderr)
         return 2
@@ -84,6 +86,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         outbound_bind=binds[0],
         gateway_bind=binds[1],
         tls=tls,
+        locality=args.locality,
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
@@ -642,6 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gateway-bind", default="", metavar="ADDR", help="address of gateway listeners (default the --ip)"
+    )
+    p.add_argument(
+        "--locality",
+        default="",
+        metavar="REGION/ZONE/SUBZONE",
+        help="the proxy's locality (node.locality): locality load balancing prefers endpoints near it",
     )
     p.set_defaults(handler=cmd_bootstrap)
 
