@@ -407,7 +407,13 @@ class ControlPlane:
             return
         labels = {k: v for k, v in proxy.labels.items() if k != AUTO_REGISTER_LABEL}
         lease = auto_registration(
-            group, proxy.namespace, proxy.ip, labels, proxy.service_account, self.opts.auto_register_grace
+            group,
+            proxy.namespace,
+            proxy.ip,
+            labels,
+            proxy.service_account,
+            self.opts.auto_register_grace,
+            proxy.locality,
         )
         self._auto[proxy.id] = lease
         self._in_background(partial(self.store.register, lease, time.time()), f"auto-register {lease.id}")

@@ -40,6 +40,7 @@ from functools import partial
 from typing import Any, Generic, TypeVar
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 
 from pilotfish.registry.model import Endpoint
 from pilotfish.registry.snapshot import MeshSnapshot
@@ -50,8 +51,10 @@ from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import ClusterTemplates, service_port_clusters
 from pilotfish.xds.translate.endpoints import (
     LbEndpointWriter,
+    by_locality,
     cluster_endpoints,
     load_assignment,
+    locality_policy,
     visible_destinations,
 )
 from pilotfish.xds.translate.gateway_l4 import has_auto_passthrough, sni_dnat_clusters
@@ -65,6 +68,7 @@ from pilotfish.xds.translate.keys import (
     outbound_clusters_key,
 )
 from pilotfish.xds.translate.listeners import route_names, translate_listeners
+from pilotfish.xds.translate.locality import locality_groups
 from pilotfish.xds.translate.mtls import endpoint_mtls
 from pilotfish.xds.translate.netpol import admitted, bind_source, egress_admission
 from pilotfish.xds.translate.routes import translate_routes
@@ -75,7 +79,7 @@ V = TypeVar("V")
 # Kinds that only add endpoints: a change to them alone keeps the config epoch.
 ENDPOINT_KINDS = frozenset({"WorkloadEntry"})
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
 SecretSource = Callable[[MeshSnapshot, Proxy], Iterable[Any]]
 # Seconds spent per part; wired to metrics by the caller.
 Timing = Callable[[str, float], None]
@@ -94,14 +98,16 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         proxy.ip,
         tuple(sorted(metadata.items())),
         proxy.service_account,
+        proxy.locality,  # EDS priorities and weights follow it
     )
 
 
 def outbound_scope(mesh: MeshSnapshot, proxy: Proxy) -> Hashable:
     """What the outbound clusters and endpoints of a proxy depend on (see ``keys``): its type,
-    namespace, labels and IP family, and the workload itself only under NetworkPolicy."""
+    namespace, labels, locality and IP family, and the workload itself only under NetworkPolicy."""
     labels = frozenset(proxy.labels.items())
-    return (str(proxy.type), proxy.namespace, labels, is_ipv6(proxy.ip), netpol_scope(mesh, proxy))
+    family = is_ipv6(proxy.ip)
+    return (str(proxy.type), proxy.namespace, labels, proxy.locality, family, netpol_scope(mesh, proxy))
 
 
 def route_scope(proxy: Proxy) -> Hashable:
@@ -298,10 +304,17 @@ class SnapshotBuilder:
         admit = egress_admission(mesh, proxy)  # NetworkPolicy egress: denied endpoints are left out
 
         def build_assignment(name: str) -> Resource:
+            """``translate_endpoints`` for one name."""
             if not writer:
                 writer.append(LbEndpointWriter(endpoint_mtls(mesh)))
             endpoints = admitted(admit, cluster_endpoints(mesh, destinations, name))
-            return intern(load_assignment(name, endpoints, writer[0]))
+            policy = locality_policy(destinations, name)
+            if policy is None:
+                return intern(load_assignment(name, endpoints, writer[0]))
+            assignment = ClusterLoadAssignment(cluster_name=name)
+            groups = locality_groups(by_locality(endpoints), policy, proxy.locality, proxy.labels)
+            writer[0].add_groups(assignment.endpoints, groups)
+            return intern(assignment)
 
         assignments: dict[str, Resource] = {}
         for cluster in clusters.values():

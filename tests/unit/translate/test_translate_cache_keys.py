@@ -6,6 +6,7 @@ resource, and proxies of one scope share their outbound part."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,50 @@ def _has_ip(text: str) -> bool:
     line = next(line for line in text.splitlines() if line.startswith("# proxy: "))
     parts = line.split()
     return len(parts) > 4 and parts[4].count(".") == 3
+
+
+LOCALITY_MESH = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: prod}
+spec:
+  hosts: [reviews.prod.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 10.2.0.1, locality: r1/z1, labels: {version: v1}}
+  - {address: 10.2.0.2, locality: r1/z2, labels: {version: v1}}
+  - {address: 10.2.0.3, locality: r2/z1, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: prod}
+spec:
+  host: reviews.prod.svc.cluster.local
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5}
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting: {enabled: true, SETTING}
+  subsets: [{name: v1, labels: {version: v1}}]
+"""
+
+
+@pytest.mark.parametrize("setting", ["failoverPriority: [version]", "failover: []"])
+def test_assignments_follow_the_proxys_locality_and_labels(setting: str) -> None:
+    """Proxies that differ only in locality, or in a label failoverPriority reads, get their own
+    priorities from a warm builder, exactly as the reference computes them."""
+    current = snapshot(LOCALITY_MESH.replace("SETTING", setting))
+    builder = SnapshotBuilder()
+    builder.use(current)
+    proxies = [
+        dataclasses.replace(client(labels={"version": "v1"}), locality="r1/z1"),
+        dataclasses.replace(client(labels={"version": "v1"}), locality="r2/z1"),
+        dataclasses.replace(client(labels={"version": "v2"}), locality="r2/z1"),
+    ]
+    built_ones = [contents(builder.build(p)) for p in proxies]
+    for proxy, got in zip(proxies, built_ones, strict=True):
+        assert got == contents(SnapshotCache().build(translate(current, proxy)))
+    differing = 2 if setting.startswith("failoverPriority") else 1
+    assert built_ones[differing - 1] != built_ones[differing]

@@ -27,8 +27,9 @@ from pilotfish.registry.model import Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
-from pilotfish.xds.translate.endpoints import Destination
+from pilotfish.xds.translate.endpoints import Destination, locality_policy
 from pilotfish.xds.translate.health import health_check_of
+from pilotfish.xds.translate.locality import effective_setting
 from pilotfish.xds.translate.mtls import endpoint_mtls, service_accounts, service_mode
 from pilotfish.xds.translate.names import parse_cluster_name
 from pilotfish.xds.translate.netpol import UNBOUND, egress_admission
@@ -182,6 +183,7 @@ def outbound_clusters_key(
         repr(health_check_of(snapshot, service)),
         mesh_fingerprint(snapshot),
         endpoints_fingerprint(snapshot, service.hostname, port.number) if dns else None,
+        (proxy.locality, tuple(sorted(proxy.labels.items()))) if dns else None,  # inline localities
         proxy.ip if _binds_source(snapshot, proxy, service) else None,
         _egress(snapshot, proxy, snapshot.endpoints_for(service.hostname, port.number)) if dns else None,
     )
@@ -195,7 +197,28 @@ def assignment_key(
     subset's labels select (as this proxy's DestinationRule defines it), so a label change that
     moves no endpoint in or out rebuilds nothing — and, under NetworkPolicy egress, which of
     them the proxy's workload may reach."""
-    return (*_assignment_key(snapshot, destinations, cluster_name), _egress_of(snapshot, proxy, cluster_name))
+    return (
+        *_assignment_key(snapshot, destinations, cluster_name),
+        _egress_of(snapshot, proxy, cluster_name),
+        _locality_of(snapshot, destinations, cluster_name, proxy),
+    )
+
+
+def _locality_of(
+    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str, proxy: Proxy
+) -> Hashable:
+    """Under a DestinationRule that shapes localities (``endpoints.locality_policy``), the
+    priorities and weights follow the proxy's locality and labels, the rule, and the endpoints'
+    labels (failoverPriority); ``None`` for the plain grouping (no locality setting applies)."""
+    setting = effective_setting(locality_policy(destinations, cluster_name))
+    if setting is None:
+        return None
+    key = parse_cluster_name(cluster_name)
+    assert key is not None  # a locality policy implies an outbound cluster
+    endpoints = snapshot.endpoints_for(key.hostname, key.port) if setting.failover_priority else ()
+    labels = tuple(tuple(sorted(e.labels.items())) for e in endpoints)
+    rule = rule_fingerprint(snapshot, destinations[key.hostname][1])
+    return (proxy.locality, tuple(sorted(proxy.labels.items())), rule, labels)
 
 
 def _egress_of(snapshot: MeshSnapshot, proxy: Proxy, cluster_name: str) -> Hashable:
