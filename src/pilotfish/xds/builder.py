@@ -6,12 +6,13 @@ A proxy's snapshot is the union of four parts (``cache.ResourceSet``), each buil
 proxy that shares what it depends on, and composed in O(parts) (``Snapshot.compose``):
 
 - **outbound** (CDS + EDS of the mesh's services): one per *outbound scope* — proxy type,
-  namespace, labels (DestinationRule and Sidecar selectors) and IP family (DNS clusters). Not per
-  IP: a thousand sidecars of one namespace share one part, its bytes and its versions. Inside,
-  every service port's clusters and every ClusterLoadAssignment come from tables keyed by their
-  inputs (``translate.keys``, Istio's XDS cache) that outlive snapshots and scopes, so a change
-  rebuilds only the resources whose inputs changed: one endpoint change, one assignment.
-- **routes** (RDS): one per route scope — type, namespace, labels, DNS domain and the route
+  namespace, what its labels select (``keys.label_view``: DestinationRule, Sidecar, policy
+  selectors), locality and IP family (DNS clusters). Not per IP: a thousand sidecars of one
+  namespace share one part, its bytes and its versions. Inside, every service port's clusters
+  and every ClusterLoadAssignment come from tables keyed by their inputs (``translate.keys``,
+  Istio's XDS cache) that outlive snapshots and scopes, so a change rebuilds only the resources
+  whose inputs changed: one endpoint change, one assignment.
+- **routes** (RDS): one per route scope — type, namespace, label view, DNS domain and the route
   names the listeners ask for; kept across snapshots while the *config epoch* holds.
 - **local** (LDS, inbound clusters, the ext_authz cluster): per proxy class (``proxy_class``:
   these bind the proxy's IP), kept across snapshots while the config epoch holds and the
@@ -64,6 +65,7 @@ from pilotfish.xds.translate.keys import (
     assignment_key,
     endpoints_fingerprint,
     is_ipv6,
+    label_view,
     netpol_scope,
     outbound_clusters_key,
 )
@@ -105,14 +107,14 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
 def outbound_scope(mesh: MeshSnapshot, proxy: Proxy) -> Hashable:
     """What the outbound clusters and endpoints of a proxy depend on (see ``keys``): its type,
     namespace, labels, locality and IP family, and the workload itself only under NetworkPolicy."""
-    labels = frozenset(proxy.labels.items())
+    labels = label_view(mesh, proxy)
     family = is_ipv6(proxy.ip)
     return (str(proxy.type), proxy.namespace, labels, proxy.locality, family, netpol_scope(mesh, proxy))
 
 
-def route_scope(proxy: Proxy) -> Hashable:
+def route_scope(mesh: MeshSnapshot, proxy: Proxy) -> Hashable:
     """What a proxy's route configurations depend on besides their names."""
-    return (str(proxy.type), proxy.namespace, frozenset(proxy.labels.items()), proxy.dns_domain)
+    return (str(proxy.type), proxy.namespace, label_view(mesh, proxy), proxy.dns_domain)
 
 
 class KeyedTable(Generic[V]):
@@ -351,7 +353,7 @@ class SnapshotBuilder:
         return part, _route_names_of(part)
 
     def _routes_part(self, mesh: MeshSnapshot, proxy: Proxy, names: tuple[str, ...]) -> ResourceSet:
-        key = (route_scope(proxy), names, _inbound_names(names) and proxy_class(proxy))
+        key = (route_scope(mesh, proxy), names, _inbound_names(names) and proxy_class(proxy))
         part = self._routes.get(key)
         if part is None:
             intern = self.interner.resource

@@ -252,3 +252,25 @@ def test_assignments_follow_the_proxys_locality_and_labels(setting: str) -> None
         assert got == contents(SnapshotCache().build(translate(current, proxy)))
     differing = 2 if setting.startswith("failoverPriority") else 1
     assert built_ones[differing - 1] != built_ones[differing]
+
+
+@pytest.mark.parametrize("name", GOLDEN_INPUTS)
+def test_proxies_that_share_a_scope_get_their_own_config(name: str) -> None:
+    """Proxies whose labels differ share outbound and route parts only when no selector tells
+    them apart (``keys.label_view``): each, built after the others by one builder, still equals
+    the reference for its own labels."""
+    text = (Path(__file__).parent / name).read_text()
+    current = snapshot(text)
+    proxy = listeners_proxy_of(text) if "# proxy: " in text and _has_ip(text) else translate_proxy_of(text)
+    labels = dict(proxy.labels)
+    variants = [
+        {},
+        {**labels, "unselected": "x"},
+        *({k: v for k, v in labels.items() if k != key} for key in labels),
+    ]
+    builder = SnapshotBuilder()
+    builder.use(current)
+    for variant in [*variants, labels]:
+        other = dataclasses.replace(proxy, labels=variant)
+        reference = SnapshotCache().build(translate(current, other))
+        assert contents(builder.build(other)) == contents(reference), variant

@@ -218,7 +218,8 @@ def _locality_of(
     endpoints = snapshot.endpoints_for(key.hostname, key.port) if setting.failover_priority else ()
     labels = tuple(tuple(sorted(e.labels.items())) for e in endpoints)
     rule = rule_fingerprint(snapshot, destinations[key.hostname][1])
-    return (proxy.locality, tuple(sorted(proxy.labels.items())), rule, labels)
+    proxy_labels = tuple(sorted(proxy.labels.items())) if setting.failover_priority else ()
+    return (proxy.locality, proxy_labels, rule, labels)
 
 
 def _egress_of(snapshot: MeshSnapshot, proxy: Proxy, cluster_name: str) -> Hashable:
@@ -249,3 +250,90 @@ def _assignment_key(
         cluster_name,
         tuple(f for e, f in zip(endpoints, fingerprints, strict=True) if wanted <= e.labels.items()),
     )
+
+
+# ---- what a proxy's labels decide ---------------------------------------------------------------
+
+# Spec fields through which config selects workloads by their labels (equality on every listed
+# label: Istio's WorkloadSelector and the selectors of PeerAuthentication, AuthorizationPolicy,
+# RequestAuthentication, Gateway; a VirtualService match's sourceLabels).
+SELECTOR_FIELDS = frozenset({"selector", "workload_selector", "source_labels"})
+# Fields whose presence makes the proxy's label *values* matter (locality failoverPriority).
+LABEL_VALUE_FIELDS = frozenset({"failover_priority"})
+
+
+def label_view(snapshot: MeshSnapshot, proxy: Proxy) -> Hashable:
+    """What the proxy's labels decide, as a value two proxies share when their labels select the
+    same config: for every label selector in the mesh, whether it selects them. Proxies of one
+    namespace whose labels differ only where no selector looks (``app: client-7`` vs
+    ``client-8`` when nothing selects on ``app``) then share their outbound and route parts.
+    Every label itself when a field reads label values (failoverPriority) or any
+    NetworkPolicy exists (its selectors use expressions, and ``netpol_scope`` is per workload)."""
+    return snapshot.derived_for(_label_view, frozenset(proxy.labels.items()))
+
+
+def _label_view(snapshot: MeshSnapshot, labels: frozenset[tuple[str, str]]) -> Hashable:
+    selectors, values_matter = _selectors(snapshot)
+    if values_matter or world_of(snapshot).policies:
+        return ("labels", labels)
+    have = dict(labels)
+    return ("selected", tuple(all(have.get(k) == v for k, v in s.items()) for s in selectors))
+
+
+def _selectors(snapshot: MeshSnapshot) -> tuple[tuple[Mapping[str, str], ...], bool]:
+    """Every label selector of the mesh's config, and whether label values matter (once per
+    snapshot; a spec's findings are kept per spec object across snapshots)."""
+    return snapshot.derived(_collect_selectors)
+
+
+def _collect_selectors(snapshot: MeshSnapshot) -> tuple[tuple[Mapping[str, str], ...], bool]:
+    found: list[Mapping[str, str]] = []
+    values_matter = False
+    for resource in snapshot.resources:
+        if resource.kind in _NO_PROXY_SELECTORS:
+            continue
+        selectors, matters = _spec_selectors(resource.spec)
+        found.extend(selectors)
+        values_matter = values_matter or matters
+    return tuple(found), values_matter
+
+
+# Kinds whose selectors pick workloads as endpoints (never the proxy being configured).
+_NO_PROXY_SELECTORS = frozenset({"ServiceEntry", "WorkloadEntry", "WorkloadGroup"})
+_SPEC_SELECTORS: dict[int, tuple[object, tuple[tuple[Mapping[str, str], ...], bool]]] = {}
+
+
+def _spec_selectors(spec: object) -> tuple[tuple[Mapping[str, str], ...], bool]:
+    """The label mappings under selector fields anywhere in ``spec`` (memoized per object; the
+    table is trimmed when it outgrows the config a mesh can hold)."""
+    hit = _SPEC_SELECTORS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    found: list[Mapping[str, str]] = []
+    matters = _walk(spec, False, found)
+    result = (tuple(found), matters)
+    if len(_SPEC_SELECTORS) > 100_000:
+        _SPEC_SELECTORS.clear()
+    _SPEC_SELECTORS[id(spec)] = (spec, result)
+    return result
+
+
+def _walk(value: object, in_selector: bool, found: list[Mapping[str, str]]) -> bool:
+    """Collect label mappings under selector fields; True if a label-value field is set."""
+    matters = False
+    if isinstance(value, Mapping):
+        if in_selector and all(isinstance(v, str) for v in value.values()):
+            found.append(value)
+            return False
+        for item in value.values():
+            matters = _walk(item, in_selector, found) or matters
+    elif isinstance(value, (tuple, list, frozenset)):
+        for item in value:
+            matters = _walk(item, in_selector, found) or matters
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in value.__dataclass_fields__:
+            item = getattr(value, name)
+            if name in LABEL_VALUE_FIELDS and item:
+                matters = True
+            matters = _walk(item, in_selector or name in SELECTOR_FIELDS, found) or matters
+    return matters
