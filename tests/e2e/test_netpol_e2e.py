@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (one-line YAML policies read better unbroken)
 """Kubernetes NetworkPolicy recipes through real Envoy sidecars, with real TCP connections.
 
     namespace prod (team=a)   api   127.0.14.11  sidecar + echo app: HTTP port H, TCP ports A < B
