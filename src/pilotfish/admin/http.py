@@ -11,6 +11,9 @@ Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
   GET /debug/configz           the Istio resources in force (JSON)
   GET /debug/certs             the CA's root and every current certificate: serial, SANs, validity,
                                issuance and rotation counts (never a private key)
+  GET /debug/problemz          what is not served as written: config problems (and a config
+                               directory kept at its last good content), endpoints left out of
+                               xDS, resources proxies rejected (JSON)
 
 and, when the server has a store, the resource and registration API of ``admin.api``
 (``/apis/...``, ``/registrations``, ``/openapi.yaml``), guarded by ``admin.rbac``.
@@ -33,6 +36,7 @@ class AdminBackend(Protocol):
     def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None: ...
     def configz(self) -> list[dict[str, Any]]: ...
     def certs(self) -> dict[str, Any]: ...
+    def problemz(self) -> dict[str, Any]: ...
 
 
 BACKEND: web.AppKey[AdminBackend] = web.AppKey("backend")
@@ -76,6 +80,10 @@ async def certs(request: web.Request) -> web.Response:
     return _json(request.app[BACKEND].certs())
 
 
+async def problemz(request: web.Request) -> web.Response:
+    return _json(request.app[BACKEND].problemz())
+
+
 def build_app(
     backend: AdminBackend, registry: api.RegistryBackend | None = None, policy: rbac.Policy | None = None
 ) -> web.Application:
@@ -87,6 +95,7 @@ def build_app(
     app.router.add_get("/debug/config_dump", config_dump)
     app.router.add_get("/debug/configz", configz)
     app.router.add_get("/debug/certs", certs)
+    app.router.add_get("/debug/problemz", problemz)
     if registry is not None:
         api.add_routes(app, registry, policy or rbac.Policy())
     return app

@@ -52,6 +52,7 @@ from pilotfish.registry.model import Endpoint, Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
+from pilotfish.xds.translate.endpoint_checks import sendable
 from pilotfish.xds.translate.endpoints import LbEndpointWriter, subset_endpoints, visible_destinations
 from pilotfish.xds.translate.health import health_checks_for
 from pilotfish.xds.translate.mtls import ClusterTarget, apply_cluster_tls
@@ -139,7 +140,7 @@ def service_port_clusters(
         return
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
-    endpoints = snapshot.endpoints_for(service.hostname, port.number)
+    endpoints = sendable(snapshot, snapshot.endpoints_for(service.hostname, port.number), dns=True)
     policy = cluster_policy(destination, port.number)
     default = outbound_cluster(templates, name, discovery, endpoints, port, policy)
     if default is None:
