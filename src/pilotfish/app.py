@@ -57,7 +57,7 @@ from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
-from pilotfish.xds.status import PushStatus, StatusHooks
+from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
 from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
@@ -160,6 +160,7 @@ class ControlPlane:
         )
         self.metrics.use_rejected_counts(self.status.rejected_counts)
         self.dropped: tuple[DroppedEndpoint, ...] = ()  # endpoints Envoy would reject, left out
+        self.metrics.use_proxy_states(lambda: proxy_states(self.status))
         self.ads = AggregatedDiscoveryService(
             self.cache,
             self.status,

@@ -34,9 +34,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Print ``file:line: Kind/ns/name: field.path: message`` per problem; exit 1 on any error."""
     from pilotfish.config.analysis import analyze
     from pilotfish.config.loader import load_paths
+    from pilotfish.netpol.analysis import analyze as analyze_netpol
 
     result = load_paths(args.paths)
-    for problem in (*result.problems, *analyze(result.resources)):
+    for problem in (*result.problems, *analyze(result.resources), *analyze_netpol(result.resources)):
         print(problem, file=sys.stdout)
     if result.errors:
         print(f"{len(result.errors)} error(s) in {len(args.paths)} path(s)", file=sys.stderr)
@@ -242,6 +243,22 @@ def cmd_authz_check(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(decision, indent=2))
     return 0
+
+
+def cmd_netpol_check(args: argparse.Namespace) -> int:
+    """Decide one connection offline with the enforcement's code; JSON out, exit 0 allow / 1 deny."""
+    import json
+
+    from pilotfish.errors import ConfigError
+    from pilotfish.netpol.check import run_check
+
+    try:
+        decision = run_check([args.config], args.source, args.destination, args.port, args.protocol)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(decision, indent=2))
+    return 0 if decision["decision"] == "allow" else 1
 
 
 def _admin_get(address: str, path: str) -> object:
@@ -671,6 +688,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request", required=True, help="request JSON file (see README)")
     p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
     p.set_defaults(handler=cmd_authz_check)
+
+    netpol = sub.add_parser("netpol", help="Kubernetes NetworkPolicy tools").add_subparsers(
+        dest="netpol_command", required=True
+    )
+    p = netpol.add_parser("check", help="decide one connection offline, as the sidecars enforce it")
+    p.add_argument("--config", required=True, help="directory of YAML (policies, namespaces, workloads)")
+    p.add_argument("--from", dest="source", required=True, help="workload (ns/name, name) or IP")
+    p.add_argument("--to", dest="destination", required=True, help="workload (ns/name, name) or IP")
+    p.add_argument("--port", type=int, required=True, help="destination port")
+    p.add_argument("--protocol", default="TCP", choices=["TCP", "UDP", "SCTP"])
+    p.set_defaults(handler=cmd_netpol_check)
 
     for name, handler, helptext in (
         ("proxy-status", cmd_proxy_status, "push status of every connected proxy"),

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 # Istio's names where Istio has one (pilot/pkg/xds/monitoring.go), prefixed pilotfish_.
 _PUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
@@ -94,6 +94,13 @@ class Metrics:
             ["secret"],
             registry=r,
         )
+        # With the expiry, the lifetime: alerts speak of the fraction left (deploy/prometheus).
+        self.cert_not_before = Gauge(
+            "pilotfish_cert_not_before_timestamp_seconds",
+            "Unix time from which the certificate currently served under a secret is valid",
+            ["secret"],
+            registry=r,
+        )
         self.certs_issued = Counter("pilotfish_certs_issued", "Certificates issued", ["kind"], registry=r)
         self.certs_rotated = Counter(
             "pilotfish_certs_rotated", "Certificates replaced before expiry", ["kind"], registry=r
@@ -138,6 +145,11 @@ class Metrics:
             self.registry.unregister(collector)
         self.registry.register(WorkerAuthzCollector(source))
 
+    def use_proxy_states(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """``pilotfish_xds_proxies{state}``: connected proxies by push state (SYNCED, STALE,
+        NACKED; ``xds.status.proxy_states``), read from ``source`` when ``/metrics`` is scraped."""
+        self.registry.register(ProxyStateCollector(source))
+
     def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
         """``decision`` allow/deny; ``reason`` a small fixed set; ``policy`` "ns/name" or ""."""
         self.authz_checks.labels(decision, reason, policy).inc()
@@ -163,12 +175,14 @@ class Metrics:
     def on_cert_rotated(self, kind: str) -> None:
         self.certs_rotated.labels(kind).inc()
 
-    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None:
+    def on_cert_expiry(self, secret: str, not_after_unix: float, not_before_unix: float) -> None:
         self.cert_expiry.labels(secret).set(not_after_unix)
+        self.cert_not_before.labels(secret).set(not_before_unix)
 
     def on_cert_forgotten(self, secret: str) -> None:
         """Only for a secret earlier reported through ``on_cert_expiry``."""
         self.cert_expiry.remove(secret)
+        self.cert_not_before.remove(secret)
 
     def on_csr_denied(self, reason: str) -> None:
         self.csr_denied.labels(reason).inc()
@@ -179,6 +193,23 @@ class Metrics:
 
 def _count_of(source: Callable[[], Mapping[str, int]], key: str) -> float:
     return float(source().get(key, 0))
+
+
+class ProxyStateCollector:
+    """Connected proxies by push state, computed at scrape time (the status is the truth)."""
+
+    def __init__(self, source: Callable[[], Mapping[str, int]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "pilotfish_xds_proxies",
+            "Connected proxies by push state of their latest responses",
+            labels=["state"],
+        )
+        for state, count in sorted(self.source().items()):
+            family.add_metric([state], count)
+        yield family
 
 
 class WorkerAuthzCollector:

@@ -42,7 +42,7 @@ from pilotfish.extauthz.custom import ProviderClients, allowed_with, denied_with
 from pilotfish.extauthz.evaluate import Decision
 from pilotfish.extauthz.jwks import Fetch, JwksCache, TokenCache
 from pilotfish.extauthz.jwks_fetch import fetch_jwks
-from pilotfish.extauthz.jwt import Authenticator, Verified
+from pilotfish.extauthz.jwt import MESSAGES, Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
 from pilotfish.extauthz.tally import CheckTally
@@ -88,7 +88,8 @@ def reason_label(decision: Decision) -> str:
     if decision.allow:
         return "allowed"
     if decision.reason.startswith("JWT:"):
-        return "jwt"
+        # Keys could not be fetched: the deny is the fail-closed answer (an alert, not a client error).
+        return "jwks_unavailable" if MESSAGES["JwksFetchFail"] in decision.reason else "jwt"
     if decision.reason.startswith("CUSTOM:"):
         return "custom"  # the extension provider denied or failed closed
     if decision.policy is not None:

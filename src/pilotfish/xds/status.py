@@ -144,12 +144,8 @@ class ConnectionStatus:
 
     @property
     def state(self) -> SyncState:
-        """The proxy as a whole: SYNCED only when every type it was sent is SYNCED."""
-        states = {s.state for s in self.types.values()} - {SyncState.NOT_SENT}
-        for worst in (SyncState.NACKED, SyncState.STALE, SyncState.SYNCED):
-            if worst in states:
-                return worst
-        return SyncState.NOT_SENT
+        """The proxy as a whole (``proxy_state``): SYNCED only when every type sent is."""
+        return proxy_state(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,3 +320,23 @@ def _row(connection: ConnectionStatus) -> StatusRow:
 def describe(nack: Nack) -> str:
     """``name, name: Envoy's text`` (just the text when no resource could be named)."""
     return f"{', '.join(nack.resources)}: {nack.message}" if nack.resources else nack.message
+
+
+# Worst first: a proxy counts under the worst state of its types (NOT SENT: nothing asked yet).
+_SEVERITY = (SyncState.NACKED, SyncState.STALE, SyncState.SYNCED)
+
+
+def proxy_state(connection: ConnectionStatus) -> SyncState:
+    """One word for a proxy: NACKED if any type holds a rejected resource or its latest response
+    was rejected, else STALE if one is not ACKed yet, else SYNCED (also when nothing was sent
+    yet: nothing is pending)."""
+    states = {status.state for status in connection.types.values()}
+    return next((s for s in _SEVERITY if s in states), SyncState.SYNCED)
+
+
+def proxy_states(status: PushStatus) -> dict[str, int]:
+    """Connected proxies per state, every state present (a zero is a series Prometheus keeps)."""
+    counts = {str(s): 0 for s in _SEVERITY}
+    for connection in status.connections():
+        counts[str(proxy_state(connection))] += 1
+    return counts

@@ -118,6 +118,7 @@ def test_refresh_prefetches_remote_jwks_and_counts_fetches():
     [
         (Decision(True, 200, "allowed by ALLOW policy foo/a rule 0", "foo/a", 0), "allowed"),
         (Decision(False, 401, "JWT: Jwt is expired"), "jwt"),
+        (Decision(False, 401, "JWT: Jwks remote fetch is failed"), "jwks_unavailable"),
         (Decision(False, 403, "denied by DENY policy foo/d rule 1", "foo/d", 1), "deny_policy"),
         (Decision(False, 403, "no ALLOW policy matched"), "no_allow_match"),
     ],

@@ -6,7 +6,7 @@ import xds_unit_builders as b
 
 from pilotfish.xds import resources as rt
 from pilotfish.xds.proxy import parse_node
-from pilotfish.xds.status import PushStatus, StatusHooks, StreamKind, SyncState
+from pilotfish.xds.status import PushStatus, StatusHooks, StreamKind, SyncState, proxy_state, proxy_states
 
 
 class Clock:
@@ -107,7 +107,6 @@ def test_a_nack_blames_the_resources_envoy_names_else_all_it_carried() -> None:
 def test_the_proxy_is_synced_only_when_every_type_sent_is() -> None:
     status = PushStatus()
     connection = status.connect(parse_node(b.node()), StreamKind.DELTA)
-    assert connection.state is SyncState.NOT_SENT
     status.sent(connection, rt.CLUSTER, "v1", "1", ("a",))
     status.acked(connection, rt.CLUSTER, "1")
     assert connection.state is SyncState.SYNCED
@@ -125,3 +124,27 @@ def test_a_newer_stream_closes_the_older_and_only_the_live_one_disconnects() -> 
     assert closed == ["old"]
     assert status.disconnect(old) is False and status.get(proxy.id) is new
     assert status.disconnect(new) is True and status.get(proxy.id) is None
+
+
+def test_a_proxy_counts_under_its_worst_state() -> None:
+    status = PushStatus()
+    assert proxy_states(status) == {"NACKED": 0, "STALE": 0, "SYNCED": 0}
+    synced, stale, nacked = (
+        status.connect(
+            parse_node(b.node(f"sidecar~10.0.0.{i}~w{i}.ns~ns.svc.cluster.local")), StreamKind.SOTW
+        )
+        for i in (1, 2, 3)
+    )
+    for connection in (synced, stale, nacked):
+        status.sent(connection, rt.CLUSTER, "v1", "1")
+        status.acked(connection, rt.CLUSTER, "1")
+    status.sent(stale, rt.LISTENER, "v1", "2")
+    status.sent(nacked, rt.LISTENER, "v1", "2")
+    status.nacked(nacked, rt.LISTENER, "2", "bad listener")
+    status.sent(nacked, rt.ROUTE, "v1", "3")  # STALE too, but NACKED is worse
+    assert [proxy_state(c) for c in (synced, stale, nacked)] == [
+        SyncState.SYNCED,
+        SyncState.STALE,
+        SyncState.NACKED,
+    ]
+    assert proxy_states(status) == {"NACKED": 1, "STALE": 1, "SYNCED": 1}
