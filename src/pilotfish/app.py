@@ -62,6 +62,7 @@ from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
+from pilotfish.xds.translate.gateway_l4 import sni_dnat_clusters
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
 from pilotfish.xds.translate.listeners import route_names, translate_listeners
 from pilotfish.xds.translate.routes import translate_routes
@@ -133,7 +134,8 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     routes = translate_routes(mesh, proxy, route_names(listeners))
     authz = authz_cluster(mesh) if uses_authz(listeners) else None
     endpoints = translate_endpoints(mesh, proxy, clusters)
-    return [*clusters, *([authz] if authz else []), *endpoints, *listeners, *routes]
+    sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
+    return [*clusters, *sni_dnat, *([authz] if authz else []), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:

@@ -5,6 +5,7 @@ Follows Istio's ``pilot/pkg/serviceregistry/serviceentry/conversion.go``:
 - an endpoint's port for a service port is the endpoint's ``ports[<port name>]`` if set, else
   the service port's ``targetPort``, else the service port's number;
 - ``workloadSelector`` selects WorkloadEntries *in the same namespace* by label;
+- a port's protocol is the declared one, else the port name's prefix, else TCP (``port_protocol``);
 - ``resolution: DNS`` without endpoints makes each host its own endpoint (Envoy resolves it).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
+from pilotfish.config.networking.common import PROTOCOLS
 from pilotfish.config.resource import Resource
 from pilotfish.registry.model import Endpoint, Service, ServicePort
 
@@ -22,10 +24,25 @@ _DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
 Workload: TypeAlias = tuple[Any, str, str]
 
 
+def port_protocol(protocol: str, name: str) -> str:
+    """The protocol of a service port, upper case: the declared one; else Istio's port-name
+    convention (``kube.ConvertProtocol``: ``<protocol>`` or ``<protocol>-<suffix>``, e.g.
+    ``http-web``, ``grpc``, ``tcp-db``, ``mongo``); else TCP. Istio would sniff an undeclared
+    protocol; pilotfish has no sniffing, so anything unknown (``postgres``, ``amqp``...) is opaque TCP."""
+    if protocol:
+        return protocol.upper()
+    lower = name.lower()
+    grpc_web = lower == "grpc-web" or lower.startswith("grpc-web-")
+    prefix = "grpc-web" if grpc_web else lower.split("-", 1)[0]
+    return prefix.upper() if prefix in PROTOCOLS else "TCP"
+
+
 def services_of(entry: Resource[Any]) -> list[Service]:
     spec = entry.spec
     ports = tuple(
-        ServicePort(p.name or f"port-{p.number}", p.number, (p.protocol or "TCP").upper(), p.target_port or 0)
+        ServicePort(
+            p.name or f"port-{p.number}", p.number, port_protocol(p.protocol, p.name), p.target_port or 0
+        )
         for p in spec.ports
     )
     return [

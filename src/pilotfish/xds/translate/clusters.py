@@ -57,6 +57,7 @@ from pilotfish.xds.translate.endpoints import LbEndpointWriter, subset_endpoints
 from pilotfish.xds.translate.health import health_checks_for
 from pilotfish.xds.translate.mtls import ClusterTarget, apply_cluster_tls
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import admitted, bind_source, egress_admission
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
 Cluster: TypeAlias = cluster_pb2.Cluster
@@ -124,6 +125,7 @@ def translate_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Cluster]:
         for port in service.ports:
             for cluster in service_port_clusters(snapshot, templates, service, port, rule):
                 out.setdefault(cluster.name, cluster)
+    bind_source(snapshot, proxy, out.values())  # NetworkPolicy: connect from the workload's IP
     return list(out.values())
 
 
@@ -141,6 +143,8 @@ def service_port_clusters(
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
     endpoints = sendable(snapshot, snapshot.endpoints_for(service.hostname, port.number), dns=True)
+    if discovery in DNS_TYPES:  # inline endpoints: NetworkPolicy egress leaves denied ones out
+        endpoints = admitted(egress_admission(snapshot, templates.proxy), endpoints)
     policy = cluster_policy(destination, port.number)
     default = outbound_cluster(templates, name, discovery, endpoints, port, policy)
     if default is None:

@@ -40,6 +40,7 @@ from pilotfish.xds.translate.destination_rules import (
 from pilotfish.xds.translate.endpoint_checks import sendable
 from pilotfish.xds.translate.mtls import endpoint_mtls, has_sidecar, set_tls_mode_metadata
 from pilotfish.xds.translate.names import parse_cluster_name
+from pilotfish.xds.translate.netpol import admitted, egress_admission
 
 LbEndpoint: TypeAlias = endpoint_components_pb2.LbEndpoint
 LocalityLbEndpoints: TypeAlias = endpoint_components_pb2.LocalityLbEndpoints
@@ -198,7 +199,11 @@ def translate_endpoints(
     eds = [c for c in clusters if c.type == cluster_pb2.Cluster.EDS]
     names = [c.eds_cluster_config.service_name or c.name for c in eds]
     writer = LbEndpointWriter(endpoint_mtls(snapshot))
-    return [load_assignment(n, cluster_endpoints(snapshot, destinations, n), writer) for n in names]
+    admit = egress_admission(snapshot, proxy)  # NetworkPolicy egress: denied endpoints are left out
+    return [
+        load_assignment(n, admitted(admit, cluster_endpoints(snapshot, destinations, n)), writer)
+        for n in names
+    ]
 
 
 def _sendable_for(snapshot: MeshSnapshot, hostname: str, port: int) -> tuple[Endpoint, ...]:
