@@ -107,7 +107,7 @@ class ServeOptions:
     authz_workers: int = 1
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
@@ -123,6 +123,7 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         proxy.ip,
         tuple(sorted(metadata.items())),
         proxy.service_account,
+        proxy.locality,  # EDS priorities and weights follow it
     )
 
 
@@ -416,7 +417,13 @@ class ControlPlane:
             return
         labels = {k: v for k, v in proxy.labels.items() if k != AUTO_REGISTER_LABEL}
         lease = auto_registration(
-            group, proxy.namespace, proxy.ip, labels, proxy.service_account, self.opts.auto_register_grace
+            group,
+            proxy.namespace,
+            proxy.ip,
+            labels,
+            proxy.service_account,
+            self.opts.auto_register_grace,
+            proxy.locality,
         )
         self._auto[proxy.id] = lease
         self._in_background(partial(self.store.register, lease, time.time()), f"auto-register {lease.id}")
