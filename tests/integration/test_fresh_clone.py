@@ -29,7 +29,8 @@ def test_a_fresh_clone_collects_the_suite_with_nothing_beside_it(tmp_path: Path)
     clone = tmp_path / "pilotfish"
     git("clone", "--quiet", "--no-checkout", str(REPO), str(clone), cwd=tmp_path)
     git("checkout", "--quiet", head, cwd=clone)
-    assert not (clone.parent / "shared").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pilotfish"]
+    assert not (clone.parent / "shared").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["pilotfish"], "nothing beside the clone"
 
     # The project's venv python, importing the clone's own sources (ahead of the editable install).
     env = {**os.environ, "PYTHONPATH": str(clone / "src")}
