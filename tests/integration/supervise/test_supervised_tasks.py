@@ -32,8 +32,8 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-async def until(predicate, timeout: float, message: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def until(predicate, within: float, message: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
     while not await predicate():
         assert time.monotonic() < deadline, message
         await asyncio.sleep(0.02)
