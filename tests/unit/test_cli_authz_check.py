@@ -62,3 +62,33 @@ def test_invalid_config_exits_2_with_the_problem(tmp_path: Path, capsys: pytest.
     (config / "ap.yaml").write_text(POLICY.replace("action: DENY", "action: BLOCK"))
     assert main(["authz", "check", "--config", str(config), "--request", str(request(tmp_path, "/"))]) == 2
     assert "spec.action" in capsys.readouterr().err
+
+
+def test_a_jwt_nested_10000_levels_deep_is_a_401_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """json.loads raises RecursionError near depth 1000: the payload must be refused before."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1", "alg": "RS256"}
+    issuer = "https://issuer.example.com"
+    payload = b'{"iss":"' + issuer.encode() + b'","a":' + b'{"a":' * 10_000 + b"1" + b"}" * 10_001
+    token = pyjwt.PyJWS().encode(payload, key, algorithm="RS256", headers={"kid": "k1"})
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "authn.yaml").write_text(
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt, namespace: prod}\n"
+        f"spec:\n  jwtRules:\n  - issuer: {issuer}\n    jwks: '{json.dumps({'keys': [jwk]})}'\n"
+    )
+    file = request(tmp_path, "/x")
+    data = json.loads(file.read_text())
+    data["request"]["headers"] = {"authorization": f"Bearer {token}"}
+    file.write_text(json.dumps(data))
+    assert main(["authz", "check", "--config", str(config), "--request", str(file)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["decision"], out["status"]) == ("deny", 401)
+    assert out["reason"] == "JWT: Jwt payload is an invalid Base64url encoded JSON"

@@ -5,6 +5,13 @@ line of each of its keys) and ``NodeList`` (a ``list`` that remembers the line o
 Everything downstream treats them as ordinary dicts and lists. Any YAML problem — syntax,
 duplicate keys (Kubernetes' strict decoding rejects them), alias cycles — becomes a
 ``ConfigError`` here, at the edge; no ``yaml`` exception escapes this module.
+
+The input limits of ``pilotfish.limits`` hold here, for every caller (``--config DIR``,
+``pilotfish validate``, the admin API): the text's size and its document count, and, for each
+document, its nesting and its size once aliases are expanded. The last two are measured on the
+composed node graph — where an alias is a second reference to the anchored node, so composing
+costs no more than the text — before a single object is built: a 537-byte "billion laughs" is
+refused in microseconds instead of growing into gigabytes downstream.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 import yaml
 
 from pilotfish.errors import ConfigError, Problem
+from pilotfish.limits import MAX_DOCUMENTS, MAX_NESTING, MAX_YAML_NODES, InputTooLarge, check_text_size
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -49,8 +57,76 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
+class _OverLimit(Exception):
+    def __init__(self, message: str, line: int) -> None:
+        self.message, self.line = message, line
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    pass
+    def get_data(self) -> Any:
+        """One document: composed, measured (``_check_graph``), and only then constructed."""
+        if self.check_node():
+            node = self.get_node()
+            _check_graph(node)
+            return self.construct_document(node)
+        return None
+
+
+_SIZE_CAP = 10**12
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse a document that aliases grow by more than ``MAX_YAML_NODES`` nodes, that nests
+    deeper than ``MAX_NESTING``, or that contains itself. One post-order walk of the node *graph*
+    (each node once, however many aliases name it) computes every node's expanded size and depth.
+
+    A subtree whose expanded size exceeds the number of distinct nodes seen so far by more than
+    the limit proves the whole document grows by more than that (each distinct node outside it
+    appears at least once more), so the walk stops at the first such collection and names its
+    line; a large document without aliases is never refused here (its text bounds it)."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            children = _children(node)
+            # Capped so the sums stay machine-sized whatever the expansion factor.
+            size[key] = min(1 + sum(size[id(c)] for c in children), _SIZE_CAP)
+            nested = isinstance(node, yaml.CollectionNode)
+            depth[key] = max((depth[id(c)] for c in children), default=0) + nested
+            line = node.start_mark.line + 1
+            if size[key] - len(size) > MAX_YAML_NODES:
+                raise _OverLimit(
+                    f"YAML aliases expand this document by more than {MAX_YAML_NODES} nodes "
+                    "(the collection starting here passes the limit); refused",
+                    line,
+                )
+            if depth[key] > MAX_NESTING:
+                raise _OverLimit(f"nested deeper than {MAX_NESTING} levels; refused", line)
+            continue
+        if key in size:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise _OverLimit(
+                    "a YAML alias refers to a collection that contains it; refused", child.start_mark.line + 1
+                )
+            if id(child) not in size:
+                stack.append((child, False))
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Node:
@@ -95,11 +171,18 @@ def parse_documents(text: str, file: str = "<input>") -> list[RawDocument]:
     """Parse every document of a multi-document YAML text. Empty documents are skipped."""
     docs: list[RawDocument] = []
     try:
+        check_text_size(len(text.encode("utf-8", "surrogatepass")))
         for index, data in enumerate(yaml.load_all(text, Loader=_Loader)):  # noqa: S506 - safe loader subclass
+            if index >= MAX_DOCUMENTS:
+                raise _OverLimit(f"more than {MAX_DOCUMENTS} YAML documents; refused", 0)
             if data is None:
                 continue
             line = data.line if isinstance(data, Node | NodeList) else 1
             docs.append(RawDocument(data=data, file=file, line=line, index=index))
+    except InputTooLarge as exc:
+        raise ConfigError([Problem(f"{exc}; refused", file=file, line=0)]) from None
+    except _OverLimit as exc:
+        raise ConfigError([Problem(exc.message, file=file, line=exc.line)]) from None
     except _DuplicateKey as exc:
         raise ConfigError([Problem(f"duplicate key {exc.key!r}", file=file, line=exc.line)]) from None
     except yaml.MarkedYAMLError as exc:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from pilotfish.config.security.request_authentication import JWTRule
 from pilotfish.config.security.targeting import resource_in_scope
 from pilotfish.extauthz.attributes import HttpRequest
 from pilotfish.extauthz.jwks import Jwk, JwksCache, KeySet, TokenCache, parse_jwks
+from pilotfish.limits import loads_json
 
 Claims = Mapping[str, Any]
 CLOCK_SKEW = 60.0  # Envoy jwt_authn clock_skew_seconds default (authenticator.cc kClockSkewInSecond)
@@ -291,8 +291,11 @@ def _b64(segment: str) -> bytes:
 
 
 def _json_object(segment: str) -> dict[str, Any] | None:
+    """The JSON object a segment encodes, or None. Nesting is bounded (``limits.MAX_NESTING``, the
+    depth protobuf's JSON parser — Envoy's — accepts): a payload nested 10,000 levels deep is a
+    parse failure (401), never a ``RecursionError`` in the Check server."""
     try:
-        value = json.loads(_b64(segment))
+        value = loads_json(_b64(segment), "the JWT segment")
     except (ValueError, binascii.Error):
         return None
     return value if isinstance(value, dict) else None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,6 +35,7 @@ from envoy.config.core.v3 import address_pb2
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 
 from pilotfish.extauthz.attributes import Attributes, Headers, HttpRequest, Peer, Workload
+from pilotfish.limits import loads_json
 
 NAMESPACE_KEY = "namespace"
 LABELS_KEY = "labels"
@@ -111,7 +111,7 @@ def parse_labels(text: str) -> Mapping[str, str]:
     if not text:
         return MappingProxyType({})
     try:
-        value = json.loads(text)
+        value = loads_json(text, f"context_extensions {LABELS_KEY!r}")
     except ValueError:
         raise BadCheckRequest(f"context_extensions {LABELS_KEY!r} is not JSON: {text[:80]!r}") from None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):

@@ -78,6 +78,8 @@ def test_no_token_is_403_and_a_valid_token_is_200_with_jwt_headers():
         (lambda: KEY.token(iss="https://evil.example.com"), "Jwt issuer is not configured"),
         (lambda: tamper(KEY.token()), "Jwt verification fails"),
         (lambda: RsaKey("k1").token(), "Jwt verification fails"),  # right kid, wrong key
+        # A correctly signed payload nested 10,000 levels deep: a parse failure, not a crash.
+        (lambda: KEY.sign_payload(deep_json(10_000)), "Jwt payload is an invalid Base64url encoded JSON"),
     ],
 )
 def test_bad_tokens_are_401_with_www_authenticate(make_token, body):
@@ -90,6 +92,10 @@ def test_bad_tokens_are_401_with_www_authenticate(make_token, body):
         assert challenge == 'Bearer realm="http://httpbin.foo:8000/get", error="invalid_token"'
 
     serve(INLINE, scenario)
+
+
+def deep_json(levels: int) -> bytes:
+    return b'{"iss":"https://issuer.example.com","a":' + b'{"a":' * levels + b"1" + b"}" * (levels + 1)
 
 
 def tamper(token: str) -> str:
