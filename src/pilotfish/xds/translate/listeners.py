@@ -62,7 +62,7 @@ from pilotfish.config.networking.sidecar import IstioEgressListener
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
-from pilotfish.xds.translate.authz import authz_filter_for
+from pilotfish.xds.translate.authz import authz_filters_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
 from pilotfish.xds.translate.endpoints import visible_services
 from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, server_tls_context
@@ -122,7 +122,7 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     """Every listener of ``proxy``: a gateway's, or a sidecar's outbound then inbound ones."""
     if proxy.type == ProxyType.ROUTER:
         return gateway_listeners(snapshot, proxy)
-    authz = authz_filter_for(snapshot, proxy)
+    authz = authz_filters_for(snapshot, proxy)
     authn = peer_authn(snapshot, proxy.namespace, proxy.labels)
     inbound = [
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
@@ -224,8 +224,8 @@ def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot) -> Listener:
 # ---- inbound -------------------------------------------------------------------------------------
 
 
-def inbound_listener(port: InboundPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
-    """``authz``: the ext_authz filter when a security policy selects the workload (``authz.py``)."""
+def inbound_listener(port: InboundPort, snapshot: MeshSnapshot, authz: Sequence[HttpFilter] = ()) -> Listener:
+    """``authz``: the authorization filters when a security policy selects the workload (``authz.py``)."""
     name = f"{port.bind}_{port.port}"
     if not port.is_http:
         return listener(name, port.bind, port.port, INBOUND, tcp_proxy_filter(port.cluster_name))
@@ -295,7 +295,7 @@ def selected_servers(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[Server]:
 
 
 def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
-    authz = authz_filter_for(snapshot, proxy)
+    authz = authz_filters_for(snapshot, proxy)
     plain = [gateway_listener(p, snapshot, authz) for p in gateway_ports(snapshot, proxy)]
     taken = {_bound(listener)[1] for listener in plain}
     by_port: dict[int, list[HttpsServer]] = {}
@@ -308,7 +308,7 @@ def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
 
 
 def https_gateway_listener(
-    servers: Sequence[HttpsServer], default_bind: str, snapshot: MeshSnapshot, authz: HttpFilter | None
+    servers: Sequence[HttpsServer], default_bind: str, snapshot: MeshSnapshot, authz: Sequence[HttpFilter]
 ) -> Listener:
     """One port's HTTPS servers: a chain per server, chosen by SNI, each terminating TLS."""
     bind = next((s.server.bind for s in servers if s.server.bind), default_bind)
@@ -324,7 +324,7 @@ def https_gateway_listener(
     return out
 
 
-def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
+def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: Sequence[HttpFilter] = ()) -> Listener:
     manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot, authz)
     manager.rds.CopyFrom(rds(f"http.{port.port}"))
     return listener(port.name, port.bind, port.port, GATEWAY, hcm_filter(manager))
@@ -341,7 +341,7 @@ def listener(name: str, bind: str, port: int, klass: ListenerClass, network_filt
 
 
 def connection_manager(
-    stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot, authz: HttpFilter | None = None
+    stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot, authz: Sequence[HttpFilter] = ()
 ) -> HCM:
     """Istio ``buildHTTPConnectionManager`` without a route (the caller sets RDS or inline).
     ``authz`` goes first: Istio runs its authorization filters before fault and router."""
@@ -352,7 +352,7 @@ def connection_manager(
         codec_type=HCM.AUTO,
         stat_prefix=stat_prefix,
         http_filters=[
-            *([authz] if authz else []),
+            *authz,
             *(http_filter(name, config()) for name, config in HTTP_FILTERS),
         ],
         normalize_path=wrappers_pb2.BoolValue(value=normalize),
