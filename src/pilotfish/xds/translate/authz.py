@@ -153,7 +153,9 @@ def workload_metadata(proxy: Proxy) -> dict[str, str]:
     return {WORKLOAD_KEYS[key]: value for key, value in values.items()}
 
 
-def _managers(listeners: Iterable[listener_pb2.Listener]) -> Iterable[http_connection_manager_pb2.HttpConnectionManager]:
+def _managers(
+    listeners: Iterable[listener_pb2.Listener],
+) -> Iterable[http_connection_manager_pb2.HttpConnectionManager]:
     for listener in listeners:
         for chain in listener.filter_chains:
             for network_filter in chain.filters:
@@ -167,7 +169,9 @@ def uses_authz(listeners: Iterable[listener_pb2.Listener]) -> bool:
     return any(f.name == EXT_AUTHZ_FILTER for m in _managers(listeners) for f in m.http_filters)
 
 
-def authz_clusters(snapshot: MeshSnapshot, listeners: Iterable[listener_pb2.Listener]) -> list[cluster_pb2.Cluster]:
+def authz_clusters(
+    snapshot: MeshSnapshot, listeners: Iterable[listener_pb2.Listener]
+) -> list[cluster_pb2.Cluster]:
     """The clusters the listeners' authorization filters call: the Check server (ext_authz) and
     the JWKS hosts (native jwt_authn), sorted by name."""
     listeners = list(listeners)

@@ -67,7 +67,9 @@ def native_problem(rules: Iterable[JWTRule]) -> str | None:
     """Why these rules cannot be enforced by Envoy's jwt_authn, or ``None``."""
     for rule in rules:
         if not rule.jwks and not rule.jwks_uri:
-            return f"jwtRule for issuer {rule.issuer!r} has no jwks/jwksUri (Envoy does not do OpenID discovery)"
+            return (
+                f"jwtRule for issuer {rule.issuer!r} has no jwks/jwksUri (Envoy does not do OpenID discovery)"
+            )
     return None
 
 
@@ -92,7 +94,8 @@ def provider(rule: JWTRule) -> config_pb2.JwtProvider:
         ),
         clock_skew_seconds=int(CLOCK_SKEW),
         claim_to_headers=[
-            config_pb2.JwtClaimToHeader(header_name=c.header, claim_name=c.claim) for c in rule.output_claim_to_headers
+            config_pb2.JwtClaimToHeader(header_name=c.header, claim_name=c.claim)
+            for c in rule.output_claim_to_headers
         ],
     )
     if rule.jwks:
@@ -102,7 +105,9 @@ def provider(rule: JWTRule) -> config_pb2.JwtProvider:
         out.remote_jwks.CopyFrom(
             config_pb2.RemoteJwks(
                 http_uri=http_uri_pb2.HttpUri(
-                    uri=rule.jwks_uri, cluster=jwks_source(rule.jwks_uri).cluster_name, timeout=_duration(timeout)
+                    uri=rule.jwks_uri,
+                    cluster=jwks_source(rule.jwks_uri).cluster_name,
+                    timeout=_duration(timeout),
                 ),
                 cache_duration=_duration(JWKS_CACHE_SECONDS),
                 # Fetch when the listener starts, not on the first request; the listener does not
@@ -123,14 +128,18 @@ def _requirement(names: Sequence[str]) -> config_pb2.JwtRequirement:
             requires_any=config_pb2.JwtRequirementOrList(requirements=[one(names[0]), allow_missing])
         )
     each_or_missing = [
-        config_pb2.JwtRequirement(requires_any=config_pb2.JwtRequirementOrList(requirements=[one(n), allow_missing]))
+        config_pb2.JwtRequirement(
+            requires_any=config_pb2.JwtRequirementOrList(requirements=[one(n), allow_missing])
+        )
         for n in names
     ]
     return config_pb2.JwtRequirement(
         requires_any=config_pb2.JwtRequirementOrList(
             requirements=[
                 *(one(n) for n in names),
-                config_pb2.JwtRequirement(requires_all=config_pb2.JwtRequirementAndList(requirements=each_or_missing)),
+                config_pb2.JwtRequirement(
+                    requires_all=config_pb2.JwtRequirementAndList(requirements=each_or_missing)
+                ),
             ]
         )
     )
@@ -158,7 +167,11 @@ def jwks_sources(manager: http_connection_manager_pb2.HttpConnectionManager) -> 
     for http_filter in manager.http_filters:
         config = config_pb2.JwtAuthentication()
         if http_filter.name == JWT_AUTHN_FILTER and http_filter.typed_config.Unpack(config):
-            found.update(jwks_source(p.remote_jwks.http_uri.uri) for p in config.providers.values() if p.HasField("remote_jwks"))
+            found.update(
+                jwks_source(p.remote_jwks.http_uri.uri)
+                for p in config.providers.values()
+                if p.HasField("remote_jwks")
+            )
     return found
 
 

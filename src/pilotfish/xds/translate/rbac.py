@@ -25,12 +25,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from envoy.config.core.v3 import address_pb2, extension_pb2
+from envoy.config.core.v3 import address_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
-from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 from google.protobuf import wrappers_pb2
 
@@ -54,6 +53,7 @@ from pilotfish.extauthz.matchers import (
     TrustDomains,
     expand_trust_domain,
     split_request_principal,
+    template_regex,
 )
 from pilotfish.extauthz.policy import compile_rule
 from pilotfish.xds.translate.route_match import JWT_FILTER, JWT_PAYLOAD
@@ -61,7 +61,6 @@ from pilotfish.xds.translate.route_match import JWT_FILTER, JWT_PAYLOAD
 RBAC_FILTER = "envoy.filters.http.rbac"
 JWT_AUTHN_FILTER = JWT_FILTER  # jwt_authn writes the verified claims under PAYLOAD_KEY of its metadata
 PAYLOAD_KEY = JWT_PAYLOAD
-URI_TEMPLATE = "envoy.path.match.uri_template.uri_template_matcher"
 
 # Istio action → Envoy RBAC action, in filter order (listener_builder.go: DENY, ALLOW, AUDIT).
 ACTIONS: tuple[tuple[str, int], ...] = (
@@ -125,7 +124,9 @@ def namespace(value: str, ctx: Context) -> Principal:
 
 def service_account(value: str, ctx: Context) -> Principal:
     ns, _, account = value.rpartition("/")
-    return _principal_regex(f"spiffe://.+/ns/{re.escape(ns or ctx.namespace)}/(.+/|)sa/{re.escape(account)}(/.+)?")
+    return _principal_regex(
+        f"spiffe://.+/ns/{re.escape(ns or ctx.namespace)}/(.+/|)sa/{re.escape(account)}(/.+)?"
+    )
 
 
 _DOMAIN_REGEX: Mapping[str, Callable[[str], str]] = {
@@ -145,7 +146,8 @@ def trust_domain(value: str, ctx: Context) -> Principal:
 def _cidr(value: str) -> address_pb2.CidrRange:
     network = ipaddress.ip_network(value, strict=False)  # Envoy CidrRange masks host bits
     return address_pb2.CidrRange(
-        address_prefix=str(network.network_address), prefix_len=wrappers_pb2.UInt32Value(value=network.prefixlen)
+        address_prefix=str(network.network_address),
+        prefix_len=wrappers_pb2.UInt32Value(value=network.prefixlen),
     )
 
 
@@ -217,11 +219,12 @@ def port(value: str, ctx: Context) -> Permission:
 
 
 def path(value: str, ctx: Context) -> Permission:
-    """``paths``: Envoy ``url_path`` (no query); ``{*}``/``{**}`` as Envoy's uri_template matcher."""
+    """``paths``: Envoy ``url_path`` (no query). A ``{*}``/``{**}`` template becomes the regex
+    the evaluator uses: Envoy 1.40 aborts (std::terminate) on an RBAC ``uri_template``
+    permission instead of rejecting or applying it, so the regex is the safe upstream form."""
     if MATCH_ONE_TEMPLATE in value or MATCH_ANY_TEMPLATE in value:
-        config = extension_pb2.TypedExtensionConfig(name=URI_TEMPLATE)
-        config.typed_config.Pack(uri_template_match_pb2.UriTemplateMatchConfig(path_template=value))
-        return Permission(uri_template=config)
+        matcher = string_pb2.StringMatcher(safe_regex=_regex(template_regex(value)))
+        return Permission(url_path=path_pb2.PathMatcher(path=matcher))
     return Permission(url_path=path_pb2.PathMatcher(path=string_matcher(Pattern.parse(value))))
 
 
@@ -283,21 +286,34 @@ def _any_of(items: list[Any]) -> Any:
     if len(items) == 1:
         return items[0]
     kind = type(items[0])
-    return kind(or_ids=Principal.Set(ids=items)) if kind is Principal else kind(or_rules=Permission.Set(rules=items))
+    return (
+        kind(or_ids=Principal.Set(ids=items))
+        if kind is Principal
+        else kind(or_rules=Permission.Set(rules=items))
+    )
 
 
 def _all_of(items: list[Any]) -> Any:
     if len(items) == 1:
         return items[0]
     kind = type(items[0])
-    return kind(and_ids=Principal.Set(ids=items)) if kind is Principal else kind(and_rules=Permission.Set(rules=items))
+    return (
+        kind(and_ids=Principal.Set(ids=items))
+        if kind is Principal
+        else kind(and_rules=Permission.Set(rules=items))
+    )
 
 
 def _negate(item: Any) -> Any:
     return Principal(not_id=item) if isinstance(item, Principal) else Permission(not_rule=item)
 
 
-def _field(compile_value: Callable[[str, Context], Any], values: Iterable[str], not_values: Iterable[str], ctx: Context) -> list[Any]:
+def _field(
+    compile_value: Callable[[str, Context], Any],
+    values: Iterable[str],
+    not_values: Iterable[str],
+    ctx: Context,
+) -> list[Any]:
     """``and(or(values), not(or(notValues)))`` as a list of ANDed parts."""
     parts: list[Any] = []
     positive = [compile_value(v, ctx) for v in values]
@@ -309,7 +325,9 @@ def _field(compile_value: Callable[[str, Context], Any], values: Iterable[str], 
     return parts
 
 
-def _clause(entry: Source | Operation, table: Mapping[str, Callable[[str, Context], Any]], ctx: Context) -> list[Any]:
+def _clause(
+    entry: Source | Operation, table: Mapping[str, Callable[[str, Context], Any]], ctx: Context
+) -> list[Any]:
     return [
         part
         for name, compile_value in table.items()
@@ -325,7 +343,9 @@ def _condition(condition: Condition, ctx: Context) -> tuple[list[Principal], lis
     name = condition.key.partition("[")[0]
     if name in WHEN_PERMISSIONS:
         return [], _field(WHEN_PERMISSIONS[name], condition.values, condition.not_values, ctx)
-    compile_value = WHEN_PRINCIPALS.get(name) or BRACKETED_WHEN_PRINCIPALS[name](when_arguments(condition.key))
+    compile_value = WHEN_PRINCIPALS.get(name) or BRACKETED_WHEN_PRINCIPALS[name](
+        when_arguments(condition.key)
+    )
     return _field(compile_value, condition.values, condition.not_values, ctx), []
 
 
@@ -334,10 +354,24 @@ def rule_policy(rule: Rule, ctx: Context) -> rbac_pb2.Policy:
     principals: list[Principal] = []
     permissions: list[Permission] = []
     if rule.from_ is not None:
-        principals.append(_any_of([_conjunction(_clause(e.source, SOURCE_FIELDS, ctx), Principal) for e in rule.from_ if e.source]))
+        principals.append(
+            _any_of(
+                [
+                    _conjunction(_clause(e.source, SOURCE_FIELDS, ctx), Principal)
+                    for e in rule.from_
+                    if e.source
+                ]
+            )
+        )
     if rule.to is not None:
         permissions.append(
-            _any_of([_conjunction(_clause(e.operation, OPERATION_FIELDS, ctx), Permission) for e in rule.to if e.operation])
+            _any_of(
+                [
+                    _conjunction(_clause(e.operation, OPERATION_FIELDS, ctx), Permission)
+                    for e in rule.to
+                    if e.operation
+                ]
+            )
         )
     for condition in rule.when:
         on_principal, on_permission = _condition(condition, ctx)
@@ -376,7 +410,9 @@ def rbac_policies(resources: Iterable[Resource[Any]], mesh: MeshConfig) -> dict[
     return out
 
 
-def rbac_filters(policies: Sequence[Resource[Any]], mesh: MeshConfig) -> list[http_connection_manager_pb2.HttpFilter]:
+def rbac_filters(
+    policies: Sequence[Resource[Any]], mesh: MeshConfig
+) -> list[http_connection_manager_pb2.HttpFilter]:
     """The RBAC filters for the AuthorizationPolicies that apply to one workload (no CUSTOM),
     in Istio's order. An action with only dry-run policies gets shadow rules and no enforcement;
     an enforced ALLOW set with no rule that can match still denies everything (``spec: {}``)."""
@@ -391,7 +427,9 @@ def rbac_filters(policies: Sequence[Resource[Any]], mesh: MeshConfig) -> list[ht
         if enforced:
             config.rules.CopyFrom(rbac_pb2.RBAC(action=envoy_action, policies=rbac_policies(enforced, mesh)))
         if shadow:
-            config.shadow_rules.CopyFrom(rbac_pb2.RBAC(action=envoy_action, policies=rbac_policies(shadow, mesh)))
+            config.shadow_rules.CopyFrom(
+                rbac_pb2.RBAC(action=envoy_action, policies=rbac_policies(shadow, mesh))
+            )
         out = http_connection_manager_pb2.HttpFilter(name=RBAC_FILTER)
         out.typed_config.Pack(config)
         filters.append(out)
