@@ -580,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--annotations",
         default="",
-        help="k=v,... node metadata ANNOTATIONS (pilotfish.io/authz-mode=native|ext_authz overrides serve's mode)",
+        help="k=v,... node metadata ANNOTATIONS "
+        "(pilotfish.io/authz-mode=native|ext_authz overrides serve's --authz-mode)",
     )
     p.add_argument("--service-account", default="default")
     p.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")

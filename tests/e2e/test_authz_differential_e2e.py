@@ -886,6 +886,7 @@ def test_native_and_ext_authz_decide_alike(mesh: Mesh) -> None:
             got["offline"] = mesh.offline(req, path, headers)
             if set(got.values()) != {req.expect}:
                 mismatches.append(
-                    f"{group.name}[{i}] {req.method} {path} token={req.token} peer={req.peer} src={req.src}: expected {req.expect}, got {got}"
+                    f"{group.name}[{i}] {req.method} {path} token={req.token} peer={req.peer} src={req.src}: "
+                    f"expected {req.expect}, got {got}"
                 )
     assert not mismatches, "\n".join(mismatches)

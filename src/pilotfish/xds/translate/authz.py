@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
@@ -76,7 +76,7 @@ def authz_applies(snapshot: MeshSnapshot, proxy: Proxy) -> bool:
 AuthzMode = Literal["ext_authz", "native"]
 AUTHZ_MODES: tuple[AuthzMode, ...] = ("ext_authz", "native")
 MODE_ANNOTATION = "pilotfish.io/authz-mode"
-HttpFilter = http_connection_manager_pb2.HttpFilter
+HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.rbac.v3 import rbac_pb2
@@ -69,9 +69,8 @@ ACTIONS: tuple[tuple[str, int], ...] = (
     ("AUDIT", rbac_pb2.RBAC.LOG),
 )
 
-Principal = rbac_pb2.Principal
-Permission = rbac_pb2.Permission
-AnyMatcher = Principal | Permission
+Principal: TypeAlias = rbac_pb2.Principal
+Permission: TypeAlias = rbac_pb2.Permission
 
 
 # ---- string matchers ---------------------------------------------------------------------------------
@@ -305,7 +304,7 @@ def _all_of(items: list[Any]) -> Any:
 
 
 def _negate(item: Any) -> Any:
-    return Principal(not_id=item) if isinstance(item, Principal) else Permission(not_rule=item)
+    return Principal(not_id=item) if type(item) is Principal else Permission(not_rule=item)
 
 
 def _field(
