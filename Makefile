@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install test check lint typecheck demo proto bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/system-packages.sh
+	./scripts/system-packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
 	$(BIN)/python -m pip install -e '.[test]'

@@ -57,10 +57,12 @@ from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
-from pilotfish.xds.status import PushStatus, StatusHooks
+from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
 from pilotfish.xds.translate.authz import authz_clusters
 from pilotfish.xds.translate.clusters import translate_clusters
+from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
+from pilotfish.xds.translate.gateway_l4 import sni_dnat_clusters
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
 from pilotfish.xds.translate.listeners import route_names, translate_listeners
 from pilotfish.xds.translate.routes import translate_routes
@@ -107,7 +109,7 @@ class ServeOptions:
     authz_mode: str = "ext_authz"
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
@@ -123,6 +125,7 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         proxy.ip,
         tuple(sorted(metadata.items())),
         proxy.service_account,
+        proxy.locality,  # EDS priorities and weights follow it
     )
 
 
@@ -133,7 +136,8 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
     endpoints = translate_endpoints(mesh, proxy, clusters)
-    return [*clusters, *authz_clusters(mesh, listeners), *endpoints, *listeners, *routes]
+    sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
+    return [*clusters, *sni_dnat, *authz_clusters(mesh, listeners), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:
@@ -158,6 +162,9 @@ class ControlPlane:
                 acked=self._on_ack,
             )
         )
+        self.metrics.use_rejected_counts(self.status.rejected_counts)
+        self.dropped: tuple[DroppedEndpoint, ...] = ()  # endpoints Envoy would reject, left out
+        self.metrics.use_proxy_states(lambda: proxy_states(self.status))
         self.ads = AggregatedDiscoveryService(
             self.cache,
             self.status,
@@ -166,7 +173,6 @@ class ControlPlane:
             authorize=self.ca.authorize_stream,
         )
         self.proxies: dict[str, Proxy] = {}
-        self._streams: dict[str, int] = {}
         self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: grpc.aio.Server | None = None
@@ -279,8 +285,18 @@ class ControlPlane:
         self.mesh = MeshSnapshot.build(
             resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
         )
+        self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
             self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
+
+    def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
+        """Log each endpoint newly left out of xDS once (not on every push), count them all."""
+        before = set(self.dropped)
+        for endpoint in dropped:
+            if endpoint not in before:
+                log.warning("%s", endpoint)
+        self.dropped = dropped
+        self.metrics.on_dropped_endpoints(len(dropped))
 
     async def push(self) -> None:
         """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
@@ -312,19 +328,19 @@ class ControlPlane:
     # ---- ADS hooks ---------------------------------------------------------------------------
 
     def _on_connect(self, proxy: Proxy) -> None:
+        """A stream became the proxy's live one (an older stream of the id was closed): its
+        metadata decides the proxy's config from now on."""
+        replaced = self.proxies.get(proxy.id)
+        if replaced is not None:
+            self.metrics.on_disconnect(str(replaced.type))
         self.proxies[proxy.id] = proxy
-        self._streams[proxy.id] = self._streams.get(proxy.id, 0) + 1
         self.metrics.on_connect(str(proxy.type))
         self.publish(proxy)
         self._auto_register(proxy)
 
     def _on_disconnect(self, proxy: Proxy) -> None:
+        """The proxy's live stream ended (a replaced stream's end is not reported)."""
         self.metrics.on_disconnect(str(proxy.type))
-        remaining = self._streams.get(proxy.id, 1) - 1
-        if remaining > 0:
-            self._streams[proxy.id] = remaining
-            return
-        self._streams.pop(proxy.id, None)
         self.proxies.pop(proxy.id, None)
         self.cache.clear(proxy.id)
         self._auto_unregister(proxy)
@@ -404,7 +420,13 @@ class ControlPlane:
             return
         labels = {k: v for k, v in proxy.labels.items() if k != AUTO_REGISTER_LABEL}
         lease = auto_registration(
-            group, proxy.namespace, proxy.ip, labels, proxy.service_account, self.opts.auto_register_grace
+            group,
+            proxy.namespace,
+            proxy.ip,
+            labels,
+            proxy.service_account,
+            self.opts.auto_register_grace,
+            proxy.locality,
         )
         self._auto[proxy.id] = lease
         self._in_background(partial(self.store.register, lease, time.time()), f"auto-register {lease.id}")
@@ -454,6 +476,7 @@ class AdminBackend:
                     "namespace": connection.proxy.namespace,
                     "kind": str(connection.kind),
                     "connected_at": connection.connected_at,
+                    "state": str(connection.state),
                     "types": types,
                 }
             )
@@ -474,6 +497,20 @@ class AdminBackend:
 
     def certs(self) -> dict[str, Any]:
         return self.cp.ca.debug()
+
+    def problemz(self) -> dict[str, Any]:
+        """What is not served as written, and why: config problems, endpoints left out of xDS,
+        resources proxies rejected."""
+        return {
+            "config": [str(p) for p in self.cp.problems],
+            "dropped_endpoints": [{**dataclasses.asdict(d), "message": str(d)} for d in self.cp.dropped],
+            "rejected": [
+                {"proxy": c.proxy.id, "type": rt.short_name(t), "resource": name, "message": nack.message}
+                for c in self.cp.status.connections()
+                for t, s in c.types.items()
+                for name, nack in s.rejected.items()
+            ],
+        }
 
     def configz(self) -> list[dict[str, Any]]:
         return [

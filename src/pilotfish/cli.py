@@ -34,9 +34,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Print ``file:line: Kind/ns/name: field.path: message`` per problem; exit 1 on any error."""
     from pilotfish.config.analysis import analyze
     from pilotfish.config.loader import load_paths
+    from pilotfish.netpol.analysis import analyze as analyze_netpol
 
     result = load_paths(args.paths)
-    for problem in (*result.problems, *analyze(result.resources)):
+    for problem in (*result.problems, *analyze(result.resources), *analyze_netpol(result.resources)):
         print(problem, file=sys.stdout)
     if result.errors:
         print(f"{len(result.errors)} error(s) in {len(args.paths)} path(s)", file=sys.stderr)
@@ -49,7 +50,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Print a complete Envoy bootstrap (YAML) that points the proxy at pilotfish's ADS."""
     import yaml
 
-    from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_app_port, parse_labels
+    from pilotfish.bootstrap import BootstrapOptions, bootstrap, locality_of, parse_app_port, parse_labels
 
     _PlainDumper = _plain_dumper()
 
@@ -65,6 +66,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             _ip_address(a, flag)
             for a, flag in ((args.outbound_bind, "--outbound-bind"), (args.gateway_bind, "--gateway-bind"))
         ]
+        if args.locality:
+            locality_of(args.locality)
     except ValueError as exc:
         print(f"pilotfish bootstrap: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +88,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         outbound_bind=binds[0],
         gateway_bind=binds[1],
         tls=tls,
+        locality=args.locality,
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
@@ -247,32 +251,65 @@ def cmd_authz_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_get(address: str, path: str) -> object:
+def cmd_netpol_check(args: argparse.Namespace) -> int:
+    """Decide one connection offline with the enforcement's code; JSON out, exit 0 allow / 1 deny."""
     import json
+
+    from pilotfish.errors import ConfigError
+    from pilotfish.netpol.check import run_check
+
+    try:
+        decision = run_check([args.config], args.source, args.destination, args.port, args.protocol)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(decision, indent=2))
+    return 0 if decision["decision"] == "allow" else 1
+
+
+def _admin_get(args: argparse.Namespace, path: str) -> object:
+    """GET from the admin port, with the bearer token when one is given (``--admin-tokens``)."""
+    import json
+    import os
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:  # noqa: S310 - admin URL
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://{args.admin}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - admin URL
         return json.loads(response.read())
 
 
 def cmd_proxy_status(args: argparse.Namespace) -> int:
     """A table like ``istioctl proxy-status``: one row per proxy, SYNCED / STALE / NACKED per type."""
-    rows = _admin_get(args.admin, "/debug/syncz")
+    import urllib.error
+
+    try:
+        rows = _admin_get(args, "/debug/syncz")
+    except urllib.error.HTTPError as exc:
+        print(f"pilotfish proxy-status: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
     assert isinstance(rows, list)
     types = ("CDS", "EDS", "LDS", "RDS", "SDS")
     table = [("NAME", "KIND", *types, "NACK")]
     for row in rows:
         states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
         nacks = "; ".join(
-            f"{t}: {info['nack']['message']}"
-            for t, info in row["types"].items()
-            if info.get("state") == "NACKED"
+            f"{t}: {_nack_text(info)}" for t, info in row["types"].items() if info.get("state") == "NACKED"
         )
         table.append((row["proxy"], row["kind"], *states, nacks))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
     return 0
+
+
+def _nack_text(info: dict[str, Any]) -> str:
+    """Each rejected resource with Envoy's text (``name: message``), else the last NACK's text."""
+    rejected = info.get("rejected") or {}
+    if rejected:
+        return "; ".join(f"{name}: {nack['message']}" for name, nack in sorted(rejected.items()))
+    return str((info.get("nack") or {}).get("message", ""))
 
 
 def cmd_proxy_config(args: argparse.Namespace) -> int:
@@ -284,7 +321,7 @@ def cmd_proxy_config(args: argparse.Namespace) -> int:
     params = {"proxyID": args.node} | ({} if args.type == "all" else {"type": args.type})
     query = urllib.parse.urlencode(params)
     try:
-        dump = _admin_get(args.admin, f"/debug/config_dump?{query}")
+        dump = _admin_get(args, f"/debug/config_dump?{query}")
     except urllib.error.HTTPError as exc:
         print(f"pilotfish proxy-config: {exc.read().decode(errors='replace')}", file=sys.stderr)
         return 1
@@ -624,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gateway-bind", default="", metavar="ADDR", help="address of gateway listeners (default the --ip)"
     )
+    p.add_argument(
+        "--locality",
+        default="",
+        metavar="REGION/ZONE/SUBZONE",
+        help="the proxy's locality (node.locality): locality load balancing prefers endpoints near it",
+    )
     p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="serve xDS and the admin API")
@@ -682,12 +725,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
     p.set_defaults(handler=cmd_authz_check)
 
+    netpol = sub.add_parser("netpol", help="Kubernetes NetworkPolicy tools").add_subparsers(
+        dest="netpol_command", required=True
+    )
+    p = netpol.add_parser("check", help="decide one connection offline, as the sidecars enforce it")
+    p.add_argument("--config", required=True, help="directory of YAML (policies, namespaces, workloads)")
+    p.add_argument("--from", dest="source", required=True, help="workload (ns/name, name) or IP")
+    p.add_argument("--to", dest="destination", required=True, help="workload (ns/name, name) or IP")
+    p.add_argument("--port", type=int, required=True, help="destination port")
+    p.add_argument("--protocol", default="TCP", choices=["TCP", "UDP", "SCTP"])
+    p.set_defaults(handler=cmd_netpol_check)
+
     for name, handler, helptext in (
         ("proxy-status", cmd_proxy_status, "push status of every connected proxy"),
         ("proxy-config", cmd_proxy_config, "the config sent to one proxy"),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--admin", default="127.0.0.1:15014", help="HOST:PORT of pilotfish's admin API")
+        p.add_argument("--token", default="", help=f"bearer token (default: ${TOKEN_ENV})")
         if name == "proxy-config":
             p.add_argument("node", help="proxy id (as in proxy-status)")
             p.add_argument("type", choices=["cluster", "endpoint", "listener", "route", "secret", "all"])

@@ -104,8 +104,8 @@ class CountingHooks:
         self.rotated[kind] += 1
         self.inner.on_cert_rotated(kind)
 
-    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None:
-        self.inner.on_cert_expiry(secret, not_after_unix)
+    def on_cert_expiry(self, secret: str, not_after_unix: float, not_before_unix: float) -> None:
+        self.inner.on_cert_expiry(secret, not_after_unix, not_before_unix)
 
     def on_cert_forgotten(self, secret: str) -> None:
         self.inner.on_cert_forgotten(secret)

@@ -4,11 +4,12 @@ reports through the plain hook methods of ``Metrics`` (so cores stay free of met
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 # Istio's names where Istio has one (pilot/pkg/xds/monitoring.go), prefixed pilotfish_.
 _PUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
@@ -27,6 +28,17 @@ class Metrics:
         )
         self.pushes = Counter("pilotfish_xds_pushes", "xDS responses sent", ["type"], registry=r)
         self.nacks = Counter("pilotfish_xds_rejects", "NACKs received from proxies", ["type"], registry=r)
+        self.rejected = Gauge(
+            "pilotfish_xds_rejected_resources",
+            "Resources a connected proxy rejected and was not sent again since, by type",
+            ["type"],
+            registry=r,
+        )
+        self.dropped_endpoints = Gauge(
+            "pilotfish_xds_endpoints_dropped",
+            "Endpoints left out of xDS because Envoy would reject them (see /debug/problemz)",
+            registry=r,
+        )
         self.convergence = Histogram(
             "pilotfish_proxy_convergence_time_seconds",
             "Config change to proxy ACK",
@@ -82,6 +94,13 @@ class Metrics:
             ["secret"],
             registry=r,
         )
+        # With the expiry, the lifetime: alerts speak of the fraction left (deploy/prometheus).
+        self.cert_not_before = Gauge(
+            "pilotfish_cert_not_before_timestamp_seconds",
+            "Unix time from which the certificate currently served under a secret is valid",
+            ["secret"],
+            registry=r,
+        )
         self.certs_issued = Counter("pilotfish_certs_issued", "Certificates issued", ["kind"], registry=r)
         self.certs_rotated = Counter(
             "pilotfish_certs_rotated", "Certificates replaced before expiry", ["kind"], registry=r
@@ -102,6 +121,14 @@ class Metrics:
     def on_nack(self, type_name: str) -> None:
         self.nacks.labels(type_name).inc()
 
+    def use_rejected_counts(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """``pilotfish_xds_rejected_resources`` is read from the push status when scraped."""
+        for type_name in ("CDS", "EDS", "LDS", "RDS", "SDS"):
+            self.rejected.labels(type_name).set_function(partial(_count_of, source, type_name))
+
+    def on_dropped_endpoints(self, count: int) -> None:
+        self.dropped_endpoints.set(count)
+
     def on_ack_latency(self, type_name: str, seconds: float) -> None:
         self.convergence.labels(type_name).observe(seconds)
 
@@ -117,6 +144,11 @@ class Metrics:
         for collector in (*in_process, self.custom_providers):
             self.registry.unregister(collector)
         self.registry.register(WorkerAuthzCollector(source))
+
+    def use_proxy_states(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """``pilotfish_xds_proxies{state}``: connected proxies by push state (SYNCED, STALE,
+        NACKED; ``xds.status.proxy_states``), read from ``source`` when ``/metrics`` is scraped."""
+        self.registry.register(ProxyStateCollector(source))
 
     def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
         """``decision`` allow/deny; ``reason`` a small fixed set; ``policy`` "ns/name" or ""."""
@@ -143,18 +175,41 @@ class Metrics:
     def on_cert_rotated(self, kind: str) -> None:
         self.certs_rotated.labels(kind).inc()
 
-    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None:
+    def on_cert_expiry(self, secret: str, not_after_unix: float, not_before_unix: float) -> None:
         self.cert_expiry.labels(secret).set(not_after_unix)
+        self.cert_not_before.labels(secret).set(not_before_unix)
 
     def on_cert_forgotten(self, secret: str) -> None:
         """Only for a secret earlier reported through ``on_cert_expiry``."""
         self.cert_expiry.remove(secret)
+        self.cert_not_before.remove(secret)
 
     def on_csr_denied(self, reason: str) -> None:
         self.csr_denied.labels(reason).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _count_of(source: Callable[[], Mapping[str, int]], key: str) -> float:
+    return float(source().get(key, 0))
+
+
+class ProxyStateCollector:
+    """Connected proxies by push state, computed at scrape time (the status is the truth)."""
+
+    def __init__(self, source: Callable[[], Mapping[str, int]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "pilotfish_xds_proxies",
+            "Connected proxies by push state of their latest responses",
+            labels=["state"],
+        )
+        for state, count in sorted(self.source().items()):
+            family.add_metric([state], count)
+        yield family
 
 
 class WorkerAuthzCollector:

@@ -132,6 +132,11 @@ class PilotfishProcess:
         return self.start()
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None, "pilotfish is not running"
+        return self._proc.pid
+
+    @property
     def admin(self) -> str:
         return f"127.0.0.1:{self.admin_port}"
 

@@ -57,7 +57,9 @@ class _Kept:
             self.hooks.on_cert_issued(self.kind)
             if replaced:
                 self.hooks.on_cert_rotated(self.kind)
-        self.hooks.on_cert_expiry(name, cert.not_valid_after_utc.timestamp())
+        self.hooks.on_cert_expiry(
+            name, cert.not_valid_after_utc.timestamp(), cert.not_valid_before_utc.timestamp()
+        )
         self.inventory.record(self.kind, name, cert)
 
     def drop_all_but(self, names: set[str]) -> None:

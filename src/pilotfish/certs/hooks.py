@@ -16,7 +16,7 @@ class CertHooks(Protocol):
 
     def on_cert_rotated(self, kind: CertKind) -> None: ...
 
-    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None: ...
+    def on_cert_expiry(self, secret: str, not_after_unix: float, not_before_unix: float) -> None: ...
 
     def on_cert_forgotten(self, secret: str) -> None: ...
 
@@ -32,7 +32,7 @@ class NoHooks:
     def on_cert_rotated(self, kind: CertKind) -> None:
         pass
 
-    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None:
+    def on_cert_expiry(self, secret: str, not_after_unix: float, not_before_unix: float) -> None:
         pass
 
     def on_cert_forgotten(self, secret: str) -> None:

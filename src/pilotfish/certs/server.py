@@ -95,7 +95,9 @@ class ServingCertificate:
         self.hooks.on_cert_issued("server")
         if replacing:
             self.hooks.on_cert_rotated("server")
-        self.hooks.on_cert_expiry(SERVER_SECRET, cert.not_valid_after_utc.timestamp())
+        self.hooks.on_cert_expiry(
+            SERVER_SECRET, cert.not_valid_after_utc.timestamp(), cert.not_valid_before_utc.timestamp()
+        )
         self.inventory.record("server", SERVER_SECRET, cert)
         log.info("CA server certificate for %s, serial %x", ", ".join(self.names), cert.serial_number)
         return certified

@@ -224,7 +224,9 @@ def report_ca(ca: ca_mod.CertificateAuthority, hooks: CertHooks, inventory: Inve
     named = [("ROOTCA", ca.root)] + ([("ca-signing", ca.signing_cert)] if len(ca.chain) > 1 else [])
     for name, cert in named:
         inventory.record("ca", name, cert)
-        hooks.on_cert_expiry(name, cert.not_valid_after_utc.timestamp())
+        hooks.on_cert_expiry(
+            name, cert.not_valid_after_utc.timestamp(), cert.not_valid_before_utc.timestamp()
+        )
 
 
 # ---- inventory --------------------------------------------------------------------------------------

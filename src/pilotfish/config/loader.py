@@ -74,12 +74,12 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
     problems += decoder.problems
     if problems:
         raise ConfigError(problems)
-    namespace = meta.namespace or DEFAULT_NAMESPACE
+    namespace = (meta.namespace or DEFAULT_NAMESPACE) if info.namespaced else ""
     if not _NAME.match(meta.name) or len(meta.name) > 253:
         problems.append(
             problem(("metadata", "name"), "must be a DNS-1123 subdomain (lower case, digits, '-', '.')")
         )
-    if not _NAMESPACE.match(namespace) or len(namespace) > 63:
+    if info.namespaced and (not _NAMESPACE.match(namespace) or len(namespace) > 63):
         problems.append(
             problem(("metadata", "namespace"), "must be a DNS-1123 label (lower case, digits, '-')")
         )

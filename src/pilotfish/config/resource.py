@@ -65,7 +65,8 @@ class Resource(Generic[S]):
 
     @property
     def group(self) -> str:
-        return self.api_version.split("/", 1)[0]
+        group, slash, _ = self.api_version.partition("/")
+        return group if slash else ""  # the core group: ``apiVersion: v1``
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class KindInfo:
     spec: type
     validate: Validator
     plural: str = ""
+    namespaced: bool = True  # False: cluster-scoped (Namespace); metadata.namespace is ignored
 
     def api_versions(self) -> tuple[str, ...]:
-        return tuple(f"{self.group}/{v}" for v in self.versions)
+        # The core group ("") is spelled by its version alone: ``apiVersion: v1``.
+        return tuple(f"{self.group}/{v}" if self.group else v for v in self.versions)

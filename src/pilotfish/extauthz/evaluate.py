@@ -119,7 +119,8 @@ def _rbac(policies: tuple[CompiledPolicy, ...], view: View, authn: AuthnResult) 
     allows = _enforced(policies, "ALLOW")
     allow = _first_match(allows, view)
     if allows and allow is None:
-        return _denied(None, "no ALLOW policy matched")
+        # No single policy decided: name the ones in force, so a denial log says where to look.
+        return _denied(None, f"no ALLOW policy matched (in force: {', '.join(p.ref for p in allows)})")
     reason = (
         f"allowed by ALLOW policy {allow.policy} rule {allow.rule}" if allow else "no ALLOW policy applies"
     )

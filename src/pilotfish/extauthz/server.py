@@ -42,12 +42,15 @@ from pilotfish.extauthz.custom import ProviderClients, allowed_with, denied_with
 from pilotfish.extauthz.evaluate import Decision
 from pilotfish.extauthz.jwks import Fetch, JwksCache, TokenCache
 from pilotfish.extauthz.jwks_fetch import fetch_jwks
-from pilotfish.extauthz.jwt import Authenticator, Verified
+from pilotfish.extauthz.jwt import MESSAGES, Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
 from pilotfish.extauthz.tally import CheckTally
+from pilotfish.lograte import RateLimitedLog
 
 log = logging.getLogger(__name__)
+# Denied requests arrive at the client's pace: a few lines per policy and workload a minute (lograte).
+deny_log = RateLimitedLog(log)
 
 JWKS_REFRESH_INTERVAL = 30.0  # seconds between background JWKS checks (a fetch only when due)
 GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -88,7 +91,8 @@ def reason_label(decision: Decision) -> str:
     if decision.allow:
         return "allowed"
     if decision.reason.startswith("JWT:"):
-        return "jwt"
+        # Keys could not be fetched: the deny is the fail-closed answer (an alert, not a client error).
+        return "jwks_unavailable" if MESSAGES["JwksFetchFail"] in decision.reason else "jwt"
     if decision.reason.startswith("CUSTOM:"):
         return "custom"  # the extension provider denied or failed closed
     if decision.policy is not None:
@@ -200,7 +204,9 @@ class CheckService:
         self.hooks.on_authz_check(verdict, reason_label(decision), decision.policy or "", seconds)
         if not decision.allow:
             workload = entry.attributes.workload
-            log.info(
+            deny_log.log(
+                logging.INFO,
+                (decision.policy or decision.reason, workload.namespace, entry.workload_name or "-"),
                 "deny %d %s %s%s: %s (workload %s/%s)",
                 decision.status,
                 entry.attributes.request.method,

@@ -111,7 +111,7 @@ class RecordingHooks:
     def on_cert_rotated(self, kind: str) -> None:
         self.rotated[kind] += 1
 
-    def on_cert_expiry(self, secret: str, not_after_unix: float) -> None:
+    def on_cert_expiry(self, secret: str, not_after_unix: float, not_before_unix: float) -> None:
         self.expiry[secret] = not_after_unix
 
     def on_cert_forgotten(self, secret: str) -> None:

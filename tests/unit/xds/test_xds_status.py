@@ -6,7 +6,7 @@ import xds_unit_builders as b
 
 from pilotfish.xds import resources as rt
 from pilotfish.xds.proxy import parse_node
-from pilotfish.xds.status import PushStatus, StatusHooks, StreamKind, SyncState
+from pilotfish.xds.status import PushStatus, StatusHooks, StreamKind, SyncState, proxy_state, proxy_states
 
 
 class Clock:
@@ -83,3 +83,68 @@ def test_a_replaced_stream_is_not_forgotten_by_the_old_ones_disconnect() -> None
     assert status.get(proxy.id) is new
     status.disconnect(new)
     assert status.connections() == () and status.status_rows() == []
+
+
+def test_a_nack_blames_the_resources_envoy_names_else_all_it_carried() -> None:
+    status = PushStatus()
+    connection = status.connect(parse_node(b.node()), StreamKind.SOTW)
+    status.sent(connection, rt.CLUSTER, "v1", "1", ("a", "backend", "backend-a"))
+    status.nacked(connection, rt.CLUSTER, "1", "Error adding/updating cluster(s) backend: bad timeout")
+    cds = connection.of(rt.CLUSTER)
+    assert list(cds.rejected) == ["backend"] and cds.nack is not None
+    assert cds.nack.resources == ("backend",)
+    status.sent(connection, rt.ENDPOINT, "v1", "2", ("x", "y"))
+    status.nacked(connection, rt.ENDPOINT, "2", "malformed IP address: not-an-ip!")
+    assert sorted(connection.of(rt.ENDPOINT).rejected) == ["x", "y"]
+    [row] = status.status_rows()
+    assert row.nacks == {
+        "CDS": "backend: Error adding/updating cluster(s) backend: bad timeout",
+        "EDS": "x, y: malformed IP address: not-an-ip!",
+    }
+    assert connection.state is SyncState.NACKED
+
+
+def test_the_proxy_is_synced_only_when_every_type_sent_is() -> None:
+    status = PushStatus()
+    connection = status.connect(parse_node(b.node()), StreamKind.DELTA)
+    status.sent(connection, rt.CLUSTER, "v1", "1", ("a",))
+    status.acked(connection, rt.CLUSTER, "1")
+    assert connection.state is SyncState.SYNCED
+    status.sent(connection, rt.ENDPOINT, "v1", "2", ("a",))
+    assert connection.state is SyncState.STALE
+    status.acked(connection, rt.ENDPOINT, "2")
+    assert connection.state is SyncState.SYNCED
+
+
+def test_a_newer_stream_closes_the_older_and_only_the_live_one_disconnects() -> None:
+    status, closed = PushStatus(), []
+    proxy = parse_node(b.node())
+    old = status.connect(proxy, StreamKind.SOTW, close=lambda: closed.append("old"))
+    new = status.connect(proxy, StreamKind.SOTW, close=lambda: closed.append("new"))
+    assert closed == ["old"]
+    assert status.disconnect(old) is False and status.get(proxy.id) is new
+    assert status.disconnect(new) is True and status.get(proxy.id) is None
+
+
+def test_a_proxy_counts_under_its_worst_state() -> None:
+    status = PushStatus()
+    assert proxy_states(status) == {"NACKED": 0, "STALE": 0, "SYNCED": 0}
+    synced, stale, nacked = (
+        status.connect(
+            parse_node(b.node(f"sidecar~10.0.0.{i}~w{i}.ns~ns.svc.cluster.local")), StreamKind.SOTW
+        )
+        for i in (1, 2, 3)
+    )
+    for connection in (synced, stale, nacked):
+        status.sent(connection, rt.CLUSTER, "v1", "1")
+        status.acked(connection, rt.CLUSTER, "1")
+    status.sent(stale, rt.LISTENER, "v1", "2")
+    status.sent(nacked, rt.LISTENER, "v1", "2")
+    status.nacked(nacked, rt.LISTENER, "2", "bad listener")
+    status.sent(nacked, rt.ROUTE, "v1", "3")  # STALE too, but NACKED is worse
+    assert [proxy_state(c) for c in (synced, stale, nacked)] == [
+        SyncState.SYNCED,
+        SyncState.STALE,
+        SyncState.NACKED,
+    ]
+    assert proxy_states(status) == {"NACKED": 1, "STALE": 1, "SYNCED": 1}
