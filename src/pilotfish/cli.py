@@ -235,6 +235,16 @@ def ca_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _lease_seconds(text: str) -> float:
+    """A lease's TTL within the bounds every registration obeys (``store.base``)."""
+    from pilotfish.store.base import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+
+    value = float(text)
+    if not MIN_TTL_SECONDS <= value <= MAX_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be {MIN_TTL_SECONDS:g}..{MAX_TTL_SECONDS:g} seconds")
+    return value
+
+
 def cmd_authz_check(args: argparse.Namespace) -> int:
     """Evaluate one request offline with the server's code; print the decision as one JSON object."""
     import json
@@ -702,9 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-tokens", default=None, help="RBAC tokens file for the admin API (YAML)")
     p.add_argument(
         "--auto-register-grace",
-        type=float,
+        type=_lease_seconds,
         default=10.0,
-        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s)",
+        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s; a lease: 1..86400)",
     )
     p.add_argument(
         "--lease-recovery-grace",
