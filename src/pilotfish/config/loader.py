@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pilotfish.config.coverage import untranslated
 from pilotfish.config.decode import Decoder, format_path
 from pilotfish.config.kinds import KINDS
 from pilotfish.config.resource import ObjectMeta, Origin, Resource
@@ -103,7 +104,7 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
         annotations=meta.annotations,
         origin=Origin(file, line),
     )
-    for finding in info.validate(resource):
+    for finding in (*info.validate(resource), *untranslated(spec)):  # untranslated: coverage.py
         problems.append(problem((finding.root, *finding.path), finding.message, finding.severity))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
