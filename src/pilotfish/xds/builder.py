@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -48,7 +48,7 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import Resource, ResourceInterner, ResourceSet, Snapshot
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.translate.authz import authz_cluster, uses_authz
+from pilotfish.xds.translate.authz import authz_clusters
 from pilotfish.xds.translate.clusters import ClusterTemplates, service_port_clusters
 from pilotfish.xds.translate.endpoints import (
     LbEndpointWriter,
@@ -148,28 +148,26 @@ class KeyedTable(Generic[V]):
         return len(self._entries)
 
 
+# MeshSnapshot fields that are not config: the endpoints (an epoch ignores them), derived indexes.
+_NOT_EPOCH = frozenset({"resources", "endpoints", "by_kind", "_derived"})
+
+
 @dataclass(slots=True)
 class _Epoch:
-    """The non-endpoint config a snapshot was built from, to tell whether it moved."""
+    """The non-endpoint config a snapshot was built from, to tell whether it moved: its
+    resources but WorkloadEntries, and every other field of the ``MeshSnapshot`` (services, mesh
+    config, ext_authz address and mode, and whatever is added later) but the endpoints."""
 
-    resources: tuple[Any, ...] = ()
-    services: tuple[Any, ...] = ()
-    mesh: Any = None
-    authz_address: Any = None
+    config: tuple[Any, ...] = ()
     number: int = 0
 
     def advance(self, mesh: MeshSnapshot) -> bool:
         """Adopt ``mesh``'s config; True if it differs from the last one (a new epoch)."""
         resources = tuple(r for r in mesh.resources if r.kind not in ENDPOINT_KINDS)
-        same = (
-            resources == self.resources
-            and mesh.services == self.services
-            and mesh.mesh == self.mesh
-            and mesh.authz_address == self.authz_address
-            and self.number > 0
-        )
-        self.resources, self.services = resources, mesh.services
-        self.mesh, self.authz_address = mesh.mesh, mesh.authz_address
+        rest = tuple(getattr(mesh, f.name) for f in fields(mesh) if f.name not in _NOT_EPOCH)
+        config = (resources, rest)
+        same = self.number > 0 and config == self.config
+        self.config = config
         if not same:
             self.number += 1
         return not same
@@ -340,12 +338,12 @@ class SnapshotBuilder:
             return part, _route_names_of(part)
         listeners = translate_listeners(mesh, proxy)
         clusters = translate_inbound_clusters(mesh, proxy)
-        authz = authz_cluster(mesh) if uses_authz(listeners) else None
+        clusters.extend(authz_clusters(mesh, listeners))
         if passthrough:
             originals = [Cluster.FromString(r.body) for r in outbound.named.get(rt.CLUSTER, {}).values()]
             clusters.extend(sni_dnat_clusters(mesh, proxy, [*originals, *clusters]))
         intern = self.interner.resource
-        resources = [intern(m) for m in [*clusters, *([authz] if authz else []), *listeners]]
+        resources = [intern(m) for m in [*clusters, *listeners]]
         part = ResourceSet.of(resources, local_children=False)
         self._local[proxy.id] = (key, part)
         self.stats.locals_built += 1

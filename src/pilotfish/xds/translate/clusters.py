@@ -53,6 +53,7 @@ from pilotfish.registry.model import Endpoint, Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
+from pilotfish.xds.translate.endpoint_checks import sendable
 from pilotfish.xds.translate.endpoints import (
     LbEndpointWriter,
     by_locality,
@@ -148,7 +149,7 @@ def service_port_clusters(
         return
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
-    endpoints = snapshot.endpoints_for(service.hostname, port.number)
+    endpoints = sendable(snapshot, snapshot.endpoints_for(service.hostname, port.number), dns=True)
     if discovery in DNS_TYPES:  # inline endpoints: NetworkPolicy egress leaves denied ones out
         endpoints = admitted(egress_admission(snapshot, templates.proxy), endpoints)
     policy = cluster_policy(destination, port.number)
@@ -490,6 +491,10 @@ def apply_outlier_detection(cluster: Cluster, outlier: OutlierDetection | None) 
         return
     out = outlier_detection_pb2.OutlierDetection()
     out.enforcing_success_rate.value = 0
+    if outlier.consecutive_errors > 0:  # deprecated: gateway errors only (istio/api#617)
+        out.consecutive_gateway_failure.value = outlier.consecutive_errors
+        out.enforcing_consecutive_gateway_failure.value = 100
+        out.enforcing_consecutive_5xx.value = 0
     _consecutive(out, "consecutive_5xx", outlier.consecutive_5xx_errors)
     _consecutive(out, "consecutive_gateway_failure", outlier.consecutive_gateway_errors)
     if outlier.interval is not None:
