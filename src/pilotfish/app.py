@@ -52,12 +52,13 @@ from pilotfish.registry.from_registrations import (
 )
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.store import Registration, ResourceKey, Store, Subscription, open_store
+from pilotfish.supervise import Backoff, Supervisor
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_cluster, uses_authz
+from pilotfish.xds.translate.authz import authz_clusters
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -104,6 +105,9 @@ class ServeOptions:
     # Check server runs elsewhere at that port; proxies still point at it and fail closed).
     authz_port: int = 9191
     authz_workers: int = 1
+    # How RequestAuthentication/AuthorizationPolicy are enforced: "ext_authz" or "native".
+    authz_mode: str = "ext_authz"
+    supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
 
 
 ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
@@ -132,10 +136,9 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
-    authz = authz_cluster(mesh) if uses_authz(listeners) else None
     endpoints = translate_endpoints(mesh, proxy, clusters)
     sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
-    return [*clusters, *sni_dnat, *([authz] if authz else []), *endpoints, *listeners, *routes]
+    return [*clusters, *sni_dnat, *authz_clusters(mesh, listeners), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:
@@ -172,7 +175,7 @@ class ControlPlane:
         )
         self.proxies: dict[str, Proxy] = {}
         self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
         self._stop_watch = asyncio.Event()
@@ -208,12 +211,12 @@ class ControlPlane:
         self._admin, self.admin_port = await admin_http.start(
             AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
         )
-        self._tasks.append(asyncio.create_task(self.debouncer.run()))
-        self._tasks.append(asyncio.create_task(self._rotate_certificates()))
+        self.supervisor.start("push-debounce", self.debouncer.run)
+        self.supervisor.start("certificate-rotation", self._rotate_certificates)
         if self.store is not None:
             await self._watch_store(self.store)
         if self.opts.config_dir:
-            self._tasks.append(asyncio.create_task(self._watch(self.opts.config_dir)))
+            self.supervisor.start("config-watch", partial(self._watch, self.opts.config_dir))
         log.info(
             "pilotfish serving: xds=%s:%d admin=%s:%d",
             self.opts.host,
@@ -224,11 +227,7 @@ class ControlPlane:
 
     async def stop(self, grace: float = 1.0) -> None:
         self._stop_watch.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.supervisor.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self._admin is not None:
@@ -245,7 +244,15 @@ class ControlPlane:
         compiled policy bundles after every reload — never by re-reading files."""
         self.authz_port = self.opts.authz_port
         if self.opts.authz_workers > 0:
-            self.authz = AuthzWorkers(self.opts.authz_port, self.opts.authz_workers, host=self.opts.host)
+            loop = asyncio.get_running_loop()
+
+            def failed(error: str) -> None:  # on the workers' monitor thread
+                with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                    loop.call_soon_threadsafe(self.supervisor.report, "authz-workers", error)
+
+            self.authz = AuthzWorkers(
+                self.opts.authz_port, self.opts.authz_workers, host=self.opts.host, on_failure=failed
+            )
             self.authz_port = await asyncio.to_thread(self.authz.start)
             self.metrics.use_authz_workers(self.authz.stats)
 
@@ -283,7 +290,9 @@ class ControlPlane:
         resources = merge_resources(files, self.stored.resources)
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
-        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra, authz_address=authz_address)
+        self.mesh = MeshSnapshot.build(
+            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+        )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
             self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
@@ -385,7 +394,7 @@ class ControlPlane:
             loop.call_soon_threadsafe(self.debouncer.trigger)
 
         self._subscription = await asyncio.to_thread(store.watch, changed)
-        self._tasks.append(asyncio.create_task(self._lease_loop(store)))
+        self.supervisor.start("lease-expiry", partial(self._lease_loop, store))
 
     async def _lease_loop(self, store: Store) -> None:
         while True:
@@ -446,6 +455,13 @@ class ControlPlane:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(partial(_log_failure, what))
+
+
+def _log_failure(what: str, task: asyncio.Task[None]) -> None:
+    """A one-off background call that failed in a way its own handler did not expect."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", what, exc_info=task.exception())
 
 
 class AdminBackend:
@@ -455,9 +471,10 @@ class AdminBackend:
         self.cp = cp
 
     def health(self) -> tuple[bool, list[str]]:
+        reasons = self.cp.supervisor.problems()
         if self.cp.store_error is not None:
-            return False, [f"store unavailable (serving the last state read): {self.cp.store_error}"]
-        return True, []
+            reasons.insert(0, f"store unavailable (serving the last state read): {self.cp.store_error}")
+        return not reasons, reasons
 
     def metrics(self) -> bytes:
         return self.cp.metrics.exposition()

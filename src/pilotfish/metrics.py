@@ -58,6 +58,12 @@ class Metrics:
             "pilotfish_store_up", "1 when the last datastore call succeeded, 0 during an outage", registry=r
         )
         self.store_up.set(1)
+        self.task_failures = Counter(
+            "pilotfish_task_failures",
+            "Background task failures (each is logged with its traceback and restarted)",
+            ["task"],
+            registry=r,
+        )
 
         self.authz_checks = Counter(
             "pilotfish_authz_checks",
@@ -164,6 +170,9 @@ class Metrics:
     def on_custom_provider(self, provider: str, result: str) -> None:
         """``result``: allow, deny, failed_open or failed_closed."""
         self.custom_providers.labels(provider, result).inc()
+
+    def on_task_failure(self, task: str) -> None:
+        self.task_failures.labels(task).inc()
 
     def on_store_up(self, up: bool) -> None:
         self.store_up.set(1 if up else 0)

@@ -97,6 +97,16 @@ def test_with_tokens_every_route_but_healthz_needs_a_token_and_a_role(config, tm
     everything = {(r["kind"], r["namespace"]) for r in admin.call("GET", "/debug/configz").body}
     assert everything == {("ServiceEntry", "prod"), ("DestinationRule", "prod"), ("DestinationRule", "dev")}
 
+    # With tokens a page cannot write without one, so a DNS name is as good as an IP; a foreign
+    # Origin is still refused.
+    named = {"authorization": "Bearer t-admin", "content-type": "application/yaml"}
+    named |= {
+        "host": f"pilotfish.internal:{pf.admin_port}",
+        "origin": f"http://pilotfish.internal:{pf.admin_port}",
+    }
+    assert write(pf, named).status == 200
+    assert write(pf, named | {"origin": "http://evil.example"}).status == 403
+
 
 def test_the_cli_sends_its_token_to_the_debug_routes(config, tmp_path, pilotfish_factory, capsys) -> None:
     from pilotfish.cli import main as cli
@@ -182,6 +192,31 @@ class _Backend:
 
     def certs(self) -> dict[str, Any]:
         return {}
+
+    def problemz(self) -> dict[str, Any]:
+        return {}
+
+
+def test_every_route_of_the_admin_app_but_healthz_needs_a_token() -> None:
+    """Walks the router, so a debug route added later cannot slip past RBAC unnoticed."""
+    from pilotfish.admin import rbac
+
+    policy = rbac.parse_policy({"tokens": [{"token": "t", "subject": "s"}]})
+
+    async def main() -> dict[str, int]:
+        runner, port = await admin_http.start(_Backend(), "127.0.0.1", 0, policy=policy)
+        try:
+            paths = {r.resource.canonical for r in runner.app.router.routes() if r.resource is not None}
+            return {
+                path: (await asyncio.to_thread(http.get, f"http://127.0.0.1:{port}{path}")).status
+                for path in sorted(paths)
+            }
+        finally:
+            await runner.cleanup()
+
+    statuses = asyncio.run(main())
+    assert statuses.pop("/healthz") == 200
+    assert len(statuses) >= 6 and set(statuses.values()) == {401}, statuses
 
 
 def _closed_after(port: int, send: bytes, drip: bytes, limit: float) -> float:
