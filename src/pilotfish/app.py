@@ -59,7 +59,7 @@ from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_cluster, uses_authz
+from pilotfish.xds.translate.authz import authz_clusters
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -106,6 +106,8 @@ class ServeOptions:
     # Check server runs elsewhere at that port; proxies still point at it and fail closed).
     authz_port: int = 9191
     authz_workers: int = 1
+    # How RequestAuthentication/AuthorizationPolicy are enforced: "ext_authz" or "native".
+    authz_mode: str = "ext_authz"
     supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
 
 
@@ -135,10 +137,9 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
-    authz = authz_cluster(mesh) if uses_authz(listeners) else None
     endpoints = translate_endpoints(mesh, proxy, clusters)
     sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
-    return [*clusters, *sni_dnat, *([authz] if authz else []), *endpoints, *listeners, *routes]
+    return [*clusters, *sni_dnat, *authz_clusters(mesh, listeners), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:
@@ -287,7 +288,9 @@ class ControlPlane:
         resources = merge_resources(files, self.stored.resources)
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
-        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra, authz_address=authz_address)
+        self.mesh = MeshSnapshot.build(
+            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+        )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
             self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged

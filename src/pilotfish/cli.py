@@ -60,6 +60,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     try:
         tls = _xds_tls(args)
         labels = parse_labels(args.labels)
+        annotations = parse_labels(args.annotations)
         xds_port = int(port)
         app_ports = dict(parse_app_port(item) for item in args.app_port)
         binds = [
@@ -75,6 +76,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         node_id=args.node_id,
         namespace=args.namespace,
         labels=labels,
+        annotations=annotations,
         service_account=args.service_account,
         gateway=args.gateway,
         ip=args.ip,
@@ -150,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         debounce_quiet=args.debounce_after,
         authz_port=args.authz_port,
         authz_workers=args.authz_workers,
+        authz_mode=args.authz_mode,
         debounce_max=args.debounce_max,
         store_url=args.store or default_store_url(),
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
@@ -231,6 +234,16 @@ def ca_options(args: argparse.Namespace) -> Any:
         secure_xds_port=args.secure_xds_port if args.secure_xds_port >= 0 else None,
         token_port=args.ca_token_port,
     )
+
+
+def _lease_seconds(text: str) -> float:
+    """A lease's TTL within the bounds every registration obeys (``store.base``)."""
+    from pilotfish.store.base import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+
+    value = float(text)
+    if not MIN_TTL_SECONDS <= value <= MAX_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be {MIN_TTL_SECONDS:g}..{MAX_TTL_SECONDS:g} seconds")
+    return value
 
 
 def cmd_authz_check(args: argparse.Namespace) -> int:
@@ -407,7 +420,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """``kubectl delete -f``: deletes every document the files name; exit 1 if any was missing."""
     import functools
 
-    from pilotfish.config.loader import DEFAULT_NAMESPACE
+    from pilotfish.config.loader import namespace_of
     from pilotfish.config.source import parse_documents
     from pilotfish.errors import ConfigError
 
@@ -420,11 +433,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return 1
         for doc in docs:
             metadata = doc.data.get("metadata") or {}
-            key = (
-                str(doc.data.get("kind")),
-                metadata.get("namespace") or DEFAULT_NAMESPACE,
-                str(metadata.get("name")),
-            )
+            kind = str(doc.data.get("kind"))
+            key = (kind, namespace_of(kind, metadata.get("namespace")), str(metadata.get("name")))
             failed += _run_api(functools.partial(_delete_one, args, *key))
     return 1 if failed else 0
 
@@ -616,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", required=True, help="full Istio node id, or the workload name")
     p.add_argument("--namespace", required=True)
     p.add_argument("--labels", default="", help="k=v,k2=v2")
+    p.add_argument(
+        "--annotations",
+        default="",
+        help="k=v,... node metadata ANNOTATIONS "
+        "(pilotfish.io/authz-mode=native|ext_authz overrides serve's --authz-mode)",
+    )
     p.add_argument("--service-account", default="default")
     p.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")
     p.add_argument("--ip", default="127.0.0.1", help="the workload's IP, used in the node id")
@@ -680,6 +696,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="Check server processes sharing the port (0: the Check server runs elsewhere)",
     )
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="enforce RequestAuthentication/AuthorizationPolicy in the Check server (ext_authz) or in "
+        "Envoy's jwt_authn + RBAC filters (native); a workload may override it (bootstrap --annotations)",
+    )
     p.add_argument("--debounce-after", type=float, default=0.1, help="quiet period before a push (seconds)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")
     p.add_argument("--log-level", default="info")
@@ -691,9 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-tokens", default=None, help="RBAC tokens file for the admin API (YAML)")
     p.add_argument(
         "--auto-register-grace",
-        type=float,
+        type=_lease_seconds,
         default=10.0,
-        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s)",
+        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s; a lease: 1..86400)",
     )
     p.add_argument(
         "--lease-recovery-grace",
