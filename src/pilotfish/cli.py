@@ -435,7 +435,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """``kubectl delete -f``: deletes every document the files name; exit 1 if any was missing."""
     import functools
 
-    from pilotfish.config.loader import DEFAULT_NAMESPACE
+    from pilotfish.config.loader import namespace_of
     from pilotfish.config.source import parse_documents
     from pilotfish.errors import ConfigError
 
@@ -448,11 +448,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return 1
         for doc in docs:
             metadata = doc.data.get("metadata") or {}
-            key = (
-                str(doc.data.get("kind")),
-                metadata.get("namespace") or DEFAULT_NAMESPACE,
-                str(metadata.get("name")),
-            )
+            kind = str(doc.data.get("kind"))
+            key = (kind, namespace_of(kind, metadata.get("namespace")), str(metadata.get("name")))
             failed += _run_api(functools.partial(_delete_one, args, *key))
     return 1 if failed else 0
 
