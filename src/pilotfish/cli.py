@@ -254,7 +254,9 @@ def cmd_authz_check(args: argparse.Namespace) -> int:
     from pilotfish.extauthz.check import run_check
 
     try:
-        decision = run_check(args.config, args.mesh, args.request, strict=args.strict)
+        decision = run_check(
+            args.config, args.mesh, args.request, strict=args.strict, authz_mode=args.authz_mode
+        )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -302,16 +304,30 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         return 1
     assert isinstance(rows, list)
     types = ("CDS", "EDS", "LDS", "RDS", "SDS")
-    table = [("NAME", "KIND", *types, "NACK")]
+    table = [("NAME", "KIND", *types, "AUTHZ", "NACK")]
+    fallbacks = []
     for row in rows:
         states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
         nacks = "; ".join(
             f"{t}: {_nack_text(info)}" for t, info in row["types"].items() if info.get("state") == "NACKED"
         )
-        table.append((row["proxy"], row["kind"], *states, nacks))
+        authz = row.get("authz") or {}
+        if authz.get("fallback"):
+            fallbacks.append(f"* {row['proxy']}: native enforcement asked for, not used: {authz['fallback']}")
+        table.append(
+            (
+                row["proxy"],
+                row["kind"],
+                *states,
+                authz.get("mode", "") + ("*" if authz.get("fallback") else ""),
+                nacks,
+            )
+        )
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
+    for line in fallbacks:
+        print(line)
     return 0
 
 
@@ -735,6 +751,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mesh", default=None, help="MeshConfig YAML")
     p.add_argument("--request", required=True, help="request JSON file (see README)")
     p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="serve's --authz-mode, to report which mode the workload would use",
+    )
     p.set_defaults(handler=cmd_authz_check)
 
     netpol = sub.add_parser("netpol", help="Kubernetes NetworkPolicy tools").add_subparsers(
