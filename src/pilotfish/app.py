@@ -58,7 +58,7 @@ from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_clusters
+from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -494,6 +494,9 @@ class AdminBackend:
                     "connected_at": connection.connected_at,
                     "state": str(connection.state),
                     "types": types,
+                    "authz": dict(
+                        zip(("mode", "fallback"), enforcement(self.cp.mesh, connection.proxy), strict=True)
+                    ),
                 }
             )
         return out
