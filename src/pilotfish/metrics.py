@@ -170,6 +170,16 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
+    def samples(self, prefix: str = "pilotfish_") -> list[tuple[str, dict[str, str], float]]:
+        """Every current sample ``(name, labels, value)`` whose name starts with ``prefix``: what
+        a scrape would read, as data (the web console's live charts)."""
+        return [
+            (s.name, dict(s.labels), float(s.value))
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix)
+        ]
+
 
 class ProxyStateCollector:
     """Connected proxies by push state, computed at scrape time (the status is the truth)."""

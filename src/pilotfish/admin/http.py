@@ -11,6 +11,7 @@ Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
   GET /debug/configz           the Istio resources in force (JSON)
   GET /debug/certs             the CA's root and every current certificate: serial, SANs, validity,
                                issuance and rotation counts (never a private key)
+  GET /ui/                     the web console (``pilotfish.console``, wired in by app.py)
 
 and, when the server has a store, the resource and registration API of ``admin.api``
 (``/apis/...``, ``/registrations``, ``/openapi.yaml``), guarded by ``admin.rbac``.
@@ -19,6 +20,7 @@ and, when the server has a store, the resource and registration API of ``admin.a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -76,8 +78,14 @@ async def certs(request: web.Request) -> web.Response:
     return _json(request.app[BACKEND].certs())
 
 
+Routes = Callable[[web.Application], None]  # adds more routes (the web console: ``console.routes``)
+
+
 def build_app(
-    backend: AdminBackend, registry: api.RegistryBackend | None = None, policy: rbac.Policy | None = None
+    backend: AdminBackend,
+    registry: api.RegistryBackend | None = None,
+    policy: rbac.Policy | None = None,
+    extra_routes: Routes | None = None,
 ) -> web.Application:
     app = web.Application()
     app[BACKEND] = backend
@@ -89,6 +97,8 @@ def build_app(
     app.router.add_get("/debug/certs", certs)
     if registry is not None:
         api.add_routes(app, registry, policy or rbac.Policy())
+    if extra_routes is not None:
+        extra_routes(app)
     return app
 
 
@@ -98,9 +108,10 @@ async def start(
     port: int,
     registry: api.RegistryBackend | None = None,
     policy: rbac.Policy | None = None,
+    extra_routes: Routes | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Start the admin server; returns the runner (for cleanup) and the bound port (port 0 works)."""
-    runner = web.AppRunner(build_app(backend, registry, policy), access_log=None)
+    runner = web.AppRunner(build_app(backend, registry, policy, extra_routes), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
