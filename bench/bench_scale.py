@@ -394,7 +394,7 @@ class SimProxy:
             await self._subscribe(RDS, frozenset().union(*(f.routes for f in lfacts)))
             await self._follow_secrets()
         else:
-            state.received.update(first_string(a) for a in anys)
+            state.received.update(sys.intern(first_string(a)) for a in anys)
         await self._send(type_url)  # the ACK: same version_info and response_nonce
         await self._after_update()
 

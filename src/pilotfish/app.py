@@ -63,6 +63,7 @@ from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
 from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoints import translate_endpoints
+from pilotfish.xds.translate.gateway_l4 import sni_dnat_clusters
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
 from pilotfish.xds.translate.listeners import route_names, translate_listeners
 from pilotfish.xds.translate.routes import translate_routes
@@ -107,7 +108,7 @@ class ServeOptions:
     authz_workers: int = 1
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
@@ -123,6 +124,7 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         proxy.ip,
         tuple(sorted(metadata.items())),
         proxy.service_account,
+        proxy.locality,  # EDS priorities and weights follow it
     )
 
 
@@ -134,7 +136,8 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     routes = translate_routes(mesh, proxy, route_names(listeners))
     authz = authz_cluster(mesh) if uses_authz(listeners) else None
     endpoints = translate_endpoints(mesh, proxy, clusters)
-    return [*clusters, *([authz] if authz else []), *endpoints, *listeners, *routes]
+    sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
+    return [*clusters, *sni_dnat, *([authz] if authz else []), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:
@@ -417,7 +420,13 @@ class ControlPlane:
             return
         labels = {k: v for k, v in proxy.labels.items() if k != AUTO_REGISTER_LABEL}
         lease = auto_registration(
-            group, proxy.namespace, proxy.ip, labels, proxy.service_account, self.opts.auto_register_grace
+            group,
+            proxy.namespace,
+            proxy.ip,
+            labels,
+            proxy.service_account,
+            self.opts.auto_register_grace,
+            proxy.locality,
         )
         self._auto[proxy.id] = lease
         self._in_background(partial(self.store.register, lease, time.time()), f"auto-register {lease.id}")

@@ -59,6 +59,7 @@ class BootstrapOptions:
     app_ports: Mapping[int, int] = field(default_factory=dict)  # workload port -> app port
     outbound_bind: str = ""
     gateway_bind: str = ""
+    locality: str = ""  # region/zone/subzone: the proxy's own locality (node.locality)
     tls: XdsTls | None = None  # mTLS to the secure xDS port
 
     @property
@@ -113,11 +114,23 @@ def node(opts: BootstrapOptions) -> dict[str, Any]:
         metadata["APP_PORTS"] = {str(port): str(app) for port, app in sorted(opts.app_ports.items())}
     optional = (("OUTBOUND_BIND", opts.outbound_bind), ("GATEWAY_BIND", opts.gateway_bind))
     metadata.update((key, value) for key, value in optional if value)
-    return {
+    out: dict[str, Any] = {
         "id": opts.full_node_id(),
         "cluster": f"{opts.workload_name}.{opts.namespace}",
         "metadata": metadata,
     }
+    if opts.locality:
+        out["locality"] = locality_of(opts.locality)
+    return out
+
+
+def locality_of(text: str) -> dict[str, str]:
+    """``region/zone/subzone`` (later levels optional) → Envoy's ``node.locality``; raises
+    ValueError for an empty level or more than three."""
+    parts = text.split("/")
+    if len(parts) > 3 or any(not part.strip() for part in parts):
+        raise ValueError(f"locality {text!r} is not REGION[/ZONE[/SUBZONE]] with no empty level")
+    return dict(zip(("region", "zone", "sub_zone"), parts, strict=False))
 
 
 def xds_transport_socket(tls: XdsTls) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Print a complete Envoy bootstrap (YAML) that points the proxy at pilotfish's ADS."""
     import yaml
 
-    from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_app_port, parse_labels
+    from pilotfish.bootstrap import BootstrapOptions, bootstrap, locality_of, parse_app_port, parse_labels
 
     _PlainDumper = _plain_dumper()
 
@@ -65,6 +65,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             _ip_address(a, flag)
             for a, flag in ((args.outbound_bind, "--outbound-bind"), (args.gateway_bind, "--gateway-bind"))
         ]
+        if args.locality:
+            locality_of(args.locality)
     except ValueError as exc:
         print(f"pilotfish bootstrap: {exc}", file=sys.stderr)
         return 2
@@ -84,6 +86,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         outbound_bind=binds[0],
         gateway_bind=binds[1],
         tls=tls,
+        locality=args.locality,
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
@@ -261,17 +264,28 @@ def cmd_netpol_check(args: argparse.Namespace) -> int:
     return 0 if decision["decision"] == "allow" else 1
 
 
-def _admin_get(address: str, path: str) -> object:
+def _admin_get(args: argparse.Namespace, path: str) -> object:
+    """GET from the admin port, with the bearer token when one is given (``--admin-tokens``)."""
     import json
+    import os
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:  # noqa: S310 - admin URL
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://{args.admin}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - admin URL
         return json.loads(response.read())
 
 
 def cmd_proxy_status(args: argparse.Namespace) -> int:
     """A table like ``istioctl proxy-status``: one row per proxy, SYNCED / STALE / NACKED per type."""
-    rows = _admin_get(args.admin, "/debug/syncz")
+    import urllib.error
+
+    try:
+        rows = _admin_get(args, "/debug/syncz")
+    except urllib.error.HTTPError as exc:
+        print(f"pilotfish proxy-status: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
     assert isinstance(rows, list)
     types = ("CDS", "EDS", "LDS", "RDS", "SDS")
     table = [("NAME", "KIND", *types, "NACK")]
@@ -298,7 +312,7 @@ def cmd_proxy_config(args: argparse.Namespace) -> int:
     params = {"proxyID": args.node} | ({} if args.type == "all" else {"type": args.type})
     query = urllib.parse.urlencode(params)
     try:
-        dump = _admin_get(args.admin, f"/debug/config_dump?{query}")
+        dump = _admin_get(args, f"/debug/config_dump?{query}")
     except urllib.error.HTTPError as exc:
         print(f"pilotfish proxy-config: {exc.read().decode(errors='replace')}", file=sys.stderr)
         return 1
@@ -632,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gateway-bind", default="", metavar="ADDR", help="address of gateway listeners (default the --ip)"
     )
+    p.add_argument(
+        "--locality",
+        default="",
+        metavar="REGION/ZONE/SUBZONE",
+        help="the proxy's locality (node.locality): locality load balancing prefers endpoints near it",
+    )
     p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="serve xDS and the admin API")
@@ -700,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--admin", default="127.0.0.1:15014", help="HOST:PORT of pilotfish's admin API")
+        p.add_argument("--token", default="", help=f"bearer token (default: ${TOKEN_ENV})")
         if name == "proxy-config":
             p.add_argument("node", help="proxy id (as in proxy-status)")
             p.add_argument("type", choices=["cluster", "endpoint", "listener", "route", "secret", "all"])

@@ -11,9 +11,11 @@ The page polls the ``/ui/api`` endpoints every second (``fetch`` can send the be
 
 The data endpoints honour the admin API's RBAC exactly as ``/apis`` does (``admin.api``): 401
 without a valid token when ``--admin-tokens`` is in use, and every item is filtered through
-``list`` on its kind in its namespace — resources by their kind, proxies as ``Proxy``, counters
-as ``Metrics``, certificates as ``Certificate``, denials as ``AuthorizationPolicy`` in the
-workload's namespace. The static files carry no data and need no token: the page asks for one.
+``list`` on its kind in its namespace (resources; denials as ``AuthorizationPolicy`` in the
+workload's namespace), or through ``get`` on the kind the admin API guards the same data by
+(``rbac.ENDPOINT_KINDS``): proxies as ``ProxyStatus``, counters as ``Metrics`` (so the built-in
+``metrics-reader`` role sees the charts), certificates as ``Certificate``. The static files
+carry no data and need no token: the page asks for one.
 Nothing served here holds a key or a token (``model.redact``; certificates are public facts).
 """
 
@@ -32,7 +34,11 @@ from pilotfish.admin import api, rbac
 from pilotfish.console import model
 from pilotfish.registry.snapshot import MeshSnapshot
 
-PROXY_KIND, METRICS_KIND, CERTIFICATE_KIND = "Proxy", "Metrics", "Certificate"
+# The kinds the admin API guards the same data by (``/debug/syncz``, ``/metrics``, ``/debug/certs``).
+PROXY_KIND = rbac.ENDPOINT_KINDS["/debug/syncz"]
+METRICS_KIND = rbac.ENDPOINT_KINDS["/metrics"]
+CERTIFICATE_KIND = rbac.ENDPOINT_KINDS["/debug/certs"]
+ENDPOINT_KINDS = frozenset(rbac.ENDPOINT_KINDS.values())
 DENIAL_KIND = "AuthorizationPolicy"
 STATIC_TYPES: Mapping[str, str] = {
     "index.html": "text/html",
@@ -71,7 +77,9 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _visible(request: web.Request, caller: api.Caller) -> model.Visible:
     def visible(kind: str, namespace: str) -> bool:
-        return api.decide(request, caller, "list", kind, namespace).allowed
+        # Endpoint kinds are granted with ``get`` (as their endpoints are), resources with ``list``.
+        verb = "get" if kind in ENDPOINT_KINDS else "list"
+        return api.decide(request, caller, verb, kind, namespace).allowed
 
     return visible
 

@@ -47,8 +47,11 @@ from pilotfish.extauthz.jwt import MESSAGES, Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
 from pilotfish.extauthz.tally import CheckTally
+from pilotfish.lograte import RateLimitedLog
 
 log = logging.getLogger(__name__)
+# Denied requests arrive at the client's pace: a few lines per policy and workload a minute (lograte).
+deny_log = RateLimitedLog(log)
 
 JWKS_REFRESH_INTERVAL = 30.0  # seconds between background JWKS checks (a fetch only when due)
 GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -223,7 +226,9 @@ class CheckService:
                     "reason": decision.reason,
                 }
             )
-            log.info(
+            deny_log.log(
+                logging.INFO,
+                (decision.policy or decision.reason, workload.namespace, entry.workload_name or "-"),
                 "deny %d %s %s%s: %s (workload %s/%s)",
                 decision.status,
                 entry.attributes.request.method,

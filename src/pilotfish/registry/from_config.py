@@ -5,6 +5,8 @@ Follows Istio's ``pilot/pkg/serviceregistry/serviceentry/conversion.go``:
 - an endpoint's port for a service port is the endpoint's ``ports[<port name>]`` if set, else
   the service port's ``targetPort``, else the service port's number;
 - ``workloadSelector`` selects WorkloadEntries *in the same namespace* by label;
+- an endpoint's locality is the workload's ``locality``, else its ``istio-locality`` label;
+- a port's protocol is the declared one, else the port name's prefix, else TCP (``port_protocol``);
 - ``resolution: DNS`` without endpoints makes each host its own endpoint (Envoy resolves it).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
+from pilotfish.config.networking.common import PROTOCOLS
 from pilotfish.config.resource import Resource
 from pilotfish.registry.model import Endpoint, Service, ServicePort
 
@@ -22,10 +25,34 @@ _DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
 Workload: TypeAlias = tuple[Any, str, str]
 
 
+LOCALITY_LABEL = "istio-locality"  # Istio model.LocalityLabel: region.zone.subzone
+
+
+def label_locality(labels: Mapping[str, str]) -> str:
+    """Istio ``GetLocalityLabel``: a workload without a ``locality`` may carry it as the label
+    ``istio-locality`` (label values cannot hold ``/``, so ``region.zone.subzone``)."""
+    return labels.get(LOCALITY_LABEL, "").replace(".", "/")
+
+
+def port_protocol(protocol: str, name: str) -> str:
+    """The protocol of a service port, upper case: the declared one; else Istio's port-name
+    convention (``kube.ConvertProtocol``: ``<protocol>`` or ``<protocol>-<suffix>``, e.g.
+    ``http-web``, ``grpc``, ``tcp-db``, ``mongo``); else TCP. Istio would sniff an undeclared
+    protocol; pilotfish has no sniffing, so anything unknown (``postgres``, ``amqp``...) is opaque TCP."""
+    if protocol:
+        return protocol.upper()
+    lower = name.lower()
+    grpc_web = lower == "grpc-web" or lower.startswith("grpc-web-")
+    prefix = "grpc-web" if grpc_web else lower.split("-", 1)[0]
+    return prefix.upper() if prefix in PROTOCOLS else "TCP"
+
+
 def services_of(entry: Resource[Any]) -> list[Service]:
     spec = entry.spec
     ports = tuple(
-        ServicePort(p.name or f"port-{p.number}", p.number, (p.protocol or "TCP").upper(), p.target_port or 0)
+        ServicePort(
+            p.name or f"port-{p.number}", p.number, port_protocol(p.protocol, p.name), p.target_port or 0
+        )
         for p in spec.ports
     )
     return [
@@ -59,7 +86,7 @@ def _endpoints_for(service: Service, port: ServicePort, workloads: Iterable[Work
             port=endpoint_port(port, spec.ports),
             labels=spec.labels,
             weight=spec.weight or 1,
-            locality=spec.locality,
+            locality=spec.locality or label_locality(spec.labels),
             service_account=spec.service_account,
             network=spec.network,
             namespace=namespace,

@@ -5,7 +5,8 @@ or ``router`` (a gateway). The node metadata (a ``google.protobuf.Struct``) carr
 LABELS (a struct of strings), SERVICE_ACCOUNT, WORKLOAD_NAME, CLUSTER_ID and ISTIO_VERSION.
 pilotfish's explicit-capture listeners read three more keys (written by ``pilotfish bootstrap``):
 OUTBOUND_BIND and GATEWAY_BIND (IP addresses, kept in ``Proxy.metadata``) and APP_PORTS (a struct
-``"<port>": "<app port>"``, kept as ``Proxy.app_ports``).
+``"<port>": "<app port>"``, kept as ``Proxy.app_ports``). The node's ``locality`` (region, zone,
+sub_zone; ``pilotfish bootstrap --locality``) is ``Proxy.locality``.
 Any node either parses into a ``Proxy`` or raises ``PeerError``; nothing else escapes.
 """
 
@@ -49,6 +50,7 @@ class Proxy:
     istio_version: str = ""
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     app_ports: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    locality: str = ""  # region/zone/subzone (node.locality, else the istio-locality label)
 
 
 def parse_node(node: Any) -> Proxy:
@@ -72,7 +74,19 @@ def parse_node(node: Any) -> Proxy:
         istio_version=metadata.get("ISTIO_VERSION", ""),
         metadata=MappingProxyType(_addresses(node)),
         app_ports=MappingProxyType(_app_ports(node)),
+        locality=_locality(node),
     )
+
+
+def _locality(node: Any) -> str:
+    """``node.locality`` as ``region/zone/subzone`` (trailing empty levels dropped); without one,
+    the ``istio-locality`` label (``region.zone.subzone``), as Istio reads a pod's."""
+    if node.HasField("locality"):
+        parts = (node.locality.region, node.locality.zone, node.locality.sub_zone)
+        if any(parts):
+            return "/".join(parts).rstrip("/")
+    labels = _labels(node)
+    return labels.get("istio-locality", "").replace(".", "/")
 
 
 def _split_id(node_id: str) -> tuple[ProxyType, str, str, str]:

@@ -60,6 +60,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotfish.errors import PeerError, PeerUnauthorized
+from pilotfish.lograte import RateLimitedLog
 from pilotfish.xds import resources as rt
 from pilotfish.xds import wire
 from pilotfish.xds.cache import Resource, Snapshot, SnapshotCache, content_version
@@ -67,6 +68,8 @@ from pilotfish.xds.proxy import Proxy, parse_node
 from pilotfish.xds.status import ConnectionStatus, PushStatus, StreamKind
 
 log = logging.getLogger(__name__)
+# A proxy can NACK at will: a few lines per proxy and type a minute, the rest summarised (lograte).
+nack_log = RateLimitedLog(log)
 
 SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -261,8 +264,9 @@ class _Stream(abc.ABC):
         if error is None:
             self._status.acked(self._connection, type_url, nonce)
             return
-        log.warning(
-            "%s NACKed %s (nonce %s): %s", self._connection.proxy.id, rt.short_name(type_url), nonce, error
+        proxy_id, short = self._connection.proxy.id, rt.short_name(type_url)
+        nack_log.log(
+            logging.WARNING, (proxy_id, short), "%s NACKed %s (nonce %s): %s", proxy_id, short, nonce, error
         )
         self._status.nacked(self._connection, type_url, nonce, error)
 

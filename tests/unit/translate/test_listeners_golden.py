@@ -62,7 +62,7 @@ def render(case: str) -> str:
 
 
 def test_there_are_golden_cases():
-    assert CASES == ["gateway", "sidecar", "sidecar-scoped"]
+    assert CASES == ["gateway", "gateway-l4", "sidecar", "sidecar-scoped", "sidecar-tcp"]
 
 
 @pytest.mark.parametrize("case", CASES)

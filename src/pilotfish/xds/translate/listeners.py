@@ -28,8 +28,9 @@ the second way (``pilot/pkg/networking/core/listener.go`` ``buildSidecarOutbound
   ``bind``, else node metadata GATEWAY_BIND, else the proxy IP. HTTPS servers that terminate TLS
   (``gateway_tls.py``) on another port make one listener ``0.0.0.0_<port>`` per port with a
   ``tls_inspector`` and one chain per server, matched by SNI, each with its own TLS context and
-  RDS route ``https.<port>.<portName>.<gateway>.<namespace>``. TLS passthrough and TCP servers
-  are not built yet.
+  RDS route ``https.<port>.<portName>.<gateway>.<namespace>``. TLS passthrough, TLS servers that
+  terminate into TCP routes and TCP servers (``gateway_l4.py``) add their chains to their port's
+  listener (two chains matching alike: the first wins).
 
 Every HTTP connection manager follows ``listener_builder.go`` ``buildHTTPConnectionManager``:
 codec AUTO, path normalization from the mesh ``pathNormalization`` (DEFAULT = BASE:
@@ -52,24 +53,35 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
-from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import message as pb_message
 from google.protobuf import wrappers_pb2
 
-from pilotfish.config.networking.common import is_http
+from pilotfish.config.networking.common import is_http, is_tls
 from pilotfish.config.networking.gateway import UNIX_PREFIX, Server
 from pilotfish.config.networking.sidecar import IstioEgressListener
+from pilotfish.config.networking.virtual_service import MESH_GATEWAY
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.authz import authz_filter_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
 from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.gateway_l4 import L4Server, l4_servers, server_chains
 from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, server_tls_context
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import guard_egress_chains, guard_listener, ingress_rbac
+from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
+from pilotfish.xds.translate.tcp_routes import (
+    L4Scope,
+    has_sni_match,
+    host_selects,
+    tcp_chains,
+    tls_chains,
+)
+from pilotfish.xds.translate.tcp_routes import tcp_proxy_filter as tcp_proxy_filter
 
 Listener: TypeAlias = listener_pb2.Listener
 HCM: TypeAlias = http_connection_manager_pb2.HttpConnectionManager
@@ -128,10 +140,13 @@ def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
         for p in inbound_ports(snapshot, proxy)
     ]
+    rbac = ingress_rbac(snapshot, proxy)  # NetworkPolicy ingress, first in every chain
+    for guarded in inbound if rbac is not None else ():
+        guard_listener(guarded, rbac)
     taken = {_bound(listener) for listener in inbound}
     outbound = [
-        listener
-        for listener in (outbound_listener(p, snapshot) for p in outbound_ports(snapshot, proxy))
+        guard_egress_chains(snapshot, proxy, listener)  # NetworkPolicy egress on TCP chains
+        for listener in (outbound_listener(p, snapshot, proxy) for p in outbound_ports(snapshot, proxy))
         if _bound(listener) not in taken
     ]
     return [*outbound, *inbound]
@@ -210,15 +225,38 @@ def egress_ports(
         yield OutboundPort(bind, number, protocol, first)
 
 
-def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot) -> Listener:
+def outbound_listener(port: OutboundPort, snapshot: MeshSnapshot, proxy: Proxy | None = None) -> Listener:
+    """HTTP ports: a connection manager on RDS. TCP and TLS ports: the service's ``tcp`` or
+    ``tls`` VirtualService rules as filter chains (``tcp_routes.py``; ``proxy`` is whom the
+    rules' source matches are checked against), the service itself by default."""
     name = port.name
     if is_http(port.protocol) or port.service is None:
         manager = connection_manager(f"outbound_{name}", OUTBOUND, snapshot)
         manager.rds.CopyFrom(rds(str(port.port)))
-        network_filter = hcm_filter(manager)
-    else:
-        network_filter = tcp_proxy_filter(outbound_cluster_name(port.service.hostname, port.port))
-    return listener(name, port.bind, port.port, OUTBOUND, network_filter)
+        return listener(name, port.bind, port.port, OUTBOUND, hcm_filter(manager))
+    default = outbound_cluster_name(port.service.hostname, port.port)
+    if proxy is None:
+        return listener(name, port.bind, port.port, OUTBOUND, tcp_proxy_filter(default))
+    out = listener(name, port.bind, port.port, OUTBOUND, None)
+    chains = outbound_l4_chains(snapshot, proxy, port.service, port.port, is_tls(port.protocol))
+    out.filter_chains.extend(chains)
+    if has_sni_match(chains):
+        out.listener_filters.append(tls_inspector())
+    return out
+
+
+def outbound_l4_chains(
+    snapshot: MeshSnapshot, proxy: Proxy, service: Service, port: int, tls: bool
+) -> list[listener_components_pb2.FilterChain]:
+    """The chains of a sidecar's TCP (or TLS) port for ``service``: the ``tcp`` (``tls``) rules
+    of the VirtualServices the proxy sees on the port whose hosts select the service."""
+    scope = egress_scope(snapshot, proxy, port)
+    candidates = scope.virtual_services if scope is not None else ()
+    selecting = [vs for vs in candidates if host_selects(vs, service.hostname)]
+    services = {s.hostname: s for s in visible_services(snapshot, proxy)}
+    l4 = L4Scope(proxy, port, frozenset({MESH_GATEWAY}), services)
+    default = outbound_cluster_name(service.hostname, port)
+    return tls_chains(selecting, l4, default) if tls else tcp_chains(selecting, l4, default)
 
 
 # ---- inbound -------------------------------------------------------------------------------------
@@ -295,32 +333,69 @@ def selected_servers(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[Server]:
 
 
 def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
+    """Plain HTTP ports first; then per other port one listener holding the chains of its HTTPS
+    servers (``https_chains``) and of its TCP / TLS servers (``gateway_l4.py``)."""
     authz = authz_filter_for(snapshot, proxy)
     plain = [gateway_listener(p, snapshot, authz) for p in gateway_ports(snapshot, proxy)]
     taken = {_bound(listener)[1] for listener in plain}
-    by_port: dict[int, list[HttpsServer]] = {}
+    https: dict[int, list[HttpsServer]] = {}
     for server in https_servers(snapshot, proxy):
         if server.server.port.number not in taken:  # a port serves plain HTTP or HTTPS, not both
-            by_port.setdefault(server.server.port.number, []).append(server)
+            https.setdefault(server.server.port.number, []).append(server)
+    l4: dict[int, list[L4Server]] = {}
+    for l4_server in l4_servers(snapshot, proxy):
+        if l4_server.port not in taken:
+            l4.setdefault(l4_server.port, []).append(l4_server)
     default_bind = proxy.metadata.get(GATEWAY_BIND) or proxy.ip
-    https = [https_gateway_listener(servers, default_bind, snapshot, authz) for servers in by_port.values()]
-    return [*plain, *https]
+    out = list(plain)
+    for number in dict.fromkeys([*https, *l4]):
+        binds = [s.server.bind for s in https.get(number, ()) if s.server.bind]
+        binds += [s.server.bind for s in l4.get(number, ()) if s.server.bind]
+        port = GatewayPort(binds[0] if binds else default_bind, number)
+        chains = https_chains(https.get(number, ()), port, snapshot, authz)
+        for l4_server in l4.get(number, ()):
+            chains.extend(server_chains(snapshot, proxy, l4_server))
+        if chains:  # a server no rule routes for makes no listener (Envoy needs a chain)
+            out.append(chained_listener(port, _distinct_chains(chains)))
+    return out
 
 
-def https_gateway_listener(
-    servers: Sequence[HttpsServer], default_bind: str, snapshot: MeshSnapshot, authz: HttpFilter | None
-) -> Listener:
+def https_chains(
+    servers: Sequence[HttpsServer], port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilter | None
+) -> list[listener_components_pb2.FilterChain]:
     """One port's HTTPS servers: a chain per server, chosen by SNI, each terminating TLS."""
-    bind = next((s.server.bind for s in servers if s.server.bind), default_bind)
-    port = GatewayPort(bind, servers[0].server.port.number)
-    out = listener(port.name, port.bind, port.port, GATEWAY, None)
-    out.listener_filters.append(tls_inspector())
+    out = []
     for server in servers:
         manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot, authz)
         manager.rds.CopyFrom(rds(server.route_name))
-        chain = out.filter_chains.add(filters=[hcm_filter(manager)])
+        chain = listener_components_pb2.FilterChain(filters=[hcm_filter(manager)])
         chain.filter_chain_match.server_names.extend(server.server_names)
         chain.transport_socket.CopyFrom(transport_socket(server_tls_context(server.tls)))
+        out.append(chain)
+    return out
+
+
+def chained_listener(port: GatewayPort, chains: Sequence[listener_components_pb2.FilterChain]) -> Listener:
+    """A gateway listener with ``chains``; a ``tls_inspector`` when one of them reads the SNI or
+    terminates TLS."""
+    out = listener(port.name, port.bind, port.port, GATEWAY, None)
+    out.filter_chains.extend(chains)
+    if any(c.filter_chain_match.server_names or c.HasField("transport_socket") for c in chains):
+        out.listener_filters.append(tls_inspector())
+    return out
+
+
+def _distinct_chains(
+    chains: Iterable[listener_components_pb2.FilterChain],
+) -> list[listener_components_pb2.FilterChain]:
+    """The first chain of each match: Envoy refuses two chains that match alike."""
+    seen: set[bytes] = set()
+    out = []
+    for chain in chains:
+        key = chain.filter_chain_match.SerializeToString(deterministic=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(chain)
     return out
 
 
@@ -384,11 +459,4 @@ def http_filter(name: str, config: pb_message.Message) -> http_connection_manage
 def hcm_filter(manager: HCM) -> listener_components_pb2.Filter:
     out = listener_components_pb2.Filter(name=HCM_FILTER)
     out.typed_config.Pack(manager)
-    return out
-
-
-def tcp_proxy_filter(cluster: str) -> listener_components_pb2.Filter:
-    """Istio's TCP proxy: the cluster is also the stat prefix."""
-    out = listener_components_pb2.Filter(name=TCP_PROXY_FILTER)
-    out.typed_config.Pack(tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster))
     return out

@@ -35,6 +35,11 @@ from pilotfish.config.networking.virtual_service import (
     HTTPMirrorPolicy,
     HTTPRoute,
     HTTPRouteDestination,
+    L4MatchAttributes,
+    RouteDestination,
+    TCPRoute,
+    TLSMatchAttributes,
+    TLSRoute,
     VirtualServiceSpec,
 )
 from pilotfish.config.resource import Resource
@@ -109,13 +114,40 @@ def _http_route(route: HTTPRoute, namespace: str) -> HTTPRoute:
     )
 
 
+def _l4_match(match: L4MatchAttributes | TLSMatchAttributes, namespace: str) -> Any:
+    return replace(match, gateways=tuple(resolve_gateway_name(g, namespace) for g in match.gateways))
+
+
+def _l4_destination(dest: RouteDestination, namespace: str) -> RouteDestination:
+    return replace(dest, destination=_destination(dest.destination, namespace))
+
+
+def _tcp_route(route: TCPRoute, namespace: str) -> TCPRoute:
+    return replace(
+        route,
+        match=tuple(_l4_match(m, namespace) for m in route.match),
+        route=tuple(_l4_destination(d, namespace) for d in route.route),
+    )
+
+
+def _tls_route(route: TLSRoute, namespace: str) -> TLSRoute:
+    return replace(
+        route,
+        match=tuple(_l4_match(m, namespace) for m in route.match),
+        route=tuple(_l4_destination(d, namespace) for d in route.route),
+    )
+
+
 def resolve_short_names(spec: VirtualServiceSpec, namespace: str) -> VirtualServiceSpec:
-    """Istio ``resolveVirtualServiceShortnames`` for what HTTP routing reads."""
+    """Istio ``resolveVirtualServiceShortnames``: hosts, gateways and destinations of the HTTP,
+    TLS and TCP rules."""
     return replace(
         spec,
         hosts=tuple(resolve_host(h, namespace) for h in spec.hosts),
         gateways=tuple(resolve_gateway_name(g, namespace) for g in spec.gateways),
         http=tuple(_http_route(r, namespace) for r in spec.http),
+        tls=tuple(_tls_route(r, namespace) for r in spec.tls),
+        tcp=tuple(_tcp_route(r, namespace) for r in spec.tcp),
     )
 
 
