@@ -133,6 +133,8 @@ def admin_get(
     request = urllib.request.Request(f"{demo.admin}{path}", data=body, method=method)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", "application/yaml")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
