@@ -55,6 +55,7 @@ from pilotfish.registry.from_registrations import (
 )
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.store import Registration, ResourceKey, Store, Subscription, open_store
+from pilotfish.supervise import Backoff, Supervisor
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
@@ -62,6 +63,7 @@ from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
 from pilotfish.xds.translate.authz import authz_cluster, uses_authz
 from pilotfish.xds.translate.clusters import translate_clusters
+from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
 from pilotfish.xds.translate.gateway_l4 import sni_dnat_clusters
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
@@ -106,6 +108,7 @@ class ServeOptions:
     # Check server runs elsewhere at that port; proxies still point at it and fail closed).
     authz_port: int = 9191
     authz_workers: int = 1
+    supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
 
 
 ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
@@ -162,6 +165,8 @@ class ControlPlane:
                 acked=self._on_ack,
             )
         )
+        self.metrics.use_rejected_counts(self.status.rejected_counts)
+        self.dropped: tuple[DroppedEndpoint, ...] = ()  # endpoints Envoy would reject, left out
         self.metrics.use_proxy_states(lambda: proxy_states(self.status))
         self.ads = AggregatedDiscoveryService(
             self.cache,
@@ -171,9 +176,8 @@ class ControlPlane:
             authorize=self.ca.authorize_stream,
         )
         self.proxies: dict[str, Proxy] = {}
-        self._streams: dict[str, int] = {}
         self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
         self._stop_watch = asyncio.Event()
@@ -222,12 +226,12 @@ class ControlPlane:
             self.policy,
             extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
         )
-        self._tasks.append(asyncio.create_task(self.debouncer.run()))
-        self._tasks.append(asyncio.create_task(self._rotate_certificates()))
+        self.supervisor.start("push-debounce", self.debouncer.run)
+        self.supervisor.start("certificate-rotation", self._rotate_certificates)
         if self.store is not None:
             await self._watch_store(self.store)
         if self.opts.config_dir:
-            self._tasks.append(asyncio.create_task(self._watch(self.opts.config_dir)))
+            self.supervisor.start("config-watch", partial(self._watch, self.opts.config_dir))
         log.info(
             "pilotfish serving: xds=%s:%d admin=%s:%d",
             self.opts.host,
@@ -238,11 +242,7 @@ class ControlPlane:
 
     async def stop(self, grace: float = 1.0) -> None:
         self._stop_watch.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.supervisor.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self._admin is not None:
@@ -259,7 +259,15 @@ class ControlPlane:
         compiled policy bundles after every reload — never by re-reading files."""
         self.authz_port = self.opts.authz_port
         if self.opts.authz_workers > 0:
-            self.authz = AuthzWorkers(self.opts.authz_port, self.opts.authz_workers, host=self.opts.host)
+            loop = asyncio.get_running_loop()
+
+            def failed(error: str) -> None:  # on the workers' monitor thread
+                with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                    loop.call_soon_threadsafe(self.supervisor.report, "authz-workers", error)
+
+            self.authz = AuthzWorkers(
+                self.opts.authz_port, self.opts.authz_workers, host=self.opts.host, on_failure=failed
+            )
             self.authz_port = await asyncio.to_thread(self.authz.start)
             self.metrics.use_authz_workers(self.authz.stats)
 
@@ -295,8 +303,18 @@ class ControlPlane:
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
         self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra, authz_address=authz_address)
+        self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
             self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
+
+    def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
+        """Log each endpoint newly left out of xDS once (not on every push), count them all."""
+        before = set(self.dropped)
+        for endpoint in dropped:
+            if endpoint not in before:
+                log.warning("%s", endpoint)
+        self.dropped = dropped
+        self.metrics.on_dropped_endpoints(len(dropped))
 
     async def push(self) -> None:
         """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
@@ -328,19 +346,19 @@ class ControlPlane:
     # ---- ADS hooks ---------------------------------------------------------------------------
 
     def _on_connect(self, proxy: Proxy) -> None:
+        """A stream became the proxy's live one (an older stream of the id was closed): its
+        metadata decides the proxy's config from now on."""
+        replaced = self.proxies.get(proxy.id)
+        if replaced is not None:
+            self.metrics.on_disconnect(str(replaced.type))
         self.proxies[proxy.id] = proxy
-        self._streams[proxy.id] = self._streams.get(proxy.id, 0) + 1
         self.metrics.on_connect(str(proxy.type))
         self.publish(proxy)
         self._auto_register(proxy)
 
     def _on_disconnect(self, proxy: Proxy) -> None:
+        """The proxy's live stream ended (a replaced stream's end is not reported)."""
         self.metrics.on_disconnect(str(proxy.type))
-        remaining = self._streams.get(proxy.id, 1) - 1
-        if remaining > 0:
-            self._streams[proxy.id] = remaining
-            return
-        self._streams.pop(proxy.id, None)
         self.proxies.pop(proxy.id, None)
         self.cache.clear(proxy.id)
         self._auto_unregister(proxy)
@@ -386,7 +404,7 @@ class ControlPlane:
             loop.call_soon_threadsafe(self.debouncer.trigger)
 
         self._subscription = await asyncio.to_thread(store.watch, changed)
-        self._tasks.append(asyncio.create_task(self._lease_loop(store)))
+        self.supervisor.start("lease-expiry", partial(self._lease_loop, store))
 
     async def _lease_loop(self, store: Store) -> None:
         while True:
@@ -447,6 +465,13 @@ class ControlPlane:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(partial(_log_failure, what))
+
+
+def _log_failure(what: str, task: asyncio.Task[None]) -> None:
+    """A one-off background call that failed in a way its own handler did not expect."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", what, exc_info=task.exception())
 
 
 class AdminBackend:
@@ -456,9 +481,10 @@ class AdminBackend:
         self.cp = cp
 
     def health(self) -> tuple[bool, list[str]]:
+        reasons = self.cp.supervisor.problems()
         if self.cp.store_error is not None:
-            return False, [f"store unavailable (serving the last state read): {self.cp.store_error}"]
-        return True, []
+            reasons.insert(0, f"store unavailable (serving the last state read): {self.cp.store_error}")
+        return not reasons, reasons
 
     def metrics(self) -> bytes:
         return self.cp.metrics.exposition()
@@ -476,6 +502,7 @@ class AdminBackend:
                     "namespace": connection.proxy.namespace,
                     "kind": str(connection.kind),
                     "connected_at": connection.connected_at,
+                    "state": str(connection.state),
                     "types": types,
                 }
             )
@@ -496,6 +523,20 @@ class AdminBackend:
 
     def certs(self) -> dict[str, Any]:
         return self.cp.ca.debug()
+
+    def problemz(self) -> dict[str, Any]:
+        """What is not served as written, and why: config problems, endpoints left out of xDS,
+        resources proxies rejected."""
+        return {
+            "config": [str(p) for p in self.cp.problems],
+            "dropped_endpoints": [{**dataclasses.asdict(d), "message": str(d)} for d in self.cp.dropped],
+            "rejected": [
+                {"proxy": c.proxy.id, "type": rt.short_name(t), "resource": name, "message": nack.message}
+                for c in self.cp.status.connections()
+                for t, s in c.types.items()
+                for name, nack in s.rejected.items()
+            ],
+        }
 
     def configz(self) -> list[dict[str, Any]]:
         return [

@@ -292,15 +292,21 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
     for row in rows:
         states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
         nacks = "; ".join(
-            f"{t}: {info['nack']['message']}"
-            for t, info in row["types"].items()
-            if info.get("state") == "NACKED"
+            f"{t}: {_nack_text(info)}" for t, info in row["types"].items() if info.get("state") == "NACKED"
         )
         table.append((row["proxy"], row["kind"], *states, nacks))
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
     return 0
+
+
+def _nack_text(info: dict[str, Any]) -> str:
+    """Each rejected resource with Envoy's text (``name: message``), else the last NACK's text."""
+    rejected = info.get("rejected") or {}
+    if rejected:
+        return "; ".join(f"{name}: {nack['message']}" for name, nack in sorted(rejected.items()))
+    return str((info.get("nack") or {}).get("message", ""))
 
 
 def cmd_proxy_config(args: argparse.Namespace) -> int:

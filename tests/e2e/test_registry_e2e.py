@@ -167,3 +167,24 @@ def test_a_proxy_with_the_auto_register_label_joins_its_group_and_leaves_after_t
     removed = time.perf_counter() - disconnected
     print(f"\nauto-registered proxy disconnected → removed after {removed:.2f}s (grace 1s)")
     assert 1.0 - 0.05 <= removed <= 2.0
+
+
+def test_a_registration_envoy_would_nack_is_refused_and_a_later_valid_one_takes_traffic(
+    mesh: Mesh, echo_factory
+) -> None:
+    """``address: "not-an-ip!"`` used to be accepted (201): Envoy NACKed the EDS update, and every
+    later registration for the service never reached it. Now it is 400 naming the field, nothing
+    reaches the store, and the next valid registration is served through Envoy."""
+    echo = echo_factory("ratings-a")
+    for fields, path in (({"address": "not-an-ip!"}, "address"), ({"ttlSeconds": 1e308}, "ttlSeconds")):
+        refused = mesh.api.register(**{"address": "127.0.0.1", "port": echo.port, **fields})
+        assert refused.status == 400, refused
+        assert [p["path"] for p in refused.json()["problems"]] == [path]
+    assert mesh.api.call("GET", "/registrations").json()["items"] == []
+
+    assert mesh.api.register("127.0.0.1", echo.port, ttlSeconds=30).status == 201
+    timed_until(lambda: mesh.ask() == echo.name, timeout=5, message="traffic reaches the valid target")
+    proxies = mesh.pilotfish.syncz()
+    assert proxies and all(
+        info.get("state") != "NACKED" for row in proxies for info in row["types"].values()
+    ), proxies

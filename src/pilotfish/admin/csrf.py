@@ -10,12 +10,12 @@ type at all — and every cross-origin write carries an ``Origin`` header. So ev
 
 * with a body must say it is JSON or YAML (``BODY_TYPES``), else 415 — no simple request can;
 * with an ``Origin`` must come from the admin server's own origin, else 403. The own origin is
-  the one the request addresses (its ``Host``), and only when that host is an IP address or
-  ``localhost``: a DNS name could be rebound by the page's author to 127.0.0.1 and so look
-  same-origin (DNS rebinding). The CLI, curl and Prometheus send no ``Origin`` and are unaffected.
-
-With ``--admin-tokens`` the same rules hold (a browser never attaches the bearer token on its own,
-so they are defence in depth there).
+  the one the request addresses (its ``Host``). Without a tokens file, only when that host is an
+  IP address or ``localhost``: a DNS name could be rebound by the page's author to 127.0.0.1 and
+  so look same-origin (DNS rebinding) while writing as a loopback client. With ``--admin-tokens``
+  a rebound page still has no token (a browser never attaches a bearer token on its own, and the
+  real origin's storage is not the page's), so any name the server is reached by is its own.
+  The CLI, curl and Prometheus send no ``Origin`` and are unaffected.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from pilotfish.admin.api import POLICY
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BODY_TYPES = frozenset({"application/json", "application/yaml", "application/x-yaml"})
@@ -38,7 +40,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def origin_problem(origin: str | None, scheme: str, host: str | None) -> str | None:
+def origin_problem(origin: str | None, scheme: str, host: str | None, *, tokens: bool = False) -> str | None:
     """Why a write from ``origin`` to ``scheme://host`` is refused, or None (pure)."""
     if origin is None:
         return None
@@ -46,7 +48,7 @@ def origin_problem(origin: str | None, scheme: str, host: str | None) -> str | N
     if own is None or origin.lower() != own.lower():
         return f"cross-origin write refused: Origin {origin} is not this server ({own or 'unknown'})"
     hostname = urlsplit(own).hostname or ""
-    if not (_is_ip(hostname) or hostname == "localhost"):
+    if not tokens and not (_is_ip(hostname) or hostname == "localhost"):
         return f"cross-origin write refused: {hostname} is a DNS name (address the server by IP)"
     return None
 
@@ -66,7 +68,8 @@ def _has_body(request: web.Request) -> bool:
 @web.middleware
 async def refuse_forgery(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in WRITE_METHODS:
-        problem = origin_problem(request.headers.get("Origin"), request.scheme, request.host)
+        tokens = request.app[POLICY].uses_tokens
+        problem = origin_problem(request.headers.get("Origin"), request.scheme, request.host, tokens=tokens)
         if problem is not None:
             return web.json_response({"error": problem}, status=403)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()

@@ -12,6 +12,9 @@ Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
   GET /debug/certs             the CA's root and every current certificate: serial, SANs, validity,
                                issuance and rotation counts (never a private key)
   GET /ui/                     the web console (``pilotfish.console``, wired in by app.py)
+  GET /debug/problemz          what is not served as written: config problems (and a config
+                               directory kept at its last good content), endpoints left out of
+                               xDS, resources proxies rejected (JSON)
 
 and, when the server has a store, the resource and registration API of ``admin.api``
 (``/apis/...``, ``/registrations``, ``/openapi.yaml``), guarded by ``admin.rbac``.
@@ -46,6 +49,7 @@ class AdminBackend(Protocol):
     def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None: ...
     def configz(self) -> list[dict[str, Any]]: ...
     def certs(self) -> dict[str, Any]: ...
+    def problemz(self) -> dict[str, Any]: ...
 
 
 BACKEND: web.AppKey[AdminBackend] = web.AppKey("backend")
@@ -93,6 +97,10 @@ async def certs(request: web.Request) -> web.Response:
     return _json(request.app[BACKEND].certs())
 
 
+async def problemz(request: web.Request) -> web.Response:
+    return _json(request.app[BACKEND].problemz())
+
+
 Routes = Callable[[web.Application], None]  # adds more routes (the web console: ``console.routes``)
 
 
@@ -122,6 +130,7 @@ def build_app(
         ("/debug/syncz", syncz),
         ("/debug/config_dump", config_dump),
         ("/debug/certs", certs),
+        ("/debug/problemz", problemz),
     ):
         app.router.add_get(path, guarded(path, handler))
     app.router.add_get("/debug/configz", api.endpoint(configz))

@@ -56,6 +56,7 @@ UNREADABLE_KINDS: Mapping[str, str] = {
 ENDPOINT_KINDS: Mapping[str, str] = {
     "/metrics": "Metrics",
     "/debug/syncz": "ProxyStatus",
+    "/debug/problemz": "ProxyStatus",
     "/debug/config_dump": "ProxyConfig",
     "/debug/certs": "Certificate",
     "/openapi.yaml": "OpenAPI",

@@ -20,7 +20,6 @@ and ``dryRun`` findings. ``now`` may be Unix seconds or RFC 3339; absent, the cu
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -37,6 +36,7 @@ from pilotfish.extauthz.jwks import Fetch, JwksCache
 from pilotfish.extauthz.jwks_fetch import fetch_jwks
 from pilotfish.extauthz.jwt import Authenticator, compile_providers
 from pilotfish.extauthz.policy import compile_policies, policies_for_workload
+from pilotfish.limits import loads_json
 
 PathLike = str | os.PathLike[str]
 
@@ -45,7 +45,7 @@ def read_request(request_file: PathLike, default_now: float) -> Attributes:
     """The request file as ``Attributes``; ``ConfigError`` with the file name when malformed."""
     file = str(request_file)
     try:
-        data = json.loads(Path(request_file).read_text())
+        data = loads_json(Path(request_file).read_text(), "the request file")
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         return from_json(data, default_now)

@@ -97,6 +97,16 @@ def test_with_tokens_every_route_but_healthz_needs_a_token_and_a_role(config, tm
     everything = {(r["kind"], r["namespace"]) for r in admin.call("GET", "/debug/configz").body}
     assert everything == {("ServiceEntry", "prod"), ("DestinationRule", "prod"), ("DestinationRule", "dev")}
 
+    # With tokens a page cannot write without one, so a DNS name is as good as an IP; a foreign
+    # Origin is still refused.
+    named = {"authorization": "Bearer t-admin", "content-type": "application/yaml"}
+    named |= {
+        "host": f"pilotfish.internal:{pf.admin_port}",
+        "origin": f"http://pilotfish.internal:{pf.admin_port}",
+    }
+    assert write(pf, named).status == 200
+    assert write(pf, named | {"origin": "http://evil.example"}).status == 403
+
 
 def test_the_cli_sends_its_token_to_the_debug_routes(config, tmp_path, pilotfish_factory, capsys) -> None:
     from pilotfish.cli import main as cli

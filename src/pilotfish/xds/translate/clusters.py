@@ -53,6 +53,7 @@ from pilotfish.registry.model import Endpoint, Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
+from pilotfish.xds.translate.endpoint_checks import sendable
 from pilotfish.xds.translate.endpoints import (
     LbEndpointWriter,
     by_locality,
@@ -148,7 +149,7 @@ def service_port_clusters(
         return
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
-    endpoints = snapshot.endpoints_for(service.hostname, port.number)
+    endpoints = sendable(snapshot, snapshot.endpoints_for(service.hostname, port.number), dns=True)
     if discovery in DNS_TYPES:  # inline endpoints: NetworkPolicy egress leaves denied ones out
         endpoints = admitted(egress_admission(snapshot, templates.proxy), endpoints)
     policy = cluster_policy(destination, port.number)

@@ -38,6 +38,7 @@ from pilotfish.xds.translate.destination_rules import (
     destination_rule_for,
     destination_rule_index,
 )
+from pilotfish.xds.translate.endpoint_checks import sendable
 from pilotfish.xds.translate.locality import LocalityGroup, locality_groups
 from pilotfish.xds.translate.mtls import endpoint_mtls, has_sidecar, set_tls_mode_metadata
 from pilotfish.xds.translate.names import parse_cluster_name
@@ -251,6 +252,11 @@ def locality_policy(destinations: Mapping[str, Destination], cluster_name: str) 
     return policy
 
 
+def _sendable_for(snapshot: MeshSnapshot, hostname: str, port: int) -> tuple[Endpoint, ...]:
+    # Endpoints Envoy would reject are left out, so one cannot block the others (endpoint_checks).
+    return sendable(snapshot, snapshot.endpoints_for(hostname, port))
+
+
 def cluster_endpoints(
     snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str
 ) -> tuple[Endpoint, ...]:
@@ -259,7 +265,7 @@ def cluster_endpoints(
     key = parse_cluster_name(cluster_name)
     if key is None or key.direction != "outbound" or key.hostname not in destinations:
         return ()
-    endpoints = snapshot.endpoints_for(key.hostname, key.port)
+    endpoints = _sendable_for(snapshot, key.hostname, key.port)
     if not key.subset:
         return endpoints
     rule = destinations[key.hostname][1]

@@ -211,10 +211,14 @@ def guard_listener(listener: listener_pb2.Listener, rbac: listener_components_pb
     """Put ``rbac`` first in every filter chain; a TCP proxy behind it connects upstream only
     after the client's first bytes, which RBAC checks first."""
     for chain in listener.filter_chains:
-        chain.filters.insert(0, rbac)
-        for network_filter in chain.filters:
-            if network_filter.name == TCP_PROXY_FILTER:
-                delay_upstream_connect(network_filter)
+        guard_chain(chain, rbac)
+
+
+def guard_chain(chain: listener_components_pb2.FilterChain, rbac: listener_components_pb2.Filter) -> None:
+    chain.filters.insert(0, rbac)
+    for network_filter in chain.filters:
+        if network_filter.name == TCP_PROXY_FILTER:
+            delay_upstream_connect(network_filter)
 
 
 def delay_upstream_connect(network_filter: listener_components_pb2.Filter) -> None:
@@ -281,7 +285,7 @@ def guard_egress_chains(
         clusters = tcp_proxy_clusters(chain)
         rbac = egress_rbac(snapshot, proxy, clusters) if clusters else None
         if rbac is not None:
-            chain.filters.insert(0, rbac)
+            guard_chain(chain, rbac)
     return listener
 
 
