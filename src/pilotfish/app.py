@@ -32,14 +32,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import watchfiles
 from google.protobuf import json_format
 
 from pilotfish.admin import http as admin_http
 from pilotfish.admin import rbac
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
 from pilotfish.config.resource import Resource
-from pilotfish.configdir import ConfigDirectory
+from pilotfish.configdir import ConfigDirectory, watch_directory
 from pilotfish.console import routes as console_routes
 from pilotfish.console.routes import ConsoleSource
 from pilotfish.debounce import Debouncer
@@ -61,7 +60,7 @@ from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_cluster, uses_authz
+from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -108,6 +107,8 @@ class ServeOptions:
     # Check server runs elsewhere at that port; proxies still point at it and fail closed).
     authz_port: int = 9191
     authz_workers: int = 1
+    # How RequestAuthentication/AuthorizationPolicy are enforced: "ext_authz" or "native".
+    authz_mode: str = "ext_authz"
     supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
 
 
@@ -137,10 +138,9 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
-    authz = authz_cluster(mesh) if uses_authz(listeners) else None
     endpoints = translate_endpoints(mesh, proxy, clusters)
     sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
-    return [*clusters, *sni_dnat, *([authz] if authz else []), *endpoints, *listeners, *routes]
+    return [*clusters, *sni_dnat, *authz_clusters(mesh, listeners), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:
@@ -285,9 +285,12 @@ class ControlPlane:
                 self.publish_all()
 
     async def _watch(self, root: Path) -> None:
-        async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
-            self._last_change = self._last_change or time.monotonic()
-            self.debouncer.trigger()
+        """Survives the directory being removed or replaced (``configdir.watch_directory``)."""
+        await watch_directory(root, self._config_changed, self._stop_watch)
+
+    def _config_changed(self) -> None:
+        self._last_change = self._last_change or time.monotonic()
+        self.debouncer.trigger()
 
     # ---- config → snapshots -----------------------------------------------------------------
 
@@ -302,7 +305,9 @@ class ControlPlane:
         resources = merge_resources(files, self.stored.resources)
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
-        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra, authz_address=authz_address)
+        self.mesh = MeshSnapshot.build(
+            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+        )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
             self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
@@ -504,6 +509,9 @@ class AdminBackend:
                     "connected_at": connection.connected_at,
                     "state": str(connection.state),
                     "types": types,
+                    "authz": dict(
+                        zip(("mode", "fallback"), enforcement(self.cp.mesh, connection.proxy), strict=True)
+                    ),
                 }
             )
         return out
@@ -527,8 +535,10 @@ class AdminBackend:
     def problemz(self) -> dict[str, Any]:
         """What is not served as written, and why: config problems, endpoints left out of xDS,
         resources proxies rejected."""
+        source = self.cp.source
         return {
             "config": [str(p) for p in self.cp.problems],
+            "config_dir": source.debug() if source is not None else None,
             "dropped_endpoints": [{**dataclasses.asdict(d), "message": str(d)} for d in self.cp.dropped],
             "rejected": [
                 {"proxy": c.proxy.id, "type": rt.short_name(t), "resource": name, "message": nack.message}

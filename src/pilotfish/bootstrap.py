@@ -61,6 +61,7 @@ class BootstrapOptions:
     gateway_bind: str = ""
     locality: str = ""  # region/zone/subzone: the proxy's own locality (node.locality)
     tls: XdsTls | None = None  # mTLS to the secure xDS port
+    annotations: Mapping[str, str] = field(default_factory=dict)  # node metadata ANNOTATIONS
 
     @property
     def proxy_type(self) -> str:
@@ -110,6 +111,8 @@ def node(opts: BootstrapOptions) -> dict[str, Any]:
         "WORKLOAD_NAME": opts.workload_name,
         "CLUSTER_ID": "Kubernetes",
     }
+    if opts.annotations:
+        metadata["ANNOTATIONS"] = dict(opts.annotations)
     if opts.app_ports:
         metadata["APP_PORTS"] = {str(port): str(app) for port, app in sorted(opts.app_ports.items())}
     optional = (("OUTBOUND_BIND", opts.outbound_bind), ("GATEWAY_BIND", opts.gateway_bind))

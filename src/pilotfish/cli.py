@@ -59,6 +59,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     try:
         tls = _xds_tls(args)
         labels = parse_labels(args.labels)
+        annotations = parse_labels(args.annotations)
         xds_port = int(port)
         app_ports = dict(parse_app_port(item) for item in args.app_port)
         binds = [
@@ -74,6 +75,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         node_id=args.node_id,
         namespace=args.namespace,
         labels=labels,
+        annotations=annotations,
         service_account=args.service_account,
         gateway=args.gateway,
         ip=args.ip,
@@ -149,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         debounce_quiet=args.debounce_after,
         authz_port=args.authz_port,
         authz_workers=args.authz_workers,
+        authz_mode=args.authz_mode,
         debounce_max=args.debounce_max,
         store_url=args.store or default_store_url(),
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
@@ -232,6 +235,16 @@ def ca_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _lease_seconds(text: str) -> float:
+    """A lease's TTL within the bounds every registration obeys (``store.base``)."""
+    from pilotfish.store.base import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+
+    value = float(text)
+    if not MIN_TTL_SECONDS <= value <= MAX_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be {MIN_TTL_SECONDS:g}..{MAX_TTL_SECONDS:g} seconds")
+    return value
+
+
 def cmd_authz_check(args: argparse.Namespace) -> int:
     """Evaluate one request offline with the server's code; print the decision as one JSON object."""
     import json
@@ -240,7 +253,9 @@ def cmd_authz_check(args: argparse.Namespace) -> int:
     from pilotfish.extauthz.check import run_check
 
     try:
-        decision = run_check(args.config, args.mesh, args.request, strict=args.strict)
+        decision = run_check(
+            args.config, args.mesh, args.request, strict=args.strict, authz_mode=args.authz_mode
+        )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -288,16 +303,30 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         return 1
     assert isinstance(rows, list)
     types = ("CDS", "EDS", "LDS", "RDS", "SDS")
-    table = [("NAME", "KIND", *types, "NACK")]
+    table = [("NAME", "KIND", *types, "AUTHZ", "NACK")]
+    fallbacks = []
     for row in rows:
         states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
         nacks = "; ".join(
             f"{t}: {_nack_text(info)}" for t, info in row["types"].items() if info.get("state") == "NACKED"
         )
-        table.append((row["proxy"], row["kind"], *states, nacks))
+        authz = row.get("authz") or {}
+        if authz.get("fallback"):
+            fallbacks.append(f"* {row['proxy']}: native enforcement asked for, not used: {authz['fallback']}")
+        table.append(
+            (
+                row["proxy"],
+                row["kind"],
+                *states,
+                authz.get("mode", "") + ("*" if authz.get("fallback") else ""),
+                nacks,
+            )
+        )
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
+    for line in fallbacks:
+        print(line)
     return 0
 
 
@@ -406,7 +435,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """``kubectl delete -f``: deletes every document the files name; exit 1 if any was missing."""
     import functools
 
-    from pilotfish.config.loader import DEFAULT_NAMESPACE
+    from pilotfish.config.loader import namespace_of
     from pilotfish.config.source import parse_documents
     from pilotfish.errors import ConfigError
 
@@ -419,11 +448,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return 1
         for doc in docs:
             metadata = doc.data.get("metadata") or {}
-            key = (
-                str(doc.data.get("kind")),
-                metadata.get("namespace") or DEFAULT_NAMESPACE,
-                str(metadata.get("name")),
-            )
+            kind = str(doc.data.get("kind"))
+            key = (kind, namespace_of(kind, metadata.get("namespace")), str(metadata.get("name")))
             failed += _run_api(functools.partial(_delete_one, args, *key))
     return 1 if failed else 0
 
@@ -611,6 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", required=True, help="full Istio node id, or the workload name")
     p.add_argument("--namespace", required=True)
     p.add_argument("--labels", default="", help="k=v,k2=v2")
+    p.add_argument(
+        "--annotations",
+        default="",
+        help="k=v,... node metadata ANNOTATIONS "
+        "(pilotfish.io/authz-mode=native|ext_authz overrides serve's --authz-mode)",
+    )
     p.add_argument("--service-account", default="default")
     p.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")
     p.add_argument("--ip", default="127.0.0.1", help="the workload's IP, used in the node id")
@@ -675,6 +707,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="Check server processes sharing the port (0: the Check server runs elsewhere)",
     )
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="enforce RequestAuthentication/AuthorizationPolicy in the Check server (ext_authz) or in "
+        "Envoy's jwt_authn + RBAC filters (native); a workload may override it (bootstrap --annotations)",
+    )
     p.add_argument("--debounce-after", type=float, default=0.1, help="quiet period before a push (seconds)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")
     p.add_argument("--log-level", default="info")
@@ -686,9 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-tokens", default=None, help="RBAC tokens file for the admin API (YAML)")
     p.add_argument(
         "--auto-register-grace",
-        type=float,
+        type=_lease_seconds,
         default=10.0,
-        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s)",
+        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s; a lease: 1..86400)",
     )
     p.add_argument(
         "--lease-recovery-grace",
@@ -707,6 +746,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mesh", default=None, help="MeshConfig YAML")
     p.add_argument("--request", required=True, help="request JSON file (see README)")
     p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="serve's --authz-mode, to report which mode the workload would use",
+    )
     p.set_defaults(handler=cmd_authz_check)
 
     netpol = sub.add_parser("netpol", help="Kubernetes NetworkPolicy tools").add_subparsers(

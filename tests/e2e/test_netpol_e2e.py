@@ -285,3 +285,73 @@ def test_network_policy_recipes_through_real_sidecars(
     apply("", expect(), "policies removed: everything connects again")
 
     assert [e.pid for e in envoys] == pids and all(e.running for e in envoys), "an Envoy restarted"
+
+
+def test_over_mtls_the_peer_certificate_identifies_the_workload(
+    tmp_path: Path, echo_factory, envoy_factory, pilotfish_factory
+) -> None:
+    """``web``'s sidecar connects from 127.0.14.24, which is not its workload's address
+    (127.0.14.25): only its certificate (service account ``web``, which no unselected workload
+    shares) can admit it. ``intruder`` claims ``app: web`` in its node labels but is no such
+    workload and holds another identity: refused."""
+    taken: set[int] = set()
+    h = free_everywhere(taken)
+    app: EchoProcess = echo_factory("api", labels={"app": "api"})
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "mesh.yaml").write_text(
+        f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: api, namespace: prod}}
+spec:
+  hosts: [{HOST}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {h}, name: http, protocol: HTTP}}]
+  workloadSelector: {{labels: {{app: api}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: api, namespace: prod}}
+spec: {{address: {API_IP}, labels: {{app: api, security.istio.io/tlsMode: istio}}, serviceAccount: api}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: web, namespace: prod}}
+spec: {{address: 127.0.14.25, labels: {{app: web}}, serviceAccount: web}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: strict, namespace: prod}}
+spec: {{mtls: {{mode: STRICT}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: api-from-web, namespace: prod}}
+spec:
+  podSelector: {{matchLabels: {{app: api}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]}}]
+"""
+    )
+    pf: PilotfishProcess = pilotfish_factory(config)
+
+    def start(name: str, ip: str, account: str, labels: dict[str, str], **options: object) -> EnvoyProcess:
+        opts = BootstrapOptions(
+            name,
+            "prod",
+            labels,
+            ip=ip,
+            xds_port=pf.xds_port,
+            admin_port=0,
+            service_account=account,
+            **options,
+        )  # type: ignore[arg-type]
+        return envoy_factory(bootstrap(opts), name=name)
+
+    start("api", API_IP, "api", {"app": "api"}, app_ports={h: app.port})
+    start("web", "127.0.14.24", "web", {"app": "web"}, outbound_bind="127.0.14.24")
+    start("intruder", "127.0.14.26", "intruder", {"app": "web"}, outbound_bind="127.0.14.26")
+
+    wait_for(lambda: exchange("127.0.14.24", h) == OK, timeout=20, message="web admitted by its certificate")
+    assert exchange("127.0.14.26", h) == UNAVAILABLE  # its sidecar got no connection through
+    assert exchange(API_IP, h, source="127.0.14.25") == REFUSED  # plaintext into STRICT: no handshake

@@ -26,6 +26,9 @@ _STRING_KEYS = ("NAMESPACE", "SERVICE_ACCOUNT", "WORKLOAD_NAME", "CLUSTER_ID", "
 # Metadata keys kept verbatim in ``Proxy.metadata``; each must be an IP address.
 ADDRESS_KEYS = ("OUTBOUND_BIND", "GATEWAY_BIND")
 APP_PORTS = "APP_PORTS"
+# Node metadata ANNOTATIONS (a struct of strings, as Istio's) pilotfish reads, kept in ``Proxy.metadata``.
+ANNOTATIONS = "ANNOTATIONS"
+KNOWN_ANNOTATIONS = ("pilotfish.io/authz-mode",)
 
 
 class ProxyType(StrEnum):
@@ -72,7 +75,7 @@ def parse_node(node: Any) -> Proxy:
         workload_name=metadata.get("WORKLOAD_NAME", ""),
         cluster_id=metadata.get("CLUSTER_ID", ""),
         istio_version=metadata.get("ISTIO_VERSION", ""),
-        metadata=MappingProxyType(_addresses(node)),
+        metadata=MappingProxyType({**_addresses(node), **_annotations(node)}),
         app_ports=MappingProxyType(_app_ports(node)),
         locality=_locality(node),
     )
@@ -137,6 +140,18 @@ def _labels(node: Any) -> dict[str, str]:
     if value.WhichOneof("kind") != "struct_value":
         raise PeerError("node.metadata.LABELS must be a struct of strings")
     return {k: _string(v, f"node.metadata.LABELS.{k}") for k, v in value.struct_value.fields.items()}
+
+
+def _annotations(node: Any) -> dict[str, str]:
+    """The annotations pilotfish understands; others are ignored (Istio ignores unknown ones too)."""
+    fields = node.metadata.fields
+    if ANNOTATIONS not in fields:
+        return {}
+    value = fields[ANNOTATIONS]
+    if value.WhichOneof("kind") != "struct_value":
+        raise PeerError("node.metadata.ANNOTATIONS must be a struct of strings")
+    found = value.struct_value.fields
+    return {k: _string(found[k], f"node.metadata.ANNOTATIONS.{k}") for k in KNOWN_ANNOTATIONS if k in found}
 
 
 def _addresses(node: Any) -> dict[str, str]:

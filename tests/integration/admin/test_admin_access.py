@@ -193,6 +193,31 @@ class _Backend:
     def certs(self) -> dict[str, Any]:
         return {}
 
+    def problemz(self) -> dict[str, Any]:
+        return {}
+
+
+def test_every_route_of_the_admin_app_but_healthz_needs_a_token() -> None:
+    """Walks the router, so a debug route added later cannot slip past RBAC unnoticed."""
+    from pilotfish.admin import rbac
+
+    policy = rbac.parse_policy({"tokens": [{"token": "t", "subject": "s"}]})
+
+    async def main() -> dict[str, int]:
+        runner, port = await admin_http.start(_Backend(), "127.0.0.1", 0, policy=policy)
+        try:
+            paths = {r.resource.canonical for r in runner.app.router.routes() if r.resource is not None}
+            return {
+                path: (await asyncio.to_thread(http.get, f"http://127.0.0.1:{port}{path}")).status
+                for path in sorted(paths)
+            }
+        finally:
+            await runner.cleanup()
+
+    statuses = asyncio.run(main())
+    assert statuses.pop("/healthz") == 200
+    assert len(statuses) >= 6 and set(statuses.values()) == {401}, statuses
+
 
 def _closed_after(port: int, send: bytes, drip: bytes, limit: float) -> float:
     """Seconds until the server closes a connection that sends ``send`` and then ``drip`` every

@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import http
@@ -89,6 +90,7 @@ def test_the_bomb_in_the_config_directory_is_reported_and_the_last_good_config_k
     config, pilotfish_factory
 ) -> None:
     pf = pilotfish_factory(config)
+    wait_until_watching(pf, config)
     before = status_bytes(pf.pid, "VmRSS")
     started = time.perf_counter()
     (config / "bomb.yaml").write_text(billion_laughs())
@@ -104,7 +106,21 @@ def test_the_bomb_in_the_config_directory_is_reported_and_the_last_good_config_k
     # The time includes the file watcher's debounce; the parse itself takes microseconds.
     assert elapsed < 1.5 and grown < 50 * MB
     kinds = {(r["kind"], r["name"]) for r in pf.get_json("/debug/configz")}
-    assert kinds == {("ServiceEntry", "ratings")}, "the rest of the directory is still served"
+    assert kinds == {("ServiceEntry", "ratings"), ("ServiceEntry", "probe")}, "the rest is still served"
+
+
+def wait_until_watching(pf: Any, config: Path) -> None:
+    """The directory watcher starts in the background after READY: a file written in that window
+    can go unnoticed until the next change, so write a probe until it is picked up."""
+    probe = SERVICE.replace("name: ratings", "name: probe").replace(HOST, "probe.prod.svc.cluster.local")
+    for _ in range(20):
+        (config / "probe.yaml").write_text(probe)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            if any(r["name"] == "probe" for r in pf.get_json("/debug/configz")):
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"the config directory watcher never noticed a new file\n{pf.log_text()}")
 
 
 def test_the_bomb_through_pilotfish_validate(tmp_path: Path) -> None:

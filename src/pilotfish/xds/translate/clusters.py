@@ -491,6 +491,10 @@ def apply_outlier_detection(cluster: Cluster, outlier: OutlierDetection | None) 
         return
     out = outlier_detection_pb2.OutlierDetection()
     out.enforcing_success_rate.value = 0
+    if outlier.consecutive_errors > 0:  # deprecated: gateway errors only (istio/api#617)
+        out.consecutive_gateway_failure.value = outlier.consecutive_errors
+        out.enforcing_consecutive_gateway_failure.value = 100
+        out.enforcing_consecutive_5xx.value = 0
     _consecutive(out, "consecutive_5xx", outlier.consecutive_5xx_errors)
     _consecutive(out, "consecutive_gateway_failure", outlier.consecutive_gateway_errors)
     if outlier.interval is not None:
