@@ -739,8 +739,8 @@ class Run:
     cds: list[float | None] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # stream failures (reconnected), stragglers
     state: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    eds_payloads: list[bytes] = field(default_factory=list)
-    cds_payloads: list[bytes] = field(default_factory=list)
+    eds_payloads: dict[int, bytes] = field(default_factory=dict)  # trial -> the change's response
+    cds_payloads: dict[int, bytes] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # pilotfish CPU seconds per phase
 
 
@@ -804,7 +804,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
             hits, payload = trial(clients, run, EDS, eds_marker(k), trigger)
             run.eds.extend(hits)
             if payload is not None:
-                run.eds_payloads.append(payload)
+                run.eds_payloads[k] = payload
             time.sleep(args.settle)
         run.cpu["endpoint change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
         cpu = cpu_seconds(pf.pid)
@@ -813,7 +813,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
             hits, payload = trial(clients, run, CDS, cds_marker(k), trigger)
             run.cds.extend(hits)
             if payload is not None:
-                run.cds_payloads.append(payload)
+                run.cds_payloads[k] = payload
             time.sleep(args.settle)
         run.cpu["DestinationRule change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
         clients.call("disconnect")
@@ -835,7 +835,7 @@ def measure_baseline(clients: Clients, ours: Run) -> Run:
         peer.reply(60)
         connect_and_sync(clients, f"127.0.0.1:{port}", run)
         for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):
-            for k, payload in enumerate(payloads):
+            for k, payload in payloads.items():
                 marker = eds_marker(k) if kind == EDS else cds_marker(k)
 
                 def push(payload: bytes = payload) -> None:
