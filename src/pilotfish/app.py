@@ -32,14 +32,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import watchfiles
 from google.protobuf import json_format
 
 from pilotfish.admin import http as admin_http
 from pilotfish.admin import rbac
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
 from pilotfish.config.resource import Resource
-from pilotfish.configdir import ConfigDirectory
+from pilotfish.configdir import ConfigDirectory, watch_directory
+from pilotfish.console import routes as console_routes
+from pilotfish.console.routes import ConsoleSource
 from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
@@ -53,13 +54,15 @@ from pilotfish.registry.from_registrations import (
 )
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.store import Registration, ResourceKey, Store, Subscription, open_store
+from pilotfish.supervise import Backoff, Supervisor
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_cluster, uses_authz
+from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
+from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
 from pilotfish.xds.translate.gateway_l4 import sni_dnat_clusters
 from pilotfish.xds.translate.inbound import translate_inbound_clusters
@@ -104,9 +107,12 @@ class ServeOptions:
     # Check server runs elsewhere at that port; proxies still point at it and fail closed).
     authz_port: int = 9191
     authz_workers: int = 1
+    # How RequestAuthentication/AuthorizationPolicy are enforced: "ext_authz" or "native".
+    authz_mode: str = "ext_authz"
+    supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str]
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
 
 
 def proxy_class(proxy: Proxy) -> ProxyClass:
@@ -122,6 +128,7 @@ def proxy_class(proxy: Proxy) -> ProxyClass:
         proxy.ip,
         tuple(sorted(metadata.items())),
         proxy.service_account,
+        proxy.locality,  # EDS priorities and weights follow it
     )
 
 
@@ -131,10 +138,9 @@ def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
-    authz = authz_cluster(mesh) if uses_authz(listeners) else None
     endpoints = translate_endpoints(mesh, proxy, clusters)
     sni_dnat = sni_dnat_clusters(mesh, proxy, clusters)  # AUTO_PASSTHROUGH gateways only
-    return [*clusters, *sni_dnat, *([authz] if authz else []), *endpoints, *listeners, *routes]
+    return [*clusters, *sni_dnat, *authz_clusters(mesh, listeners), *endpoints, *listeners, *routes]
 
 
 class ControlPlane:
@@ -159,6 +165,8 @@ class ControlPlane:
                 acked=self._on_ack,
             )
         )
+        self.metrics.use_rejected_counts(self.status.rejected_counts)
+        self.dropped: tuple[DroppedEndpoint, ...] = ()  # endpoints Envoy would reject, left out
         self.metrics.use_proxy_states(lambda: proxy_states(self.status))
         self.ads = AggregatedDiscoveryService(
             self.cache,
@@ -168,9 +176,8 @@ class ControlPlane:
             authorize=self.ca.authorize_stream,
         )
         self.proxies: dict[str, Proxy] = {}
-        self._streams: dict[str, int] = {}
         self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
         self._stop_watch = asyncio.Event()
@@ -203,15 +210,28 @@ class ControlPlane:
         self.secure_xds_port, self.ca_token_port = self.ca.serve(self._grpc, self.opts.host)
         await self._grpc.start()
         registry = StoreApi(self) if self.store is not None else None
-        self._admin, self.admin_port = await admin_http.start(
-            AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
+        admin = AdminBackend(self)
+        console = ConsoleSource(
+            mesh=lambda: self.mesh,
+            syncz=admin.syncz,
+            samples=self.metrics.samples,
+            certs=self.ca.debug,
+            authz_stats=lambda: self.authz.stats() if self.authz is not None else [],
         )
-        self._tasks.append(asyncio.create_task(self.debouncer.run()))
-        self._tasks.append(asyncio.create_task(self._rotate_certificates()))
+        self._admin, self.admin_port = await admin_http.start(
+            admin,
+            self.opts.host,
+            self.opts.admin_port,
+            registry,
+            self.policy,
+            extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
+        )
+        self.supervisor.start("push-debounce", self.debouncer.run)
+        self.supervisor.start("certificate-rotation", self._rotate_certificates)
         if self.store is not None:
             await self._watch_store(self.store)
         if self.opts.config_dir:
-            self._tasks.append(asyncio.create_task(self._watch(self.opts.config_dir)))
+            self.supervisor.start("config-watch", partial(self._watch, self.opts.config_dir))
         log.info(
             "pilotfish serving: xds=%s:%d admin=%s:%d",
             self.opts.host,
@@ -222,11 +242,7 @@ class ControlPlane:
 
     async def stop(self, grace: float = 1.0) -> None:
         self._stop_watch.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.supervisor.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace)
         if self._admin is not None:
@@ -243,7 +259,15 @@ class ControlPlane:
         compiled policy bundles after every reload — never by re-reading files."""
         self.authz_port = self.opts.authz_port
         if self.opts.authz_workers > 0:
-            self.authz = AuthzWorkers(self.opts.authz_port, self.opts.authz_workers, host=self.opts.host)
+            loop = asyncio.get_running_loop()
+
+            def failed(error: str) -> None:  # on the workers' monitor thread
+                with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                    loop.call_soon_threadsafe(self.supervisor.report, "authz-workers", error)
+
+            self.authz = AuthzWorkers(
+                self.opts.authz_port, self.opts.authz_workers, host=self.opts.host, on_failure=failed
+            )
             self.authz_port = await asyncio.to_thread(self.authz.start)
             self.metrics.use_authz_workers(self.authz.stats)
 
@@ -261,9 +285,12 @@ class ControlPlane:
                 self.publish_all()
 
     async def _watch(self, root: Path) -> None:
-        async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
-            self._last_change = self._last_change or time.monotonic()
-            self.debouncer.trigger()
+        """Survives the directory being removed or replaced (``configdir.watch_directory``)."""
+        await watch_directory(root, self._config_changed, self._stop_watch)
+
+    def _config_changed(self) -> None:
+        self._last_change = self._last_change or time.monotonic()
+        self.debouncer.trigger()
 
     # ---- config → snapshots -----------------------------------------------------------------
 
@@ -278,9 +305,21 @@ class ControlPlane:
         resources = merge_resources(files, self.stored.resources)
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
-        self.mesh = MeshSnapshot.build(resources, self.mesh_config, extra, authz_address=authz_address)
+        self.mesh = MeshSnapshot.build(
+            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+        )
+        self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
             self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
+
+    def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
+        """Log each endpoint newly left out of xDS once (not on every push), count them all."""
+        before = set(self.dropped)
+        for endpoint in dropped:
+            if endpoint not in before:
+                log.warning("%s", endpoint)
+        self.dropped = dropped
+        self.metrics.on_dropped_endpoints(len(dropped))
 
     async def push(self) -> None:
         """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
@@ -312,19 +351,19 @@ class ControlPlane:
     # ---- ADS hooks ---------------------------------------------------------------------------
 
     def _on_connect(self, proxy: Proxy) -> None:
+        """A stream became the proxy's live one (an older stream of the id was closed): its
+        metadata decides the proxy's config from now on."""
+        replaced = self.proxies.get(proxy.id)
+        if replaced is not None:
+            self.metrics.on_disconnect(str(replaced.type))
         self.proxies[proxy.id] = proxy
-        self._streams[proxy.id] = self._streams.get(proxy.id, 0) + 1
         self.metrics.on_connect(str(proxy.type))
         self.publish(proxy)
         self._auto_register(proxy)
 
     def _on_disconnect(self, proxy: Proxy) -> None:
+        """The proxy's live stream ended (a replaced stream's end is not reported)."""
         self.metrics.on_disconnect(str(proxy.type))
-        remaining = self._streams.get(proxy.id, 1) - 1
-        if remaining > 0:
-            self._streams[proxy.id] = remaining
-            return
-        self._streams.pop(proxy.id, None)
         self.proxies.pop(proxy.id, None)
         self.cache.clear(proxy.id)
         self._auto_unregister(proxy)
@@ -370,7 +409,7 @@ class ControlPlane:
             loop.call_soon_threadsafe(self.debouncer.trigger)
 
         self._subscription = await asyncio.to_thread(store.watch, changed)
-        self._tasks.append(asyncio.create_task(self._lease_loop(store)))
+        self.supervisor.start("lease-expiry", partial(self._lease_loop, store))
 
     async def _lease_loop(self, store: Store) -> None:
         while True:
@@ -404,7 +443,13 @@ class ControlPlane:
             return
         labels = {k: v for k, v in proxy.labels.items() if k != AUTO_REGISTER_LABEL}
         lease = auto_registration(
-            group, proxy.namespace, proxy.ip, labels, proxy.service_account, self.opts.auto_register_grace
+            group,
+            proxy.namespace,
+            proxy.ip,
+            labels,
+            proxy.service_account,
+            self.opts.auto_register_grace,
+            proxy.locality,
         )
         self._auto[proxy.id] = lease
         self._in_background(partial(self.store.register, lease, time.time()), f"auto-register {lease.id}")
@@ -425,6 +470,13 @@ class ControlPlane:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(partial(_log_failure, what))
+
+
+def _log_failure(what: str, task: asyncio.Task[None]) -> None:
+    """A one-off background call that failed in a way its own handler did not expect."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", what, exc_info=task.exception())
 
 
 class AdminBackend:
@@ -434,9 +486,10 @@ class AdminBackend:
         self.cp = cp
 
     def health(self) -> tuple[bool, list[str]]:
+        reasons = self.cp.supervisor.problems()
         if self.cp.store_error is not None:
-            return False, [f"store unavailable (serving the last state read): {self.cp.store_error}"]
-        return True, []
+            reasons.insert(0, f"store unavailable (serving the last state read): {self.cp.store_error}")
+        return not reasons, reasons
 
     def metrics(self) -> bytes:
         return self.cp.metrics.exposition()
@@ -454,7 +507,11 @@ class AdminBackend:
                     "namespace": connection.proxy.namespace,
                     "kind": str(connection.kind),
                     "connected_at": connection.connected_at,
+                    "state": str(connection.state),
                     "types": types,
+                    "authz": dict(
+                        zip(("mode", "fallback"), enforcement(self.cp.mesh, connection.proxy), strict=True)
+                    ),
                 }
             )
         return out
@@ -474,6 +531,22 @@ class AdminBackend:
 
     def certs(self) -> dict[str, Any]:
         return self.cp.ca.debug()
+
+    def problemz(self) -> dict[str, Any]:
+        """What is not served as written, and why: config problems, endpoints left out of xDS,
+        resources proxies rejected."""
+        source = self.cp.source
+        return {
+            "config": [str(p) for p in self.cp.problems],
+            "config_dir": source.debug() if source is not None else None,
+            "dropped_endpoints": [{**dataclasses.asdict(d), "message": str(d)} for d in self.cp.dropped],
+            "rejected": [
+                {"proxy": c.proxy.id, "type": rt.short_name(t), "resource": name, "message": nack.message}
+                for c in self.cp.status.connections()
+                for t, s in c.types.items()
+                for name, nack in s.rejected.items()
+            ],
+        }
 
     def configz(self) -> list[dict[str, Any]]:
         return [

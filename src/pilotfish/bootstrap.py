@@ -59,7 +59,9 @@ class BootstrapOptions:
     app_ports: Mapping[int, int] = field(default_factory=dict)  # workload port -> app port
     outbound_bind: str = ""
     gateway_bind: str = ""
+    locality: str = ""  # region/zone/subzone: the proxy's own locality (node.locality)
     tls: XdsTls | None = None  # mTLS to the secure xDS port
+    annotations: Mapping[str, str] = field(default_factory=dict)  # node metadata ANNOTATIONS
 
     @property
     def proxy_type(self) -> str:
@@ -109,15 +111,29 @@ def node(opts: BootstrapOptions) -> dict[str, Any]:
         "WORKLOAD_NAME": opts.workload_name,
         "CLUSTER_ID": "Kubernetes",
     }
+    if opts.annotations:
+        metadata["ANNOTATIONS"] = dict(opts.annotations)
     if opts.app_ports:
         metadata["APP_PORTS"] = {str(port): str(app) for port, app in sorted(opts.app_ports.items())}
     optional = (("OUTBOUND_BIND", opts.outbound_bind), ("GATEWAY_BIND", opts.gateway_bind))
     metadata.update((key, value) for key, value in optional if value)
-    return {
+    out: dict[str, Any] = {
         "id": opts.full_node_id(),
         "cluster": f"{opts.workload_name}.{opts.namespace}",
         "metadata": metadata,
     }
+    if opts.locality:
+        out["locality"] = locality_of(opts.locality)
+    return out
+
+
+def locality_of(text: str) -> dict[str, str]:
+    """``region/zone/subzone`` (later levels optional) → Envoy's ``node.locality``; raises
+    ValueError for an empty level or more than three."""
+    parts = text.split("/")
+    if len(parts) > 3 or any(not part.strip() for part in parts):
+        raise ValueError(f"locality {text!r} is not REGION[/ZONE[/SUBZONE]] with no empty level")
+    return dict(zip(("region", "zone", "sub_zone"), parts, strict=False))
 
 
 def xds_transport_socket(tls: XdsTls) -> dict[str, Any]:
@@ -229,6 +245,13 @@ def probe_listener(port: object) -> dict[str, Any]:
     }
 
 
+# How soon Envoy re-opens the ADS stream after losing it (GrpcService.EnvoyGrpc.retry_policy,
+# honoured for xDS streams; Envoy's default is 0.5 s doubling to 30 s, jittered). Capped at 1 s so
+# a proxy is back with a restarted pilotfish within a second of it listening, not up to 30 s
+# later; jitter still spreads a fleet's reconnects, and a refused connection costs nothing.
+XDS_RETRY = {"retry_back_off": {"base_interval": "0.25s", "max_interval": "1s"}}
+
+
 def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     ads = {"ads": {}, "resource_api_version": "V3"}
     static: dict[str, Any] = {"clusters": [xds_cluster(opts)]}
@@ -240,7 +263,7 @@ def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "ads_config": {
                 "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER, "retry_policy": XDS_RETRY}}],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": ads,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
@@ -50,7 +51,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Print a complete Envoy bootstrap (YAML) that points the proxy at pilotfish's ADS."""
     import yaml
 
-    from pilotfish.bootstrap import BootstrapOptions, bootstrap, parse_app_port, parse_labels
+    from pilotfish.bootstrap import BootstrapOptions, bootstrap, locality_of, parse_app_port, parse_labels
 
     _PlainDumper = _plain_dumper()
 
@@ -59,12 +60,15 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     try:
         tls = _xds_tls(args)
         labels = parse_labels(args.labels)
+        annotations = parse_labels(args.annotations)
         xds_port = int(port)
         app_ports = dict(parse_app_port(item) for item in args.app_port)
         binds = [
             _ip_address(a, flag)
             for a, flag in ((args.outbound_bind, "--outbound-bind"), (args.gateway_bind, "--gateway-bind"))
         ]
+        if args.locality:
+            locality_of(args.locality)
     except ValueError as exc:
         print(f"pilotfish bootstrap: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +76,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         node_id=args.node_id,
         namespace=args.namespace,
         labels=labels,
+        annotations=annotations,
         service_account=args.service_account,
         gateway=args.gateway,
         ip=args.ip,
@@ -84,6 +89,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         outbound_bind=binds[0],
         gateway_bind=binds[1],
         tls=tls,
+        locality=args.locality,
     )
     sys.stdout.write(yaml.dump(bootstrap(opts), Dumper=_PlainDumper, sort_keys=False))
     return 0
@@ -146,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         debounce_quiet=args.debounce_after,
         authz_port=args.authz_port,
         authz_workers=args.authz_workers,
+        authz_mode=args.authz_mode,
         debounce_max=args.debounce_max,
         store_url=args.store or default_store_url(),
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
@@ -229,6 +236,16 @@ def ca_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _lease_seconds(text: str) -> float:
+    """A lease's TTL within the bounds every registration obeys (``store.base``)."""
+    from pilotfish.store.base import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+
+    value = float(text)
+    if not MIN_TTL_SECONDS <= value <= MAX_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be {MIN_TTL_SECONDS:g}..{MAX_TTL_SECONDS:g} seconds")
+    return value
+
+
 def cmd_authz_check(args: argparse.Namespace) -> int:
     """Evaluate one request offline with the server's code; print the decision as one JSON object."""
     import json
@@ -237,7 +254,9 @@ def cmd_authz_check(args: argparse.Namespace) -> int:
     from pilotfish.extauthz.check import run_check
 
     try:
-        decision = run_check(args.config, args.mesh, args.request, strict=args.strict)
+        decision = run_check(
+            args.config, args.mesh, args.request, strict=args.strict, authz_mode=args.authz_mode
+        )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -261,32 +280,63 @@ def cmd_netpol_check(args: argparse.Namespace) -> int:
     return 0 if decision["decision"] == "allow" else 1
 
 
-def _admin_get(address: str, path: str) -> object:
+def _admin_get(args: argparse.Namespace, path: str) -> object:
+    """GET from the admin port, with the bearer token when one is given (``--admin-tokens``)."""
     import json
+    import os
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:  # noqa: S310 - admin URL
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://{args.admin}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - admin URL
         return json.loads(response.read())
 
 
 def cmd_proxy_status(args: argparse.Namespace) -> int:
     """A table like ``istioctl proxy-status``: one row per proxy, SYNCED / STALE / NACKED per type."""
-    rows = _admin_get(args.admin, "/debug/syncz")
+    import urllib.error
+
+    try:
+        rows = _admin_get(args, "/debug/syncz")
+    except urllib.error.HTTPError as exc:
+        print(f"pilotfish proxy-status: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
     assert isinstance(rows, list)
     types = ("CDS", "EDS", "LDS", "RDS", "SDS")
-    table = [("NAME", "KIND", *types, "NACK")]
+    table = [("NAME", "KIND", *types, "AUTHZ", "NACK")]
+    fallbacks = []
     for row in rows:
         states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
         nacks = "; ".join(
-            f"{t}: {info['nack']['message']}"
-            for t, info in row["types"].items()
-            if info.get("state") == "NACKED"
+            f"{t}: {_nack_text(info)}" for t, info in row["types"].items() if info.get("state") == "NACKED"
         )
-        table.append((row["proxy"], row["kind"], *states, nacks))
+        authz = row.get("authz") or {}
+        if authz.get("fallback"):
+            fallbacks.append(f"* {row['proxy']}: native enforcement asked for, not used: {authz['fallback']}")
+        table.append(
+            (
+                row["proxy"],
+                row["kind"],
+                *states,
+                authz.get("mode", "") + ("*" if authz.get("fallback") else ""),
+                nacks,
+            )
+        )
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
+    for line in fallbacks:
+        print(line)
     return 0
+
+
+def _nack_text(info: dict[str, Any]) -> str:
+    """Each rejected resource with Envoy's text (``name: message``), else the last NACK's text."""
+    rejected = info.get("rejected") or {}
+    if rejected:
+        return "; ".join(f"{name}: {nack['message']}" for name, nack in sorted(rejected.items()))
+    return str((info.get("nack") or {}).get("message", ""))
 
 
 def cmd_proxy_config(args: argparse.Namespace) -> int:
@@ -298,7 +348,7 @@ def cmd_proxy_config(args: argparse.Namespace) -> int:
     params = {"proxyID": args.node} | ({} if args.type == "all" else {"type": args.type})
     query = urllib.parse.urlencode(params)
     try:
-        dump = _admin_get(args.admin, f"/debug/config_dump?{query}")
+        dump = _admin_get(args, f"/debug/config_dump?{query}")
     except urllib.error.HTTPError as exc:
         print(f"pilotfish proxy-config: {exc.read().decode(errors='replace')}", file=sys.stderr)
         return 1
@@ -386,7 +436,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """``kubectl delete -f``: deletes every document the files name; exit 1 if any was missing."""
     import functools
 
-    from pilotfish.config.loader import DEFAULT_NAMESPACE
+    from pilotfish.config.loader import namespace_of
     from pilotfish.config.source import parse_documents
     from pilotfish.errors import ConfigError
 
@@ -399,11 +449,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return 1
         for doc in docs:
             metadata = doc.data.get("metadata") or {}
-            key = (
-                str(doc.data.get("kind")),
-                metadata.get("namespace") or DEFAULT_NAMESPACE,
-                str(metadata.get("name")),
-            )
+            kind = str(doc.data.get("kind"))
+            key = (kind, namespace_of(kind, metadata.get("namespace")), str(metadata.get("name")))
             failed += _run_api(functools.partial(_delete_one, args, *key))
     return 1 if failed else 0
 
@@ -518,27 +565,31 @@ def cmd_register(args: argparse.Namespace) -> int:
     body = {"service": args.service, "address": args.address, "port": args.port, "labels": labels}
     body |= {"weight": args.weight, "ttlSeconds": args.ttl} | ({"id": args.id} if args.id else {})
 
+    if args.keepalive:
+        return _keepalive(args, body)
+
     def run() -> int:
         lease = _api(args, "POST", "/registrations", json.dumps(body).encode())
         print(f"registered {lease['id']} (ttl {lease['ttlSeconds']:g}s)")
-        return _keepalive(args, lease["id"]) if args.keepalive else 0
+        return 0
 
     return _run_api(run)
 
 
-def _keepalive(args: argparse.Namespace, id: str) -> int:
-    import time
-    from urllib.parse import quote
+def _keepalive(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Renew until SIGINT/SIGTERM, surviving server restarts (``keepalive``); then deregister."""
+    import os
+    import signal
+    import threading
 
-    path = f"/registrations/{quote(id, safe='')}"
-    try:
-        while True:
-            time.sleep(args.ttl / 3)
-            _api(args, "PUT", f"{path}/heartbeat")
-    except KeyboardInterrupt:
-        _api(args, "DELETE", path)
-        print(f"deregistered {id}")
-    return 0
+    from pilotfish.keepalive import AdminClient, Keepalive
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    client = AdminClient(args.admin, args.token or os.environ.get(TOKEN_ENV, ""))
+    say = partial(print, flush=True)
+    return Keepalive(client, body, stop, say, partial(print, file=sys.stderr, flush=True)).run()
 
 
 def _add_registry_commands(sub: Any) -> None:
@@ -591,6 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", required=True, help="full Istio node id, or the workload name")
     p.add_argument("--namespace", required=True)
     p.add_argument("--labels", default="", help="k=v,k2=v2")
+    p.add_argument(
+        "--annotations",
+        default="",
+        help="k=v,... node metadata ANNOTATIONS "
+        "(pilotfish.io/authz-mode=native|ext_authz overrides serve's --authz-mode)",
+    )
     p.add_argument("--service-account", default="default")
     p.add_argument("--gateway", action="store_true", help="a gateway (router) rather than a sidecar")
     p.add_argument("--ip", default="127.0.0.1", help="the workload's IP, used in the node id")
@@ -632,6 +689,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gateway-bind", default="", metavar="ADDR", help="address of gateway listeners (default the --ip)"
     )
+    p.add_argument(
+        "--locality",
+        default="",
+        metavar="REGION/ZONE/SUBZONE",
+        help="the proxy's locality (node.locality): locality load balancing prefers endpoints near it",
+    )
     p.set_defaults(handler=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="serve xDS and the admin API")
@@ -649,6 +712,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="Check server processes sharing the port (0: the Check server runs elsewhere)",
     )
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="enforce RequestAuthentication/AuthorizationPolicy in the Check server (ext_authz) or in "
+        "Envoy's jwt_authn + RBAC filters (native); a workload may override it (bootstrap --annotations)",
+    )
     p.add_argument("--debounce-after", type=float, default=0.1, help="quiet period before a push (seconds)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")
     p.add_argument("--log-level", default="info")
@@ -660,9 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-tokens", default=None, help="RBAC tokens file for the admin API (YAML)")
     p.add_argument(
         "--auto-register-grace",
-        type=float,
+        type=_lease_seconds,
         default=10.0,
-        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s)",
+        help="seconds an auto-registered proxy stays after it disconnects (Istio: 10s; a lease: 1..86400)",
     )
     p.add_argument(
         "--lease-recovery-grace",
@@ -681,6 +751,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mesh", default=None, help="MeshConfig YAML")
     p.add_argument("--request", required=True, help="request JSON file (see README)")
     p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="serve's --authz-mode, to report which mode the workload would use",
+    )
     p.set_defaults(handler=cmd_authz_check)
 
     netpol = sub.add_parser("netpol", help="Kubernetes NetworkPolicy tools").add_subparsers(
@@ -700,6 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--admin", default="127.0.0.1:15014", help="HOST:PORT of pilotfish's admin API")
+        p.add_argument("--token", default="", help=f"bearer token (default: ${TOKEN_ENV})")
         if name == "proxy-config":
             p.add_argument("node", help="proxy id (as in proxy-status)")
             p.add_argument("type", choices=["cluster", "endpoint", "listener", "route", "secret", "all"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -27,6 +28,17 @@ class Metrics:
         )
         self.pushes = Counter("pilotfish_xds_pushes", "xDS responses sent", ["type"], registry=r)
         self.nacks = Counter("pilotfish_xds_rejects", "NACKs received from proxies", ["type"], registry=r)
+        self.rejected = Gauge(
+            "pilotfish_xds_rejected_resources",
+            "Resources a connected proxy rejected and was not sent again since, by type",
+            ["type"],
+            registry=r,
+        )
+        self.dropped_endpoints = Gauge(
+            "pilotfish_xds_endpoints_dropped",
+            "Endpoints left out of xDS because Envoy would reject them (see /debug/problemz)",
+            registry=r,
+        )
         self.convergence = Histogram(
             "pilotfish_proxy_convergence_time_seconds",
             "Config change to proxy ACK",
@@ -46,6 +58,12 @@ class Metrics:
             "pilotfish_store_up", "1 when the last datastore call succeeded, 0 during an outage", registry=r
         )
         self.store_up.set(1)
+        self.task_failures = Counter(
+            "pilotfish_task_failures",
+            "Background task failures (each is logged with its traceback and restarted)",
+            ["task"],
+            registry=r,
+        )
 
         self.authz_checks = Counter(
             "pilotfish_authz_checks",
@@ -109,6 +127,14 @@ class Metrics:
     def on_nack(self, type_name: str) -> None:
         self.nacks.labels(type_name).inc()
 
+    def use_rejected_counts(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """``pilotfish_xds_rejected_resources`` is read from the push status when scraped."""
+        for type_name in ("CDS", "EDS", "LDS", "RDS", "SDS"):
+            self.rejected.labels(type_name).set_function(partial(_count_of, source, type_name))
+
+    def on_dropped_endpoints(self, count: int) -> None:
+        self.dropped_endpoints.set(count)
+
     def on_ack_latency(self, type_name: str, seconds: float) -> None:
         self.convergence.labels(type_name).observe(seconds)
 
@@ -145,6 +171,9 @@ class Metrics:
         """``result``: allow, deny, failed_open or failed_closed."""
         self.custom_providers.labels(provider, result).inc()
 
+    def on_task_failure(self, task: str) -> None:
+        self.task_failures.labels(task).inc()
+
     def on_store_up(self, up: bool) -> None:
         self.store_up.set(1 if up else 0)
 
@@ -169,6 +198,20 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def samples(self, prefix: str = "pilotfish_") -> list[tuple[str, dict[str, str], float]]:
+        """Every current sample ``(name, labels, value)`` whose name starts with ``prefix``: what
+        a scrape would read, as data (the web console's live charts)."""
+        return [
+            (s.name, dict(s.labels), float(s.value))
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix)
+        ]
+
+
+def _count_of(source: Callable[[], Mapping[str, int]], key: str) -> float:
+    return float(source().get(key, 0))
 
 
 class ProxyStateCollector:

@@ -16,7 +16,11 @@ Registrations (leases, Kong's targets)::
     DELETE /registrations/{id}            leave now     GET /registrations[?service=HOST]  list
 
 Every request names a subject (``rbac``): a bearer token with ``--admin-tokens``, else where it
-comes from. 401 without a valid token, 403 when the subject's roles do not allow it. Every
+comes from. 401 without a valid token, 403 when the subject's roles do not allow it — decided
+before the body is read: a caller whose roles allow no write of the kind gets 403 for a body
+never parsed (a read-only token cannot make the server parse a YAML bomb). Bodies are bounded
+(``limits``: size, documents, alias expansion, nesting), must be UTF-8 (else 400) and arrive
+within ``BODY_TIMEOUT_SECONDS`` (else 408); an upload the client abandons is one log line. Every
 mutating request — allowed, denied or failed — is written to the store's audit log, except
 heartbeats that renewed a lease: they change nothing anyone can see, and at one every few seconds
 per workload they would drown the log.
@@ -29,6 +33,7 @@ is written. Resources from ``--config DIR`` are read-only here: applying or dele
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,9 +46,10 @@ from aiohttp import web
 
 from pilotfish.admin import rbac
 from pilotfish.config.kinds import KINDS
-from pilotfish.config.loader import load_documents
+from pilotfish.config.loader import load_documents, namespace_of
 from pilotfish.config.source import RawDocument, parse_documents, to_plain
 from pilotfish.errors import ConfigError, Problem, StoreUnavailable
+from pilotfish.limits import MAX_TEXT_BYTES, loads_json
 from pilotfish.store.base import Registration, ResourceKey, Store, StoredResource
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_AFTER_SECONDS = "1"
+# A body trickled in slower than this holds a handler (and a store connection's turn) hostage.
+BODY_TIMEOUT_SECONDS = 30.0
 # Set by the server on the way out; stripped on the way in so `get -o yaml | apply` is a no-op.
 SERVER_FIELDS = ("resourceVersion",)
 # Registration body field (camelCase, as in every other API document) → (Registration attribute,
@@ -180,8 +188,34 @@ def endpoint(handler: Handler) -> Handler:
             return await handler(request)
         except ApiError as exc:
             return _json(exc.body, exc.status, exc.headers)
+        except (ConnectionError, web.RequestPayloadError) as exc:
+            # The client went away mid-upload: nothing to answer and nothing was written.
+            log.info("%s %s: the client abandoned the request (%s)", request.method, request.path, exc)
+            return web.Response(status=400)
 
     return wrapped
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within ``MAX_TEXT_BYTES`` (413) and ``BODY_TIMEOUT_SECONDS`` (408)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, {"error": f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g}s"}) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, {"error": f"the body is larger than {MAX_TEXT_BYTES} bytes"}) from None
+
+
+async def read_text(request: web.Request) -> str:
+    """The body as text: UTF-8, as YAML 1.2 and JSON require; anything else is 400."""
+    raw = await read_body(request)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, {"error": f"the body is not UTF-8 (invalid byte at offset {exc.start})"}
+        ) from None
 
 
 class Guard:
@@ -206,6 +240,19 @@ class Guard:
                     await audit(self.request, Caller(rbac.ANONYMOUS_SUBJECT, False), self.verb, target, "401")
                 raise
         return self.caller
+
+    async def allow_any(self, kind: str | None, target: str) -> None:
+        """403 unless the caller may do the verb on ``kind`` (None: any kind) in some namespace:
+        asked before the body is read, which then names the exact resources for ``allow``."""
+        caller = await self.authenticate(target)
+        if caller.subject is None:
+            decision = rbac.anonymous_policy_decision(caller.loopback, self.verb, kind or rbac.ANY)
+        else:
+            decision = rbac.authorize_any(self.request.app[POLICY], caller.subject, self.verb, kind)
+        if not decision.allowed:
+            if self.mutating:
+                await audit(self.request, caller, self.verb, target, f"403 {decision.reason}")
+            raise ApiError(403, {"error": f"RBAC: access denied: {decision.reason}"})
 
     async def allow(self, kind: str, namespace: str, target: str) -> None:
         caller = await self.authenticate(target)
@@ -292,7 +339,8 @@ def _validated(text: str, file: str, path_kind: str | None) -> tuple[list[RawDoc
 
 def _key_of(doc: Mapping[str, Any]) -> ResourceKey:
     metadata = doc.get("metadata") or {}
-    return (str(doc["kind"]), str(metadata.get("namespace") or "default"), str(metadata["name"]))
+    kind = str(doc["kind"])
+    return (kind, namespace_of(kind, metadata.get("namespace")), str(metadata["name"]))
 
 
 def _apply_one(store: Store, doc: Mapping[str, Any], actor: str) -> tuple[int, str]:
@@ -310,8 +358,8 @@ async def apply(request: web.Request) -> web.Response:
     if path_kind is not None:
         _known_kind(path_kind)
     guard = Guard(request, "apply")
-    await guard.authenticate("apis")
-    docs, warnings = _validated(await request.text(), request.query.get("file", "<request>"), path_kind)
+    await guard.allow_any(path_kind, "apis")
+    docs, warnings = _validated(await read_text(request), request.query.get("file", "<request>"), path_kind)
     plain = [_strip_server_fields(d.data) for d in docs]
     keys = [_key_of(d) for d in plain]
     for key in keys:
@@ -423,9 +471,9 @@ async def rollback(request: web.Request) -> web.Response:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, {"error": "the body must be a JSON object"}) from None
+        body = loads_json(await read_text(request), "the body")
+    except ValueError as exc:  # also the nesting limit
+        raise ApiError(400, {"error": f"the body must be a JSON object: {exc}"}) from None
     if not isinstance(body, dict):
         raise ApiError(400, {"error": "the body must be a JSON object"})
     return body
@@ -467,6 +515,7 @@ def _of_type(value: Any, types: tuple[type, ...]) -> bool:
 @endpoint
 async def register(request: web.Request) -> web.Response:
     guard = Guard(request, "register")
+    await guard.allow_any(rbac.REGISTRATION_KIND, "Registration")
     body = await _json_body(request)
     try:
         reg = parse_registration(body)
@@ -551,13 +600,14 @@ async def list_registrations(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
+    await Guard(request, "get").allow(rbac.ENDPOINT_KINDS["/openapi.yaml"], "", "openapi")
     text = package_files.files("pilotfish.admin").joinpath("openapi.yaml").read_text()
     return web.Response(text=text, content_type="application/yaml")
 
 
 def add_routes(app: web.Application, backend: RegistryBackend, policy: rbac.Policy) -> None:
     app[REGISTRY] = backend
-    app[POLICY] = policy
+    app[POLICY] = policy  # also set by admin.http for its own routes
     routes: Sequence[tuple[str, str, Handler]] = (
         ("POST", "/apis", apply),
         ("PUT", "/apis", apply),
@@ -572,7 +622,7 @@ def add_routes(app: web.Application, backend: RegistryBackend, policy: rbac.Poli
         ("GET", "/registrations", list_registrations),
         ("PUT", "/registrations/{id:.+}/heartbeat", heartbeat),
         ("DELETE", "/registrations/{id:.+}", deregister),
-        ("GET", "/openapi.yaml", openapi),
     )
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
+    app.router.add_get("/openapi.yaml", endpoint(openapi))

@@ -16,6 +16,13 @@ Some kinds are never readable whatever the roles say (``UNREADABLE_KINDS``): a r
 ``kinds: ["*"]`` must not become a way to read keys. No such kind is stored yet; the rule is in
 the table so that the first one added is covered the day it is added.
 
+With a tokens file every admin endpoint but ``/healthz`` (left open for probes) is decided here.
+Endpoints that are not stored resources are named by the kinds of ``ENDPOINT_KINDS`` (verb
+``get``), so rules can grant them: ``/metrics`` is the kind ``Metrics``, and the built-in
+ClusterRole ``metrics-reader`` (``BUILTIN_ROLES``) grants exactly that, for Prometheus::
+
+    bindings: [{subject: prometheus, role: metrics-reader}]
+
 Without a tokens file there are no subjects to bind, so the decision falls back to where the
 request comes from (``anonymous_policy``): loopback clients may do everything (the demo and a
 single-host operator, as Kong's OSS admin API on 127.0.0.1), other clients may only read.
@@ -29,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from pilotfish.config.source import parse_documents, to_plain
 from pilotfish.errors import ConfigError, Problem
 
 Verb = Literal["get", "list", "apply", "delete", "register"]
@@ -43,6 +49,17 @@ ANY = "*"
 UNREADABLE_KINDS: Mapping[str, str] = {
     "Secret": "secrets are never readable over the admin API",
     "CAKey": "CA keys are never readable over the admin API",
+}
+
+# Admin endpoints that are not stored resources → the kind rules name them by (verb get).
+# /debug/configz has none: it lists resources, each shown only if its kind/namespace is readable.
+ENDPOINT_KINDS: Mapping[str, str] = {
+    "/metrics": "Metrics",
+    "/debug/syncz": "ProxyStatus",
+    "/debug/problemz": "ProxyStatus",
+    "/debug/config_dump": "ProxyConfig",
+    "/debug/certs": "Certificate",
+    "/openapi.yaml": "OpenAPI",
 }
 
 LOOPBACK_SUBJECT = "system:loopback"
@@ -98,6 +115,11 @@ class Policy:
         return found
 
 
+BUILTIN_ROLES: Mapping[str, Role] = {
+    "metrics-reader": Role("metrics-reader", (Rule(frozenset({"get"}), frozenset({"Metrics"})),)),
+}
+
+
 def _has(allowed: frozenset[str], value: str) -> bool:
     return ANY in allowed or value in allowed
 
@@ -113,6 +135,16 @@ def authorize(policy: Policy, subject: str, verb: str, kind: str, namespace: str
             return Decision(True, subject, f"role {role.name}")
     where = f" in namespace {namespace!r}" if namespace else ""
     return Decision(False, subject, f"{subject} may not {verb} {kind}{where}")
+
+
+def authorize_any(policy: Policy, subject: str, verb: str, kind: str | None) -> Decision:
+    """Could ``subject`` do ``verb`` on ``kind`` (any kind when None) in *some* namespace? Asked
+    before a request body is read, so a caller who may write nothing is refused without it."""
+    for role in (policy.roles or {}).get(subject, ()):
+        for rule in role.rules:
+            if _has(rule.verbs, verb) and (kind is None or _has(rule.kinds, kind)):
+                return Decision(True, subject, f"role {role.name}")
+    return Decision(False, subject, f"{subject} may not {verb} {kind or 'anything'}")
 
 
 def anonymous_policy_decision(loopback: bool, verb: str, kind: str) -> Decision:
@@ -133,10 +165,13 @@ def load_policy(path: str | Path) -> Policy:
     """Read and check a tokens file; ``ConfigError`` naming every problem."""
     file = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(f"cannot read tokens file: {exc}", file=file)]) from None
-    return parse_policy(data, file)
+    docs = parse_documents(text, file)  # the input limits of every YAML edge hold here too
+    if len(docs) > 1:
+        raise ConfigError([Problem("must be one YAML document", file=file, line=docs[1].line)])
+    return parse_policy(to_plain(docs[0].data) if docs else None, file)
 
 
 def parse_policy(data: Any, file: str = "<tokens>") -> Policy:
@@ -144,7 +179,7 @@ def parse_policy(data: Any, file: str = "<tokens>") -> Policy:
     if not isinstance(data, dict):
         raise ConfigError([Problem("must be a mapping with tokens, roles, bindings", file=file)])
     tokens = _tokens(data.get("tokens") or [], file, problems)
-    roles = _roles(data.get("roles") or [], file, problems)
+    roles = {**BUILTIN_ROLES, **_roles(data.get("roles") or [], file, problems)}
     bound = _bindings(data.get("bindings") or [], roles, file, problems)
     if problems:
         raise ConfigError(problems)
@@ -213,6 +248,8 @@ def _roles(value: Any, file: str, problems: list[Problem]) -> dict[str, Role]:
         )
         if name in out:
             problems.append(Problem(f"role {name!r} is defined twice", f"{path}.name", file))
+        elif name in BUILTIN_ROLES:
+            problems.append(Problem(f"role {name!r} is built in; choose another name", f"{path}.name", file))
         out[name] = Role(name, rules, namespace if isinstance(namespace, str) else None)
     return out
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pilotfish.config.coverage import untranslated
 from pilotfish.config.decode import Decoder, format_path
 from pilotfish.config.kinds import KINDS
 from pilotfish.config.resource import ObjectMeta, Origin, Resource
@@ -43,6 +44,16 @@ class LoadResult:
         return tuple(p for p in self.problems if p.severity != "error")
 
 
+def namespace_of(kind: str, given: object) -> str:
+    """The namespace a document of ``kind`` is keyed under: its ``metadata.namespace`` or
+    ``default``; a cluster-scoped kind (Namespace) ignores the given one, as the API server does,
+    and is keyed under ``default`` so every kind/namespace/name path stays well-formed."""
+    info = KINDS.get(kind)
+    if info is not None and not info.namespaced:
+        return DEFAULT_NAMESPACE
+    return str(given or DEFAULT_NAMESPACE)
+
+
 def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Resource[Any], list[Problem]]:
     """Decode and validate one document. Raises ``ConfigError`` on any error; returns the
     resource and its warnings otherwise."""
@@ -74,7 +85,7 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
     problems += decoder.problems
     if problems:
         raise ConfigError(problems)
-    namespace = (meta.namespace or DEFAULT_NAMESPACE) if info.namespaced else ""
+    namespace = namespace_of(kind, meta.namespace)
     if not _NAME.match(meta.name) or len(meta.name) > 253:
         problems.append(
             problem(("metadata", "name"), "must be a DNS-1123 subdomain (lower case, digits, '-', '.')")
@@ -93,7 +104,7 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
         annotations=meta.annotations,
         origin=Origin(file, line),
     )
-    for finding in info.validate(resource):
+    for finding in (*info.validate(resource), *untranslated(spec)):  # untranslated: coverage.py
         problems.append(problem((finding.root, *finding.path), finding.message, finding.severity))
     errors = [p for p in problems if p.severity == "error"]
     if errors:

@@ -68,6 +68,17 @@ def normalize_headers(raw: Mapping[str, str | Sequence[str]]) -> Headers:
     return MappingProxyType(out)
 
 
+def client_headers(raw: Mapping[str, str | Sequence[str]]) -> Headers:
+    """Headers as a client sent them, as Envoy passes them on: names lower-cased and values
+    without leading/trailing whitespace (RFC 9110 §5.5 OWS; Envoy's codecs trim it), so
+    ``Authorization: "Bearer "`` arrives as ``Bearer``."""
+    trimmed = {
+        name: (v.strip(" \t") if isinstance(v, str) else [x.strip(" \t") for x in v])
+        for name, v in raw.items()
+    }
+    return normalize_headers(trimmed)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     method: str = "GET"
@@ -142,7 +153,7 @@ def from_json(data: Mapping[str, Any], default_now: float) -> Attributes:
             method=_str(request, "method", "GET"),
             path=_str(request, "path", "/"),
             host=_str(request, "host", ""),
-            headers=normalize_headers(_mapping(request, "headers")),
+            headers=client_headers(_mapping(request, "headers")),
             sni=_opt_str(request, "sni"),
         ),
         now=_now(data.get("now"), default_now),

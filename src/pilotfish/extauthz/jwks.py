@@ -36,6 +36,8 @@ from typing import Any, Generic, TypeVar
 
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from pilotfish.limits import loads_json
+
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[str]]
@@ -75,7 +77,7 @@ def parse_jwks(text: str) -> KeySet:
     Keys that cannot be used are skipped (jwt_verify_lib ``jwks.cc`` skips unsupported keys);
     raises ``ValueError`` when the text is not a JWKS or holds no usable key."""
     try:
-        data = json.loads(text)
+        data = loads_json(text, "the JWKS")
     except ValueError as exc:
         raise ValueError(f"JWKS is not JSON: {exc}") from None
     raw = data.get("keys") if isinstance(data, dict) and "keys" in data else [data]

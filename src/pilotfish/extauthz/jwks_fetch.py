@@ -12,13 +12,13 @@ the cache then keeps serving the last good keys.
 from __future__ import annotations
 
 import ipaddress
-import json
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from pilotfish.errors import PeerError
 from pilotfish.extauthz.jwks import Fetch
+from pilotfish.limits import loads_json
 
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 DEFAULT_TIMEOUT = 5.0  # RequestAuthentication ``timeout`` default (policy_applier.go:193)
@@ -60,7 +60,7 @@ async def _read_bounded(response: aiohttp.ClientResponse, uri: str) -> bytes:
 
 def _jwks_uri(document: str, uri: str) -> str:
     try:
-        found = json.loads(document).get("jwks_uri")
+        found = loads_json(document, "the OpenID configuration").get("jwks_uri")
     except (ValueError, AttributeError):
         found = None
     if not isinstance(found, str) or not found:

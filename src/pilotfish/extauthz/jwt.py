@@ -197,36 +197,41 @@ class FoundToken:
     header: str | None = None  # the header it came from; None for a param or cookie
 
 
-_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=")
+# RFC 4648 §5 base64url characters plus ".": where Envoy starts reading a token after a prefix.
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def _after_prefix(value: str, prefix: str) -> str | None:
-    """Envoy searches the prefix anywhere in the value, case-sensitively, and takes the run of
-    base64url/``.`` characters after it; a value without the prefix is skipped."""
+    """Envoy ``extractor.cc``: without a prefix the whole value is the token; otherwise the
+    prefix is searched anywhere in the value, case-sensitively (a value without it is skipped),
+    and the token runs from the first base64url/``.`` character after it to the **end** of the
+    value (``extractJWT``; trailing text makes the token invalid). With no such character the
+    whole value is the token."""
     if not prefix:
         return value
     at = value.find(prefix)
     if at < 0:
         return None
-    rest = value[at + len(prefix) :]
-    end = next((i for i, ch in enumerate(rest) if ch not in _TOKEN_CHARS), len(rest))
-    return rest[:end]
+    start = next((i for i in range(at + len(prefix), len(value)) if value[i] in _TOKEN_CHARS), None)
+    return value if start is None else value[start:]
 
 
 def extract(locations: Locations, request: HttpRequest) -> tuple[FoundToken, ...]:
+    """Every token in the provider's locations, as Envoy's extractor finds them: a header or
+    parameter that is present yields a token even when empty (it then fails verification)."""
     found: dict[str, FoundToken] = {}
     for loc in locations.headers:
         for value in request.headers.get(loc.name, ()):
             raw = _after_prefix(value, loc.prefix)
-            if raw:
+            if raw is not None:
                 found.setdefault(raw, FoundToken(raw, loc.name))
     for name in locations.params:
         raw = request.query_param(name)
-        if raw:
+        if raw is not None:
             found.setdefault(raw, FoundToken(raw))
     for name in locations.cookies:
         raw = request.cookie(name)
-        if raw:
+        if raw is not None:
             found.setdefault(raw, FoundToken(raw))
     return tuple(found.values())
 

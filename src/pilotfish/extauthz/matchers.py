@@ -295,11 +295,16 @@ def path(value: str, ctx: Context) -> Predicate:
     (API-AP ``Operation.paths``; istio ``permission.go``)."""
     if MATCH_ONE_TEMPLATE not in value and MATCH_ANY_TEMPLATE not in value:
         return _on(lambda view: view.attrs.request.url_path, Pattern.parse(value))
+    regex = re.compile(template_regex(value))
+    return lambda view: regex.fullmatch(view.attrs.request.url_path) is not None
+
+
+def template_regex(value: str) -> str:
+    """The regex (RE2 syntax too) a ``{*}``/``{**}`` path template means; ``RuleError`` if bad."""
     problem = path_template(value)
     if problem:
         raise RuleError(problem)
-    regex = re.compile("/".join(_TEMPLATE_REGEX.get(s) or re.escape(s) for s in value.split("/")))
-    return lambda view: regex.fullmatch(view.attrs.request.url_path) is not None
+    return "/".join(_TEMPLATE_REGEX.get(s) or re.escape(s) for s in value.split("/"))
 
 
 # ---- the tables -------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
@@ -46,14 +47,20 @@ from pilotfish.extauthz.jwt import MESSAGES, Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
 from pilotfish.extauthz.tally import CheckTally
+from pilotfish.lograte import RateLimitedLog
 
 log = logging.getLogger(__name__)
+# Denied requests arrive at the client's pace: a few lines per policy and workload a minute (lograte).
+deny_log = RateLimitedLog(log)
 
 JWKS_REFRESH_INTERVAL = 30.0  # seconds between background JWKS checks (a fetch only when due)
 GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
 )
+
+
+RECENT_DENIALS = 50  # per worker
 
 
 class CheckHooks(Protocol):
@@ -144,6 +151,9 @@ class CheckService:
         self.clock = clock
         self.providers = ProviderClients()
         self.counts = {"allow": 0, "deny": 0, "error": 0}
+        # The latest denials, for the web console: what was asked and what decided — never a
+        # header value or a token.
+        self.denials: deque[dict[str, Any]] = deque(maxlen=RECENT_DENIALS)
 
     def swap(self, bundle: AuthzBundle) -> bool:
         """Install ``bundle``; False (and nothing changes) when it is the version in force."""
@@ -201,7 +211,24 @@ class CheckService:
         self.hooks.on_authz_check(verdict, reason_label(decision), decision.policy or "", seconds)
         if not decision.allow:
             workload = entry.attributes.workload
-            log.info(
+            request = entry.attributes.request
+            self.denials.append(
+                {
+                    "at": self.clock(),
+                    "status": decision.status,
+                    "method": request.method,
+                    "host": request.host,
+                    "path": request.url_path,
+                    "namespace": workload.namespace,
+                    "workload": entry.workload_name,
+                    "policy": decision.policy or "",
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                }
+            )
+            deny_log.log(
+                logging.INFO,
+                (decision.policy or decision.reason, workload.namespace, entry.workload_name or "-"),
                 "deny %d %s %s%s: %s (workload %s/%s)",
                 decision.status,
                 entry.attributes.request.method,
@@ -219,7 +246,12 @@ class CheckService:
             await self.jwks.keys(uri, now)
 
     def stats(self) -> dict[str, Any]:
-        out = {"pid": os.getpid(), "version": self.bundle.version, **self.counts}
+        out = {
+            "pid": os.getpid(),
+            "version": self.bundle.version,
+            **self.counts,
+            "denials": list(self.denials),
+        }
         if isinstance(self.hooks, CheckTally):
             out["metrics"] = self.hooks.snapshot()
         return out

@@ -18,6 +18,16 @@ the Check server scales out in processes, like Envoy scales across worker thread
 * A monitor thread waits on the workers' process sentinels; a worker that dies is restarted with
   the latest bundle (at most once per ``RESTART_BACKOFF`` per slot). While no worker listens,
   Envoy's connections are refused and, with ``failure_mode_allow: false``, it answers 403.
+* The monitor also probes each worker every ``probe_interval`` over a second pipe of its own
+  (so a large bundle being compiled, or a slow ``stats`` reply, never delays a probe); the
+  worker answers from its event loop, so a loop that is stuck, or a process that is stopped
+  (SIGSTOP) or swapped out, misses the ``probe_timeout`` deadline. Such a worker is killed
+  (SIGKILL: a stopped process ignores SIGTERM until continued) and replaced. Killing matters:
+  the kernel keeps handing new connections to every socket in the ``SO_REUSEPORT`` group,
+  including a hung worker's, whose accept queue nobody drains (Kubernetes' liveness probe,
+  which restarts a container that stops answering, is the model; its default timeout is 1 s).
+* The monitor never dies of an unexpected error: it logs it with the traceback, reports it
+  through ``on_failure`` (``pilotfish_task_failures_total{task="authz-workers"}``) and goes on.
 * A worker stops when asked, or when its pipe reaches EOF (the parent died): no orphans.
 """
 
@@ -33,6 +43,7 @@ import pickle
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -46,6 +57,8 @@ from pilotfish.extauthz.tally import CheckTally
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0  # a spawned worker imports grpc and the package before it can bind
+PROBE_INTERVAL = 0.25  # seconds between two health probes of the workers
+PROBE_TIMEOUT = 1.0  # a worker whose event loop does not answer within this is replaced
 RESTART_BACKOFF = 1.0  # seconds between two starts of one worker slot
 STOP_GRACE = 2.0
 
@@ -67,17 +80,18 @@ class WorkerConfig:
 # ---- the worker process ---------------------------------------------------------------------------
 
 
-def worker_main(config: WorkerConfig, conn: Connection, first: bytes) -> None:
+def worker_main(config: WorkerConfig, conn: Connection, first: bytes, probes: Connection) -> None:
     """The entry point of a worker process (module-level, so ``spawn`` can import it). ``first``
-    is a pickled ``("bundle", AuthzBundle)`` message: the bundle to serve from the start."""
+    is a pickled ``("bundle", AuthzBundle)`` message: the bundle to serve from the start;
+    ``probes`` the pipe the parent's health probes arrive on."""
     logging.basicConfig(
         level=config.log_level, format=f"%(asctime)s authz-worker[{os.getpid()}] %(levelname)s %(message)s"
     )
     _kind, bundle = pickle.loads(first)
-    asyncio.run(_serve(config, conn, bundle))
+    asyncio.run(_serve(config, conn, bundle, probes))
 
 
-async def _serve(config: WorkerConfig, conn: Connection, bundle: AuthzBundle) -> None:
+async def _serve(config: WorkerConfig, conn: Connection, bundle: AuthzBundle, probes: Connection) -> None:
     tally = CheckTally()  # shipped with the worker's stats: the control plane's /metrics sums them
     service = CheckService(bundle, fetch=jwks_fetcher(config.jwks_timeout), strict=config.strict, hooks=tally)
     server, _port = await start_server(service, config.host, config.port, reuse_port=True)
@@ -85,6 +99,7 @@ async def _serve(config: WorkerConfig, conn: Connection, bundle: AuthzBundle) ->
     refresher = asyncio.create_task(refresh_loop(service, config.jwks_refresh))
     loop = asyncio.get_running_loop()
     stopped: asyncio.Future[None] = loop.create_future()
+    threading.Thread(target=_answer_probes, args=(probes, loop), daemon=True).start()
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))
     threading.Thread(target=_mailbox, args=(conn, service, loop, stopped), daemon=True).start()
     try:
@@ -114,6 +129,20 @@ def _mailbox(
             return
 
 
+def _answer_probes(conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+    """Echo each probe's number once the event loop has run a callback: the answer proves the
+    loop that serves Checks is alive, not only this thread."""
+    while True:
+        try:
+            number = conn.recv()
+            ran = threading.Event()
+            loop.call_soon_threadsafe(ran.set)
+            ran.wait()
+            conn.send(number)
+        except (EOFError, OSError, RuntimeError):  # the parent is gone, or the loop closed
+            return
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -127,6 +156,7 @@ class _Slot:
     index: int
     process: BaseProcess | None = None
     conn: Connection | None = None
+    probes: Connection | None = None  # health probes (monitor thread only)
     started_at: float = 0.0
     pid: int = 0
 
@@ -158,6 +188,9 @@ class AuthzWorkers:
         strict: bool = False,
         jwks_timeout: float = DEFAULT_TIMEOUT,
         restart: bool = True,
+        probe_interval: float = PROBE_INTERVAL,
+        probe_timeout: float = PROBE_TIMEOUT,
+        on_failure: Callable[[str], None] = lambda _what: None,
     ) -> None:
         if n < 1:
             raise ValueError("AuthzWorkers needs at least one worker")
@@ -173,6 +206,11 @@ class AuthzWorkers:
         self._reservation: socket.socket | None = None
         self._context = multiprocessing.get_context("spawn")
         self.restarts = 0
+        self.probe_interval, self.probe_timeout = probe_interval, probe_timeout
+        self._on_failure = on_failure  # called from the monitor thread
+        self._probe_number = 0
+        self._next_probe = 0.0
+        self.hung = 0  # workers killed because they missed a health probe
 
     # lifecycle
 
@@ -252,21 +290,26 @@ class AuthzWorkers:
         )
         slot.started_at = time.monotonic()
         parent_conn, child_conn = self._context.Pipe(duplex=True)
+        parent_probes, child_probes = self._context.Pipe(duplex=True)
         with self._lock:
             sent = self._latest
         process = self._context.Process(
-            target=worker_main, args=(config, child_conn, sent), name=f"authz-worker-{slot.index}"
+            target=worker_main,
+            args=(config, child_conn, sent, child_probes),
+            name=f"authz-worker-{slot.index}",
         )
         process.daemon = True
         process.start()
         child_conn.close()
+        child_probes.close()
         reply = _receive(parent_conn, READY_TIMEOUT)
         if reply is None or reply[0] != "ready":
             _kill(process)
             parent_conn.close()
+            parent_probes.close()
             raise WorkerError(f"authz worker {slot.index} did not start (exit code {process.exitcode})")
         with self._lock:
-            slot.process, slot.conn, slot.pid = process, parent_conn, reply[1]
+            slot.process, slot.conn, slot.pid, slot.probes = process, parent_conn, reply[1], parent_probes
             if self._latest is not sent:
                 self._send(slot, self._latest)  # a publish happened while it was starting
 
@@ -280,30 +323,71 @@ class AuthzWorkers:
         return True
 
     def _watch(self) -> None:
-        """Reap dead workers and (with ``restart``) start them again, until ``stop``."""
+        """Reap dead and hung workers and (with ``restart``) start them again, until ``stop``."""
         while not self._stopping.is_set():
-            with self._lock:
-                sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
-            if sentinels:
-                wait(sentinels, timeout=0.2)
-            else:
-                self._stopping.wait(0.2)
-            for slot in self._slots:
-                if self._stopping.is_set():
-                    return
-                if slot.process is not None and not slot.process.is_alive():
-                    self._bury(slot)
-                if slot.process is None and self.restart:
-                    self._relaunch(slot)
+            try:
+                self._watch_once()
+            except Exception as exc:  # a bug here must not leave the pool unwatched for good
+                log.exception("authz worker monitor failed; continuing")
+                self._on_failure(f"authz-workers: {type(exc).__name__}: {exc}")
+                self._stopping.wait(RESTART_BACKOFF)
+
+    def _watch_once(self) -> None:
+        """One round: wait briefly for an exit, probe, then bury and restart."""
+        with self._lock:
+            sentinels = [s.process.sentinel for s in self._slots if s.process is not None]
+        if sentinels:
+            wait(sentinels, timeout=0.2)
+        else:
+            self._stopping.wait(0.2)
+        self._probe()
+        for slot in self._slots:
+            if self._stopping.is_set():
+                return
+            if slot.process is not None and not slot.process.is_alive():
+                self._bury(slot)
+            if slot.process is None and self.restart:
+                self._relaunch(slot)
+
+    def _probe(self) -> None:
+        """Every ``probe_interval``: probe every worker at once, then kill each one that did not
+        answer by the shared deadline (the monitor then restarts it like any dead worker)."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + self.probe_interval
+        sent: list[tuple[_Slot, int]] = []
+        for slot in self._slots:
+            if slot.probes is not None and slot.process is not None and slot.process.is_alive():
+                self._probe_number += 1
+                with contextlib.suppress(OSError):  # dead: the sentinel wait reaps it
+                    slot.probes.send(self._probe_number)
+                    sent.append((slot, self._probe_number))
+        deadline = now + self.probe_timeout
+        for slot, number in sent:
+            assert slot.probes is not None
+            if not _answered(slot.probes, number, deadline) and slot.process is not None:
+                if not slot.process.is_alive():
+                    continue  # it exited meanwhile: buried as a dead worker
+                self.hung += 1
+                log.error(
+                    "authz worker %d (pid %d) did not answer a health probe within %.1fs; replacing it",
+                    slot.index,
+                    slot.pid,
+                    self.probe_timeout,
+                )
+                slot.process.kill()  # SIGKILL: a stopped process would hold SIGTERM until continued
+                self._on_failure(f"authz worker {slot.index} (pid {slot.pid}) hung")
 
     def _bury(self, slot: _Slot) -> None:
         with self._lock:
-            process, conn = slot.process, slot.conn
-            slot.process, slot.conn = None, None
+            process, conn, probes = slot.process, slot.conn, slot.probes
+            slot.process, slot.conn, slot.probes = None, None, None
         assert process is not None
         process.join()
-        if conn is not None:
-            conn.close()
+        for pipe in (conn, probes):
+            if pipe is not None:
+                pipe.close()
         log.error("authz worker %d (pid %d) exited with %s", slot.index, slot.pid, process.exitcode)
 
     def _relaunch(self, slot: _Slot) -> None:
@@ -319,15 +403,16 @@ class AuthzWorkers:
 
     def _end(self, slot: _Slot, grace: float) -> None:
         with self._lock:
-            process, conn = slot.process, slot.conn
-            slot.conn = None
+            process, conn, probes = slot.process, slot.conn, slot.probes
+            slot.conn, slot.probes = None, None
         if conn is not None:
             self._send_stop(conn)
         if process is not None:
             process.join(grace)
             _kill(process)
-        if conn is not None:
-            conn.close()
+        for pipe in (conn, probes):
+            if pipe is not None:
+                pipe.close()
 
     @staticmethod
     def _send_stop(conn: Connection) -> None:
@@ -344,6 +429,19 @@ def _receive(conn: Connection, timeout: float) -> tuple[str, Any] | None:
     except (EOFError, OSError):
         return None
     return message
+
+
+def _answered(conn: Connection, number: int, deadline: float) -> bool:
+    """Whether probe ``number`` is echoed by ``deadline``; earlier (late) echoes are skipped. An
+    echo already waiting counts even past the deadline (another worker's wait may have used it)."""
+    while True:
+        try:
+            if not conn.poll(max(deadline - time.monotonic(), 0.0)):
+                return False
+            if conn.recv() == number:
+                return True
+        except (EOFError, OSError):
+            return False
 
 
 def _kill(process: BaseProcess) -> None:

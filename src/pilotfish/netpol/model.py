@@ -10,6 +10,7 @@ does not exist, pilotfish creates none).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,30 @@ class World:
         for pod in pods:
             by_ip.setdefault(normal_ip(pod.ip), pod)
         return cls(policies, MappingProxyType(labels), pods, MappingProxyType(by_ip))
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of everything a decision here depends on (policies, namespace labels, pods):
+        equal fingerprints give equal enforcement, so a cache of listeners or endpoints can key
+        on it instead of on the whole snapshot."""
+        parts = [
+            repr([(p.namespace, p.name, p.spec) for p in self.policies]),
+            repr(sorted((k, sorted(v.items())) for k, v in self.namespace_labels.items())),
+            repr(
+                sorted(
+                    (
+                        p.namespace,
+                        p.name,
+                        p.ip,
+                        sorted(p.labels.items()),
+                        sorted(p.ports.items()),
+                        p.service_account,
+                    )
+                    for p in self.pods
+                )
+            ),
+        ]
+        return hashlib.blake2b("\0".join(parts).encode(), digest_size=12).hexdigest()
 
     def labels_of_namespace(self, namespace: str) -> Mapping[str, str]:
         return self.namespace_labels.get(namespace) or {NAME_LABEL: namespace}

@@ -5,6 +5,7 @@ Follows Istio's ``pilot/pkg/serviceregistry/serviceentry/conversion.go``:
 - an endpoint's port for a service port is the endpoint's ``ports[<port name>]`` if set, else
   the service port's ``targetPort``, else the service port's number;
 - ``workloadSelector`` selects WorkloadEntries *in the same namespace* by label;
+- an endpoint's locality is the workload's ``locality``, else its ``istio-locality`` label;
 - a port's protocol is the declared one, else the port name's prefix, else TCP (``port_protocol``);
 - ``resolution: DNS`` without endpoints makes each host its own endpoint (Envoy resolves it).
 """
@@ -22,6 +23,15 @@ _DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
 
 # A workload as the registry sees it: (WorkloadEntry-shaped spec, namespace, origin ref).
 Workload: TypeAlias = tuple[Any, str, str]
+
+
+LOCALITY_LABEL = "istio-locality"  # Istio model.LocalityLabel: region.zone.subzone
+
+
+def label_locality(labels: Mapping[str, str]) -> str:
+    """Istio ``GetLocalityLabel``: a workload without a ``locality`` may carry it as the label
+    ``istio-locality`` (label values cannot hold ``/``, so ``region.zone.subzone``)."""
+    return labels.get(LOCALITY_LABEL, "").replace(".", "/")
 
 
 def port_protocol(protocol: str, name: str) -> str:
@@ -76,7 +86,7 @@ def _endpoints_for(service: Service, port: ServicePort, workloads: Iterable[Work
             port=endpoint_port(port, spec.ports),
             labels=spec.labels,
             weight=spec.weight or 1,
-            locality=spec.locality,
+            locality=spec.locality or label_locality(spec.labels),
             service_account=spec.service_account,
             network=spec.network,
             namespace=namespace,

@@ -28,7 +28,7 @@ from typing import Any
 
 from pilotfish.config.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.config.resource import Resource
-from pilotfish.registry.from_config import endpoint_port, services_of
+from pilotfish.registry.from_config import LOCALITY_LABEL, endpoint_port, label_locality, services_of
 from pilotfish.registry.model import Endpoint, HealthStatus, Service
 from pilotfish.store.base import Registration
 
@@ -59,10 +59,15 @@ def auto_registration(
     labels: Mapping[str, str],
     service_account: str,
     grace_seconds: float,
+    locality: str = "",
 ) -> Registration:
     """The lease for a proxy connected with auto-registration metadata. Its TTL is the grace
     period: the server renews it while the proxy is connected, so it lapses ``grace_seconds``
-    after the proxy leaves (or after the server holding its stream dies)."""
+    after the proxy leaves (or after the server holding its stream dies). The proxy's own
+    locality (its bootstrap's) becomes the workload's, as Istio gives an auto-registered
+    WorkloadEntry the proxy's locality; it travels as the ``istio-locality`` label."""
+    if locality and LOCALITY_LABEL not in labels:
+        labels = {**labels, LOCALITY_LABEL: locality.replace("/", ".")}
     return Registration(
         id=f"{AUTO_ID_PREFIX}{namespace}/{group}/{ip}",
         service=group_ref(namespace, group),
@@ -126,6 +131,7 @@ def _host_endpoints(reg: Registration, service: Service | None) -> Iterator[Endp
             port=reg.port,
             labels=dict(reg.labels),
             weight=reg.weight,
+            locality=label_locality(reg.labels),
             service_account=reg.service_account,
             namespace=service.namespace,
             workload=f"Registration/{reg.id}",
@@ -163,7 +169,7 @@ def _group_endpoints(
                     port=endpoint_port(port, workload.ports),
                     labels=dict(workload.labels),
                     weight=workload.weight or reg.weight,
-                    locality=workload.locality,
+                    locality=workload.locality or label_locality(workload.labels),
                     service_account=workload.service_account,
                     network=workload.network,
                     namespace=group.namespace,

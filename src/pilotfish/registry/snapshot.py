@@ -31,6 +31,8 @@ class MeshSnapshot:
     by_kind: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
     # Where proxies reach pilotfish's ext_authz Check server ("host", port); None: not served.
     authz_address: tuple[str, int] | None = None
+    # How policies are enforced unless a workload says otherwise: "ext_authz" or "native".
+    authz_mode: str = "ext_authz"
     # Not a constructor argument, so ``dataclasses.replace`` starts a new snapshot with an empty memo.
     _derived: dict[tuple[Callable[..., Any], Hashable], Any] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -43,6 +45,7 @@ class MeshSnapshot:
         mesh: MeshConfig = DEFAULT_MESH,
         extra_endpoints: Iterable[Endpoint] = (),
         authz_address: tuple[str, int] | None = None,
+        authz_mode: str = "ext_authz",
     ) -> MeshSnapshot:
         """Derive services and endpoints. ``extra_endpoints`` come from registrations and
         auto-registered proxies; they join services that config declares."""
@@ -61,6 +64,7 @@ class MeshSnapshot:
             endpoints={k: tuple(v) for k, v in merged.items()},
             by_kind={k: tuple(v) for k, v in by_kind.items()},
             authz_address=authz_address,
+            authz_mode=authz_mode,
         )
 
     def derived(self, compute: Callable[[MeshSnapshot], T]) -> T:

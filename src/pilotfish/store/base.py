@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeAlias
 
+from pilotfish.config.networking.workload_entry import UNIX_PREFIX, endpoint_address
 from pilotfish.config.resource import Resource
 from pilotfish.errors import ConfigError, Problem
 
@@ -38,6 +39,11 @@ Action = Literal["create", "update", "delete", "rollback"]
 
 MAX_WEIGHT = 2**32 - 1  # Envoy's LbEndpoint.load_balancing_weight is a UInt32Value >= 1
 MAX_ID_LENGTH = 253
+# A lease is renewed every ttl/3 (``register --keepalive``): under a second is a heartbeat storm,
+# and past a day it no longer lapses when its workload dies — a permanent endpoint is a
+# WorkloadEntry. Istio's auto-registration grace (10 s) sits well inside.
+MIN_TTL_SECONDS = 1.0
+MAX_TTL_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +126,18 @@ def _check(reg: Registration) -> builtins.list[tuple[str, str]]:
         out.append(("service", "must name the service host"))
     if not reg.address:
         out.append(("address", "must not be empty"))
+    elif reg.address.startswith(UNIX_PREFIX):
+        out.append(("address", "must be an IP address or a hostname"))
+    else:  # the WorkloadEntry rule (Istio validateWorkloadEntry): Envoy NACKs anything else
+        problem = endpoint_address(reg.address, allow_hostname=True)
+        if problem is not None:
+            out.append(("address", problem))
     if not 1 <= reg.port <= 65535:
         out.append(("port", "must be in 1..65535"))
     if not 1 <= reg.weight <= MAX_WEIGHT:
         out.append(("weight", f"must be in 1..{MAX_WEIGHT} (use draining to take an endpoint out)"))
-    if not (math.isfinite(reg.ttl_seconds) and reg.ttl_seconds > 0):
-        out.append(("ttlSeconds", "must be a positive number of seconds"))
+    if not (math.isfinite(reg.ttl_seconds) and MIN_TTL_SECONDS <= reg.ttl_seconds <= MAX_TTL_SECONDS):
+        out.append(("ttlSeconds", f"must be {MIN_TTL_SECONDS:g}..{MAX_TTL_SECONDS:g} seconds"))
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in reg.labels.items()):
         out.append(("labels", "keys and values must be strings"))
     return out

@@ -5,7 +5,8 @@ or ``router`` (a gateway). The node metadata (a ``google.protobuf.Struct``) carr
 LABELS (a struct of strings), SERVICE_ACCOUNT, WORKLOAD_NAME, CLUSTER_ID and ISTIO_VERSION.
 pilotfish's explicit-capture listeners read three more keys (written by ``pilotfish bootstrap``):
 OUTBOUND_BIND and GATEWAY_BIND (IP addresses, kept in ``Proxy.metadata``) and APP_PORTS (a struct
-``"<port>": "<app port>"``, kept as ``Proxy.app_ports``).
+``"<port>": "<app port>"``, kept as ``Proxy.app_ports``). The node's ``locality`` (region, zone,
+sub_zone; ``pilotfish bootstrap --locality``) is ``Proxy.locality``.
 Any node either parses into a ``Proxy`` or raises ``PeerError``; nothing else escapes.
 """
 
@@ -25,6 +26,9 @@ _STRING_KEYS = ("NAMESPACE", "SERVICE_ACCOUNT", "WORKLOAD_NAME", "CLUSTER_ID", "
 # Metadata keys kept verbatim in ``Proxy.metadata``; each must be an IP address.
 ADDRESS_KEYS = ("OUTBOUND_BIND", "GATEWAY_BIND")
 APP_PORTS = "APP_PORTS"
+# Node metadata ANNOTATIONS (a struct of strings, as Istio's) pilotfish reads, kept in ``Proxy.metadata``.
+ANNOTATIONS = "ANNOTATIONS"
+KNOWN_ANNOTATIONS = ("pilotfish.io/authz-mode",)
 
 
 class ProxyType(StrEnum):
@@ -49,6 +53,7 @@ class Proxy:
     istio_version: str = ""
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     app_ports: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    locality: str = ""  # region/zone/subzone (node.locality, else the istio-locality label)
 
 
 def parse_node(node: Any) -> Proxy:
@@ -70,9 +75,21 @@ def parse_node(node: Any) -> Proxy:
         workload_name=metadata.get("WORKLOAD_NAME", ""),
         cluster_id=metadata.get("CLUSTER_ID", ""),
         istio_version=metadata.get("ISTIO_VERSION", ""),
-        metadata=MappingProxyType(_addresses(node)),
+        metadata=MappingProxyType({**_addresses(node), **_annotations(node)}),
         app_ports=MappingProxyType(_app_ports(node)),
+        locality=_locality(node),
     )
+
+
+def _locality(node: Any) -> str:
+    """``node.locality`` as ``region/zone/subzone`` (trailing empty levels dropped); without one,
+    the ``istio-locality`` label (``region.zone.subzone``), as Istio reads a pod's."""
+    if node.HasField("locality"):
+        parts = (node.locality.region, node.locality.zone, node.locality.sub_zone)
+        if any(parts):
+            return "/".join(parts).rstrip("/")
+    labels = _labels(node)
+    return labels.get("istio-locality", "").replace(".", "/")
 
 
 def _split_id(node_id: str) -> tuple[ProxyType, str, str, str]:
@@ -123,6 +140,18 @@ def _labels(node: Any) -> dict[str, str]:
     if value.WhichOneof("kind") != "struct_value":
         raise PeerError("node.metadata.LABELS must be a struct of strings")
     return {k: _string(v, f"node.metadata.LABELS.{k}") for k, v in value.struct_value.fields.items()}
+
+
+def _annotations(node: Any) -> dict[str, str]:
+    """The annotations pilotfish understands; others are ignored (Istio ignores unknown ones too)."""
+    fields = node.metadata.fields
+    if ANNOTATIONS not in fields:
+        return {}
+    value = fields[ANNOTATIONS]
+    if value.WhichOneof("kind") != "struct_value":
+        raise PeerError("node.metadata.ANNOTATIONS must be a struct of strings")
+    found = value.struct_value.fields
+    return {k: _string(found[k], f"node.metadata.ANNOTATIONS.{k}") for k in KNOWN_ANNOTATIONS if k in found}
 
 
 def _addresses(node: Any) -> dict[str, str]:

@@ -37,6 +37,10 @@ snapshot against it gives every rule of xds_protocol.rst at once:
   warming"), so the EDS names of updated clusters are resent right after the CDS response, and
   the RDS names of updated listeners right after LDS.
 
+A proxy id has one stream at a time (``PushStatus.connect``): a newer stream of the same id
+closes the older one, which ends with ABORTED and never reports its proxy gone, so closing either
+stream leaves the status, and the metadata the config is built from, those of the live one.
+
 The first SotW request of a type on a stream is always answered once a snapshot exists (Istio's
 ``ShouldRespond``): Envoy waits for CDS and LDS to initialize, and a reconnecting client's old
 nonce and version mean nothing on a new stream. In delta, a new wildcard watch is always answered
@@ -60,6 +64,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotfish.errors import PeerError, PeerUnauthorized
+from pilotfish.lograte import RateLimitedLog
 from pilotfish.xds import resources as rt
 from pilotfish.xds import wire
 from pilotfish.xds.cache import Resource, Snapshot, SnapshotCache, content_version
@@ -67,6 +72,8 @@ from pilotfish.xds.proxy import Proxy, parse_node
 from pilotfish.xds.status import ConnectionStatus, PushStatus, StreamKind
 
 log = logging.getLogger(__name__)
+# A proxy can NACK at will: a few lines per proxy and type a minute, the rest summarised (lograte).
+nack_log = RateLimitedLog(log)
 
 SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -95,6 +102,10 @@ class StreamPeer:
 
 # Decides whether the node may be served on this stream; raises PeerUnauthorized if not.
 Authorizer = Callable[[Proxy, StreamPeer], None]
+
+
+class StreamSuperseded(Exception):
+    """A newer stream of the same proxy id took over; this one ends (ABORTED)."""
 
 
 def _ignore(proxy: Proxy) -> None:
@@ -129,6 +140,7 @@ class Outgoing:
     nonce: str
     payload: bytes
     updated: tuple[str, ...]
+    carried: tuple[str, ...] = ()  # every resource in the response (SotW CDS/LDS: the full state)
 
 
 class _Stream(abc.ABC):
@@ -156,6 +168,7 @@ class _Stream(abc.ABC):
         self._closed = False
         self._nonces = itertools.count(1)
         self._connection: ConnectionStatus | None = None
+        self._superseded = False
 
     async def run(self, requests: AsyncIterable[Any], send: Send) -> None:
         """Serve one stream until the client closes it; ``PeerError`` for a malformed first request."""
@@ -166,7 +179,7 @@ class _Stream(abc.ABC):
         proxy = parse_node(first.node)
         if self._authorize is not None:
             self._authorize(proxy, self.peer or StreamPeer())  # PeerUnauthorized before anything is served
-        self._connection = self._status.connect(proxy, self.kind)
+        self._connection = self._status.connect(proxy, self.kind, self._supersede)
         loop = asyncio.get_running_loop()
 
         def on_snapshot(snapshot: Snapshot) -> None:
@@ -185,8 +198,14 @@ class _Stream(abc.ABC):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            self._status.disconnect(self._connection)
-            self._on_disconnect(proxy)
+            if self._status.disconnect(self._connection):
+                self._on_disconnect(proxy)
+        if self._superseded:
+            raise StreamSuperseded(f"a newer ADS stream of {proxy.id} replaced this one")
+
+    def _supersede(self) -> None:
+        self._superseded = self._closed = True
+        self._wake.set()
 
     def _deliver(self, snapshot: Snapshot) -> None:
         self._pending = snapshot  # one slot: only the latest snapshot counts
@@ -207,6 +226,8 @@ class _Stream(abc.ABC):
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._superseded:
+                return
             while self._inbox:
                 self._handle(self._inbox.popleft())
             if self._pending is not None:
@@ -214,7 +235,14 @@ class _Stream(abc.ABC):
             for outgoing in self._pass():
                 await send(outgoing.payload)
                 assert self._connection is not None
-                self._status.sent(self._connection, outgoing.type_url, outgoing.version, outgoing.nonce)
+                self._status.sent(
+                    self._connection,
+                    outgoing.type_url,
+                    outgoing.version,
+                    outgoing.nonce,
+                    outgoing.carried,
+                    outgoing.updated,
+                )
             if self._closed and not self._inbox:
                 return
 
@@ -232,6 +260,7 @@ class _Stream(abc.ABC):
                 continue
             _force(subscription, forced.get(type_url, set()))
             outgoing = self._respond(type_url, subscription, snapshot)
+            self._prune_rejected(type_url, subscription)
             if outgoing is None:
                 self._note_held(type_url, subscription, snapshot)
                 continue
@@ -240,6 +269,14 @@ class _Stream(abc.ABC):
             if child is not None:
                 forced[child] = snapshot.children(type_url, outgoing.updated)
         return out
+
+    def _prune_rejected(self, type_url: str, subscription: Subscription) -> None:
+        """A rejected resource the client no longer holds (removed, unsubscribed) stops counting."""
+        assert self._connection is not None
+        status = self._connection.types.get(type_url)
+        if status is not None and status.rejected:
+            held = {n for n, v in subscription.known.items() if v != _ABSENT}
+            self._status.in_view(self._connection, type_url, held)
 
     def _note_held(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> None:
         """Nothing to send: if the client holds every desired resource at its current version (a
@@ -253,16 +290,20 @@ class _Stream(abc.ABC):
         subscription.nonce = str(next(self._nonces))
         return subscription.nonce
 
-    def _record_reply(self, type_url: str, subscription: Subscription, nonce: str, error: Any) -> None:
-        """Book an ACK or NACK of ``nonce``; a NACK is detected by ``error_detail`` alone."""
+    def _record_reply(
+        self, type_url: str, subscription: Subscription, nonce: str, error: Any, version: str | None = None
+    ) -> None:
+        """Book an ACK or NACK of ``nonce``; a NACK is detected by ``error_detail`` alone. A
+        SotW ACK also names the ``version`` it holds, which must be the one sent."""
         assert self._connection is not None
         if nonce != subscription.nonce:
             return
         if error is None:
-            self._status.acked(self._connection, type_url, nonce)
+            self._status.acked(self._connection, type_url, nonce, version)
             return
-        log.warning(
-            "%s NACKed %s (nonce %s): %s", self._connection.proxy.id, rt.short_name(type_url), nonce, error
+        proxy_id, short = self._connection.proxy.id, rt.short_name(type_url)
+        nack_log.log(
+            logging.WARNING, (proxy_id, short), "%s NACKed %s (nonce %s): %s", proxy_id, short, nonce, error
         )
         self._status.nacked(self._connection, type_url, nonce, error)
 
@@ -317,7 +358,8 @@ class SotwStream(_Stream):
         elif request.response_nonce != subscription.nonce:
             return  # stale nonce: a newer response supersedes this request ("Resource updates")
         else:
-            self._record_reply(type_url, subscription, request.response_nonce, _error_text(request))
+            error = _error_text(request)
+            self._record_reply(type_url, subscription, request.response_nonce, error, request.version_info)
         _set_sotw_names(subscription, request.resource_names)
 
     def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
@@ -336,7 +378,8 @@ class SotwStream(_Stream):
         version = content_version(subscription.known.items())
         nonce = self._next_nonce(subscription)
         payload = wire.encode_sotw(version, type_url, nonce, sent)
-        return Outgoing(type_url, version, nonce, payload, tuple(r.name for r in changed))
+        updated = tuple(r.name for r in changed)
+        return Outgoing(type_url, version, nonce, payload, updated, tuple(r.name for r in sent))
 
 
 def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -> None:
@@ -388,7 +431,8 @@ class DeltaStream(_Stream):
         version = snapshot.version(type_url)
         nonce = self._next_nonce(subscription)
         payload = wire.encode_delta(version, type_url, nonce, changed, removed)
-        return Outgoing(type_url, version, nonce, payload, tuple(r.name for r in changed))
+        updated = tuple(r.name for r in changed)
+        return Outgoing(type_url, version, nonce, payload, updated, updated)
 
 
 def _apply_delta_names(subscription: Subscription, request: Any, first: bool) -> None:
@@ -491,6 +535,8 @@ async def _serve_rpc(stream: _Stream, requests: Any, context: Any) -> None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
     except PeerError as error:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    except StreamSuperseded as error:
+        await context.abort(grpc.StatusCode.ABORTED, str(error))
     except (asyncio.CancelledError, grpc.aio.AbortError):
         raise
     except Exception:

@@ -2,15 +2,25 @@
 
 The ADS streams report every send, ACK and NACK here; ``status_rows()`` renders the
 ``proxy-status`` table with istioctl's words: SYNCED (the last response was ACKed), STALE (sent,
-not ACKed yet), NACKED (the last response was rejected) and NOT SENT. Metrics are wired in through
-``StatusHooks`` (plain callables) so that only ``pilotfish.metrics`` imports prometheus.
+not ACKed yet), NACKED (a resource the client should hold was rejected) and NOT SENT. Metrics are
+wired in through ``StatusHooks`` (plain callables) so that only ``pilotfish.metrics`` imports
+prometheus.
+
+An ACK vouches only for the resources of the response it acknowledges. For the per-resource
+types (EDS, RDS, SDS in SotW; every type in delta) a later response carries only what changed, so
+its ACK says nothing about a resource an earlier response carried and Envoy rejected
+(xds_protocol.rst "ACK and NACK semantics summary"). Each type therefore keeps ``rejected``:
+resource name -> the NACK that covered it, until a response carrying that name again is ACKed or
+the name leaves the client's view. A type with a rejected resource is NACKED, never SYNCED, and
+the NACK names the resource (the names Envoy's text mentions, else every name of the rejected
+response) with Envoy's text.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -41,17 +51,52 @@ class StatusHooks:
 
 @dataclass(frozen=True, slots=True)
 class Nack:
-    """Envoy rejected ``version`` (sent with ``nonce``) saying ``message``."""
+    """Envoy rejected ``version`` (sent with ``nonce``) saying ``message``; ``resources`` are the
+    names held responsible (see ``culprits``)."""
 
     version: str
     nonce: str
     message: str
     at: float
+    resources: tuple[str, ...] = ()
+
+
+def culprits(names: Iterable[str], message: str) -> tuple[str, ...]:
+    """The resources of a rejected response that Envoy's text names (Envoy says which listener
+    or cluster it could not add); if it names none, every resource of the response, since any of
+    them may be the one."""
+    carried = tuple(sorted(set(names)))
+    named = tuple(n for n in carried if _mentions(message, n))
+    return named or carried
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.|~/:")
+
+
+def _mentions(message: str, name: str) -> bool:
+    """``name`` occurs in ``message`` as a whole word: not inside a longer name (a ``:`` or
+    ``.`` right after it counts as punctuation when a space or the end follows)."""
+    start = message.find(name) if name else -1
+    while start >= 0:
+        end = start + len(name)
+        before = message[start - 1] if start else " "
+        after = message[end : end + 2]
+        if before not in _NAME_CHARS and (not after or after[0] not in _NAME_CHARS or _punctuation(after)):
+            return True
+        start = message.find(name, start + 1)
+    return False
+
+
+def _punctuation(after: str) -> bool:
+    return after[0] in ":." and (len(after) == 1 or after[1].isspace())
 
 
 @dataclass(slots=True)
 class TypeStatus:
-    """One type on one stream. Times are wall-clock seconds from the injected clock."""
+    """One type on one stream. Times are wall-clock seconds from the injected clock.
+    ``sent_names`` are the resources the last response carried (``None``: the whole state, as a
+    SotW CDS/LDS response does); ``rejected`` the resources Envoy refused and was not given
+    again since."""
 
     sent_version: str = ""
     sent_nonce: str = ""
@@ -61,16 +106,26 @@ class TypeStatus:
     acked_at: float | None = None
     nack: Nack | None = None
     pushes: int = 0
+    sent_names: tuple[str, ...] | None = None
+    sent_changed: tuple[str, ...] | None = None
+    rejected: dict[str, Nack] = field(default_factory=dict)
 
     @property
     def state(self) -> SyncState:
         if not self.sent_nonce:
             return SyncState.NOT_SENT
-        if self.nack is not None and self.nack.nonce == self.sent_nonce:
+        if self.rejected or (self.nack is not None and self.nack.nonce == self.sent_nonce):
             return SyncState.NACKED
         if self.acked_nonce == self.sent_nonce:
             return SyncState.SYNCED
         return SyncState.STALE
+
+    def current_nacks(self) -> tuple[Nack, ...]:
+        """The NACKs that still hold: one per distinct rejection of a resource still in view."""
+        found = {id(n): n for n in self.rejected.values()}
+        if self.nack is not None and self.nack.nonce == self.sent_nonce:
+            found.setdefault(id(self.nack), self.nack)
+        return tuple(found.values())
 
 
 @dataclass(slots=True, eq=False)
@@ -81,9 +136,16 @@ class ConnectionStatus:
     kind: StreamKind
     connected_at: float
     types: dict[str, TypeStatus] = field(default_factory=dict)
+    # Ends the stream; called when a newer stream of the same proxy id replaces this one.
+    close: Callable[[], None] | None = field(default=None, repr=False)
 
     def of(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
+
+    @property
+    def state(self) -> SyncState:
+        """The proxy as a whole (``proxy_state``): SYNCED only when every type sent is."""
+        return proxy_state(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +169,8 @@ class StatusRow:
 
 
 class PushStatus:
-    """The registry of connected streams, keyed by proxy id (the newest stream wins)."""
+    """The registry of connected streams, keyed by proxy id (the newest stream wins and the
+    older one is closed)."""
 
     def __init__(self, hooks: StatusHooks | None = None, clock: Callable[[], float] = time.time) -> None:
         self.hooks = hooks or StatusHooks()
@@ -115,17 +178,28 @@ class PushStatus:
         self._connections: dict[str, ConnectionStatus] = {}
         self._lock = threading.Lock()
 
-    def connect(self, proxy: Proxy, kind: StreamKind) -> ConnectionStatus:
-        connection = ConnectionStatus(proxy, kind, self._clock())
+    def connect(
+        self, proxy: Proxy, kind: StreamKind, close: Callable[[], None] | None = None
+    ) -> ConnectionStatus:
+        """Register a new stream of ``proxy``. A proxy id has one stream at a time: an older
+        stream of the same id is closed (``close``), as Istio closes a replaced connection, so
+        the status, the metadata and the config always follow the newest stream."""
+        connection = ConnectionStatus(proxy, kind, self._clock(), close=close)
         with self._lock:
+            previous = self._connections.get(proxy.id)
             self._connections[proxy.id] = connection
+        if previous is not None and previous.close is not None:
+            previous.close()
         return connection
 
-    def disconnect(self, connection: ConnectionStatus) -> None:
-        """Forget ``connection`` unless a newer stream of the same proxy replaced it."""
+    def disconnect(self, connection: ConnectionStatus) -> bool:
+        """Forget ``connection`` unless a newer stream of the same proxy replaced it; True if
+        it was the proxy's live stream (so the proxy is gone now)."""
         with self._lock:
             if self._connections.get(connection.proxy.id) is connection:
                 del self._connections[connection.proxy.id]
+                return True
+        return False
 
     def get(self, proxy_id: str) -> ConnectionStatus | None:
         with self._lock:
@@ -135,12 +209,39 @@ class PushStatus:
         with self._lock:
             return tuple(self._connections.values())
 
-    def sent(self, connection: ConnectionStatus, type_url: str, version: str, nonce: str) -> None:
+    def sent(
+        self,
+        connection: ConnectionStatus,
+        type_url: str,
+        version: str,
+        nonce: str,
+        names: Iterable[str] | None = None,
+        changed: Iterable[str] | None = None,
+    ) -> None:
+        """A response went out carrying ``names`` (``None``: not told, the response stands for
+        the whole type), of which ``changed`` are new versions (default: all of them). A changed
+        resource is in flight again, so its earlier rejection no longer stands."""
         status = connection.of(type_url)
         status.sent_version, status.sent_nonce, status.sent_at = version, nonce, self._clock()
+        status.sent_names = None if names is None else tuple(names)
+        status.sent_changed = status.sent_names if changed is None else tuple(changed)
+        if status.sent_changed is None:
+            status.rejected.clear()
+        else:
+            for name in status.sent_changed:
+                status.rejected.pop(name, None)
         status.pushes += 1
         if self.hooks.pushed is not None:
             self.hooks.pushed(type_url)
+
+    def in_view(self, connection: ConnectionStatus, type_url: str, names: Collection[str]) -> None:
+        """The client's view of ``type_url`` is now ``names``: a rejected resource that left it
+        (removed, unsubscribed) no longer counts against the proxy."""
+        status = connection.types.get(type_url)
+        if status is None or not status.rejected:
+            return
+        for name in [n for n in status.rejected if n not in names]:
+            del status.rejected[name]
 
     def already_held(self, connection: ConnectionStatus, type_url: str, version: str) -> None:
         """A delta client reconnected holding exactly the current resources (its
@@ -153,23 +254,48 @@ class PushStatus:
         status.sent_nonce = status.acked_nonce = "initial"
         status.sent_at = status.acked_at = now
 
-    def acked(self, connection: ConnectionStatus, type_url: str, nonce: str) -> None:
-        """Envoy accepted the response sent with ``nonce`` (ignored unless it is the latest)."""
+    def acked(
+        self, connection: ConnectionStatus, type_url: str, nonce: str, version: str | None = None
+    ) -> None:
+        """Envoy accepted the response sent with ``nonce`` (ignored unless it is the latest, and,
+        when the request says which ``version`` it holds, unless that is the version sent)."""
         status = connection.of(type_url)
         if nonce != status.sent_nonce or status.acked_nonce == nonce:
             return
+        if version is not None and version != status.sent_version:
+            return
         status.acked_version, status.acked_nonce, status.acked_at = status.sent_version, nonce, self._clock()
+        if status.sent_names is None:
+            status.rejected.clear()
+        else:  # Envoy took every resource of the response
+            for name in status.sent_names:
+                status.rejected.pop(name, None)
         if self.hooks.acked is not None and status.sent_at is not None:
             self.hooks.acked(type_url, status.acked_at - status.sent_at)
 
     def nacked(self, connection: ConnectionStatus, type_url: str, nonce: str, message: str) -> None:
-        """Envoy rejected the response sent with ``nonce`` (recorded only if it is the latest)."""
+        """Envoy rejected the response sent with ``nonce`` (recorded only if it is the latest):
+        the resources it names (or all the response carried) stay rejected until resent."""
         status = connection.of(type_url)
         if nonce != status.sent_nonce:
             return
-        status.nack = Nack(status.sent_version, nonce, message, self._clock())
+        # The resources new in this response are the suspects: the others were accepted before.
+        blamed = culprits(status.sent_changed or status.sent_names or (), message)
+        status.nack = Nack(status.sent_version, nonce, message, self._clock(), blamed)
+        for name in blamed:
+            status.rejected[name] = status.nack
         if self.hooks.nacked is not None:
             self.hooks.nacked(type_url)
+
+    def rejected_counts(self) -> dict[str, int]:
+        """Rejected resources over every connected proxy, by short type name (CDS, EDS...)."""
+        counts: dict[str, int] = {}
+        for connection in self.connections():
+            for type_url, status in connection.types.items():
+                if status.rejected:
+                    name = rt.short_name(type_url)
+                    counts[name] = counts.get(name, 0) + len(status.rejected)
+        return counts
 
     def status_rows(self) -> list[StatusRow]:
         return [_row(c) for c in sorted(self.connections(), key=lambda c: c.proxy.id)]
@@ -183,13 +309,17 @@ def _row(connection: ConnectionStatus) -> StatusRow:
         kind=connection.kind,
         connected_at=connection.connected_at,
         states={rt.short_name(t): s.state for t, s in types.items()},
-        nacks={rt.short_name(t): nack.message for t, nack in _current_nacks(types)},
+        nacks={
+            rt.short_name(t): "; ".join(describe(n) for n in s.current_nacks())
+            for t, s in types.items()
+            if s.state is SyncState.NACKED
+        },
     )
 
 
-def _current_nacks(types: Mapping[str, TypeStatus]) -> list[tuple[str, Nack]]:
-    """The NACKs of the latest response of each type (older ones were superseded)."""
-    return [(t, s.nack) for t, s in types.items() if s.nack is not None and s.state is SyncState.NACKED]
+def describe(nack: Nack) -> str:
+    """``name, name: Envoy's text`` (just the text when no resource could be named)."""
+    return f"{', '.join(nack.resources)}: {nack.message}" if nack.resources else nack.message
 
 
 # Worst first: a proxy counts under the worst state of its types (NOT SENT: nothing asked yet).
@@ -197,8 +327,9 @@ _SEVERITY = (SyncState.NACKED, SyncState.STALE, SyncState.SYNCED)
 
 
 def proxy_state(connection: ConnectionStatus) -> SyncState:
-    """One word for a proxy: NACKED if its latest response of any type was rejected, else STALE
-    if one is not ACKed yet, else SYNCED (also when nothing was sent yet: nothing is pending)."""
+    """One word for a proxy: NACKED if any type holds a rejected resource or its latest response
+    was rejected, else STALE if one is not ACKed yet, else SYNCED (also when nothing was sent
+    yet: nothing is pending)."""
     states = {status.state for status in connection.types.values()}
     return next((s for s in _SEVERITY if s in states), SyncState.SYNCED)
 

@@ -17,4 +17,6 @@ class Api:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         if body is not None and not isinstance(body, str):
             body, headers["content-type"] = json.dumps(body), "application/json"
+        elif body is not None:
+            headers["content-type"] = "application/yaml"
         return http.request(method, self.base + path, headers=headers, body=body)

@@ -200,7 +200,8 @@ def postgres_url() -> Iterator[str]:
 
 
 def apply(admin: str, text: str) -> None:
-    response = http.request("POST", f"http://{admin}/apis", body=text, timeout=10)
+    headers = {"content-type": "application/yaml"}
+    response = http.request("POST", f"http://{admin}/apis", headers, body=text, timeout=10)
     assert response.status == 200, response
 
 

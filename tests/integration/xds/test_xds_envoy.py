@@ -165,7 +165,10 @@ class Scenario:
         await eventually(check, f"{[rt.short_name(t) for t in type_urls]} to be ACKed")
 
 
-async def run_scenario(api_type: str, workdir: Path) -> None:
+Exercise = Callable[["Scenario", int, int], Awaitable[None]]
+
+
+async def run_scenario(api_type: str, workdir: Path, exercise_fn: Exercise | None = None) -> None:
     cache, status = SnapshotCache(), PushStatus()
     connected: list[Proxy] = []
     disconnected: list[Proxy] = []
@@ -184,7 +187,7 @@ async def run_scenario(api_type: str, workdir: Path) -> None:
         try:
             with envoy(cfg.bootstrap(api_type, xds_port), workdir) as (process, admin_file):
                 scenario = Scenario(cache, status, admin_file, process)
-                await exercise(scenario, port_a, port_b)
+                await (exercise_fn or exercise)(scenario, port_a, port_b)
             await eventually(_async(lambda: status.get(cfg.NODE_ID) is None), "the stream to close")
         finally:
             await server.stop(None)
@@ -257,7 +260,8 @@ async def expect_nack_not_resent(s: Scenario, good: list[Any]) -> None:
     assert cds.pushes == pushes
     assert s.state(rt.CLUSTER) is SyncState.NACKED
     [row] = s.status.status_rows()
-    assert row.states["CDS"] is SyncState.NACKED and row.nacks["CDS"] == cds.nack.message
+    assert row.states["CDS"] is SyncState.NACKED and row.nacks["CDS"] == f"broken: {cds.nack.message}"
+    assert list(cds.rejected) == ["broken"]  # the new cluster, not the ones accepted before
 
     # The fixed snapshot is new: it is sent, ACKed, and the row is all SYNCED but SDS.
     assert s.push(*good)
@@ -281,3 +285,55 @@ def test_envoy_sotw_ads(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_envoy_delta_ads(tmp_path: Path) -> None:
     asyncio.run(run_scenario("DELTA_GRPC", tmp_path))
+
+
+def bad_endpoints(cluster: str) -> Any:
+    """A ClusterLoadAssignment Envoy rejects: its address is no IP (EDS resolves nothing)."""
+    assignment = cfg.endpoints(cluster, 9)
+    assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = "not-an-ip!"
+    return assignment
+
+
+async def rejected_endpoints_stay_nacked(s: Scenario, port_a: int, port_b: int) -> None:
+    """Envoy NACKs one ClusterLoadAssignment; a later, unrelated EDS response is ACKed. The ACK
+    vouches only for what it carried: EDS must stay NACKED, naming the rejected resource, until
+    that resource is sent again and accepted. Later changes keep flowing meanwhile."""
+    port = await s.listener_port()
+    await s.serves(port, "A")
+    listener, route = cfg.http_listener(), cfg.route_to("backend")
+    clusters = [cfg.eds_cluster("backend"), cfg.eds_cluster("other")]
+    assert s.push(
+        *clusters, cfg.endpoints("backend", port_a), cfg.endpoints("other", port_b), listener, route
+    )
+    await s.synced(rt.CLUSTER, rt.ENDPOINT, rt.LISTENER, rt.ROUTE)
+
+    assert s.push(*clusters, cfg.endpoints("backend", port_a), bad_endpoints("other"), listener, route)
+    await eventually(_async(lambda: s.state(rt.ENDPOINT) is SyncState.NACKED), "Envoy to NACK the EDS")
+    connection = s.status.get(cfg.NODE_ID)
+    assert connection is not None
+    eds = connection.of(rt.ENDPOINT)
+    assert list(eds.rejected) == ["other"], eds.rejected
+    assert eds.nack is not None and "not-an-ip!" in eds.nack.message  # Envoy's own text
+
+    # An unrelated change: sent, ACKed, traffic moves. EDS is still not SYNCED: "other" is rejected.
+    assert s.push(*clusters, cfg.endpoints("backend", port_b), bad_endpoints("other"), listener, route)
+    await s.serves(port, "B")
+    await eventually(_async(lambda: eds.acked_nonce == eds.sent_nonce), "the unrelated EDS to be ACKed")
+    assert eds.state is SyncState.NACKED and connection.state is SyncState.NACKED
+    [row] = s.status.status_rows()
+    assert row.nacks["EDS"].startswith("other: ") and "not-an-ip!" in row.nacks["EDS"]
+    assert s.status.rejected_counts() == {"EDS": 1}
+
+    # The resource is fixed: sent again, ACKed; everything is SYNCED.
+    assert s.push(
+        *clusters, cfg.endpoints("backend", port_b), cfg.endpoints("other", port_a), listener, route
+    )
+    await s.synced(rt.ENDPOINT)
+    assert not eds.rejected and connection.state is SyncState.SYNCED
+    assert s.status.rejected_counts() == {}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+def test_a_rejected_resource_is_named_and_never_reported_synced(api_type: str, tmp_path: Path) -> None:
+    asyncio.run(run_scenario(api_type, tmp_path, rejected_endpoints_stay_nacked))

@@ -178,3 +178,59 @@ def test_messages_beyond_grpcs_4_mib_default_pass_both_ways() -> None:
         await client.close()
 
     asyncio.run(with_server(scenario))
+
+
+def test_a_second_stream_of_the_same_node_replaces_the_first() -> None:
+    """One stream per node id, over real channels: the older stream is closed with ABORTED, its
+    end does not report the proxy gone, and the status and metadata follow the live stream."""
+    cache, status = SnapshotCache(), PushStatus()
+    connected: list[Proxy] = []
+    disconnected: list[Proxy] = []
+
+    def on_connect(proxy: Proxy) -> None:
+        connected.append(proxy)
+        cache.set_snapshot(proxy.id, cache.build([cfg.eds_cluster("a"), cfg.endpoints("a", 8080)]))
+
+    async def scenario() -> None:
+        service = AggregatedDiscoveryService(
+            cache, status, on_connect=on_connect, on_disconnect=disconnected.append
+        )
+        server, port = await start_server(service)
+        try:
+            async with (
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as one,
+                grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS) as two,
+            ):
+                first = Client(ads_pb2_grpc.AggregatedDiscoveryServiceStub(one).StreamAggregatedResources())
+                await first.send(discovery_pb2.DiscoveryRequest(node=node(), type_url=rt.CLUSTER))
+                await first.next()
+                live = status.get(cfg.NODE_ID)
+                second_node = node()
+                second_node.metadata.update({"LABELS": {"app": "impostor"}})
+                second = Client(ads_pb2_grpc.AggregatedDiscoveryServiceStub(two).StreamAggregatedResources())
+                await second.send(discovery_pb2.DiscoveryRequest(node=second_node, type_url=rt.CLUSTER))
+                response = await second.next()
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    await asyncio.wait_for(first.reader, 5)
+                assert ended.value.code() is grpc.StatusCode.ABORTED
+                assert "replaced" in (ended.value.details() or "")
+                replaced = status.get(cfg.NODE_ID)
+                assert replaced is not None and replaced is not live
+                assert replaced.proxy.labels == {"app": "impostor"}
+                assert disconnected == []  # the old stream's end did not remove the proxy
+                await second.send(
+                    discovery_pb2.DiscoveryRequest(
+                        type_url=rt.CLUSTER, version_info=response.version_info, response_nonce=response.nonce
+                    )
+                )
+                await asyncio.sleep(QUIET)
+                assert replaced.state is SyncState.SYNCED
+                await second.close()
+                await asyncio.sleep(QUIET)
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
+    assert [p.labels for p in connected] == [{"app": "grpc-test"}, {"app": "impostor"}]
+    assert [p.id for p in disconnected] == [cfg.NODE_ID]
+    assert status.get(cfg.NODE_ID) is None

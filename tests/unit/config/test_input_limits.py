@@ -115,3 +115,21 @@ def test_json_is_bounded_and_errors_are_value_errors(text: str, reason: str) -> 
     with pytest.raises(ValueError, match=reason):
         loads_json(text, "the body")
     assert loads_json('{"a": [1, {"b": 2}]}') == {"a": [1, {"b": 2}]}
+
+
+def test_json_inside_config_and_from_issuers_is_bounded_too() -> None:
+    """Inline JWKS in a RequestAuthentication and a fetched JWKS: deep JSON is an error, never a
+    RecursionError (validate, the Check server's key refresh)."""
+    from pilotfish.extauthz.jwks import parse_jwks
+
+    deep = '{"keys": ' + "[" * 5000 + "]" * 5000 + "}"
+    text = (
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt, namespace: prod}\n"
+        f"spec:\n  jwtRules:\n  - issuer: https://issuer.example.com\n    jwks: '{deep}'\n"
+    )
+    result = load_text(text, "authn.yaml")
+    assert not result.resources
+    assert "jwks parse error: the JWKS nests deeper than 100 levels" in str(result.errors[0])
+    with pytest.raises(ValueError, match="nests deeper"):
+        parse_jwks(deep)

@@ -125,3 +125,27 @@ def test_refresh_prefetches_remote_jwks_and_counts_fetches():
 )
 def test_reason_labels_are_a_small_fixed_set(decision, label):
     assert reason_label(decision) == label
+
+
+def test_repeated_denies_are_logged_a_few_times_then_summarised(caplog: pytest.LogCaptureFixture) -> None:
+    """Denied requests arrive at the client's pace; the deny line is rate-limited per policy and
+    workload (``lograte``) while every deny is still counted."""
+    import logging
+
+    from pilotfish.extauthz import server as authz_server
+
+    caplog.set_level(logging.INFO, logger=authz_server.log.name)
+    authz_server.deny_log.sweep(float("inf"))  # forget windows earlier tests opened
+    svc = service(REQUIRE_JWT)
+
+    async def denies() -> None:
+        for _ in range(500):
+            assert (await svc.check(check())).status.code == code_pb2.PERMISSION_DENIED
+
+    asyncio.run(denies())
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("deny 403")]
+    assert len(logged) == authz_server.deny_log.burst and svc.stats()["deny"] == 500
+    authz_server.deny_log.sweep(float("inf"))
+    assert (
+        caplog.records[-1].getMessage().startswith(f"{500 - authz_server.deny_log.burst} more like the above")
+    )

@@ -347,3 +347,17 @@ def test_validate_warns_about_policies_that_select_nothing(
     assert "NetworkPolicy/prod/typo: spec.podSelector: warning: podSelector selects no workload" in out
     assert "NetworkPolicy/staging/empty-ns" in out
     assert "NetworkPolicy/prod/fine" not in out
+
+
+def test_the_world_fingerprint_changes_with_what_decisions_depend_on() -> None:
+    from pilotfish.config.loader import load_text
+    from pilotfish.netpol.pods import world_of_resources
+
+    def fingerprint(text: str) -> str:
+        return world_of_resources(load_text(text).resources).fingerprint
+
+    base = fingerprint(WORLD)
+    assert fingerprint(WORLD) == base
+    assert fingerprint(WORLD.replace("team: b", "team: c")) != base  # a namespace label
+    assert fingerprint(WORLD.replace("10.2.0.2", "10.2.0.3")) != base  # a pod IP
+    assert fingerprint(WORLD + policy("p", "prod", "{podSelector: {}}")) != base

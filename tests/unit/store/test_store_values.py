@@ -47,6 +47,12 @@ def test_a_valid_registration_has_sensible_defaults() -> None:
         ("ttl_seconds", 0.0, "ttlSeconds"),
         ("ttl_seconds", float("nan"), "ttlSeconds"),
         ("ttl_seconds", float("inf"), "ttlSeconds"),
+        ("ttl_seconds", 1e308, "ttlSeconds"),
+        ("ttl_seconds", 0.5, "ttlSeconds"),
+        ("ttl_seconds", 86_401.0, "ttlSeconds"),
+        ("address", "not-an-ip!", "address"),
+        ("address", "unix:///tmp/sock", "address"),
+        ("address", "10.0.0.300", "address"),
         ("labels", {"app": 1}, "labels"),
     ],
 )
@@ -55,6 +61,11 @@ def test_an_invalid_registration_names_the_field(field: str, value: Any, path: s
         Registration(**(VALID | {field: value}))
     assert [p.path for p in caught.value.problems] == [path]
     assert caught.value.problems[0].ref == f"Registration/{VALID['id'] if field != 'id' else value}"
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "2001:db8::1", "ratings.example.com", "localhost"])
+def test_addresses_a_workload_entry_takes_are_accepted(address: str) -> None:
+    assert Registration(**(VALID | {"address": address})).address == address
 
 
 def test_same_endpoint_ignores_only_the_lease() -> None:

@@ -130,3 +130,54 @@ def test_helpers():
     assert socket_address("10.0.0.1", 80).socket_address.port_value == 80
     assert (locality("r").region, locality("r").zone) == ("r", "")
     assert locality("") == locality("//")
+
+
+def _registered(address: str, port: int = 9080, weight: int = 1) -> Endpoint:
+    return Endpoint(HOST, 9080, address, port, weight=weight, namespace="prod", workload=f"reg/{address}")
+
+
+def test_an_endpoint_envoy_would_reject_is_left_out_and_the_rest_still_sent():
+    """One invalid registration must not cost the service its other endpoints: Envoy rejects a
+    whole ClusterLoadAssignment for one malformed address."""
+    from pilotfish.xds.translate.endpoint_checks import dropped_endpoints
+
+    base = snapshot(SELECTED, workload("a", "prod", "10.0.0.1", {"app": "svc"}))
+    extra = (
+        _registered("not-an-ip!"),
+        _registered("10.0.0.9", port=70000),
+        _registered("10.0.0.8", weight=2**32),
+        _registered("10.0.0.2"),
+        _registered("unix:///tmp/svc.sock"),
+    )
+    snap = MeshSnapshot.build(base.resources, extra_endpoints=extra)
+    assert addresses(assignments(snap)[DEFAULT]) == [("", 0), ("10.0.0.1", 9080), ("10.0.0.2", 9080)]
+    dropped = sorted(dropped_endpoints(snap).values(), key=lambda d: d.address)
+    assert [(d.address, d.hostname) for d in dropped] == [
+        ("10.0.0.8", HOST),
+        ("10.0.0.9", HOST),
+        ("not-an-ip!", HOST),
+    ]
+    assert "not an IP address" in str(dropped[2]) and "reg/not-an-ip!" in str(dropped[2])
+    assert "port 70000" in dropped[1].reason and "weight" in dropped[0].reason
+
+
+def test_a_dns_service_keeps_host_name_endpoints_but_not_bad_ports():
+    from pilotfish.xds.translate.endpoint_checks import dropped_endpoints
+
+    dns = service_entry("api.example.com", resolution="DNS")
+    base = snapshot(dns)
+    extra = (
+        Endpoint("api.example.com", 9080, "backend.example.com", 9080),
+        Endpoint("api.example.com", 9080, "other.example.com", 99999),
+    )
+    snap = MeshSnapshot.build(base.resources, extra_endpoints=extra)
+    assert [d.address for d in dropped_endpoints(snap).values()] == ["other.example.com"]
+    [cluster] = [
+        c for c in translate_clusters(snap, proxy()) if "api.example.com" in c.name and "|9080|" in c.name
+    ]
+    hosts = [
+        lb.endpoint.address.socket_address.address
+        for group in cluster.load_assignment.endpoints
+        for lb in group.lb_endpoints
+    ]
+    assert "backend.example.com" in hosts and "other.example.com" not in hosts

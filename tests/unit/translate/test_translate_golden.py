@@ -6,6 +6,7 @@ line. ``PILOTFISH_UPDATE_GOLDEN=1`` rewrites the outputs; review the diff before
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,7 +30,9 @@ def proxy_of(text: str) -> Proxy:
     assert match, "a golden input needs a '# proxy: TYPE NAMESPACE [k=v,...]' line"
     kind, namespace, labels = match.groups()
     pairs = dict(pair.split("=", 1) for pair in labels.split(",")) if labels else {}
-    return proxy(namespace, pairs, ProxyType(kind))
+    made = proxy(namespace, pairs, ProxyType(kind))
+    # the proxy's own locality, as parse_node reads it from the istio-locality label
+    return dataclasses.replace(made, locality=pairs.get("istio-locality", "").replace(".", "/"))
 
 
 def render(text: str) -> str:

@@ -17,7 +17,7 @@ from pilotfish.errors import PeerError
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import SnapshotCache
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.server import SotwStream
+from pilotfish.xds.server import SotwStream, StreamSuperseded
 from pilotfish.xds.status import PushStatus, SyncState
 
 Response = discovery_pb2.DiscoveryResponse
@@ -81,9 +81,9 @@ def test_explicit_star_is_a_wildcard_and_explicit_names_narrow_it() -> None:
         env.publish(b.mesh())
         driver, response = await connect(env, rt.LISTENER, ("*",))
         assert b.names(response) == ["http"]
+        await driver.close()  # one stream per node id at a time
         star, response = await connect(env, rt.CLUSTER, ("b",))
         assert b.names(response) == ["b"]
-        await driver.close()
         await star.close()
 
     run(body)
@@ -289,5 +289,95 @@ def test_a_malformed_node_or_missing_type_is_a_peer_error() -> None:
         with pytest.raises(PeerError, match="type_url"):
             await driver.close()
         assert env.status.connections() == ()
+
+    run(body)
+
+
+def test_a_rejected_endpoint_keeps_eds_nacked_after_an_unrelated_ack() -> None:
+    """An ACK vouches only for the resources of its response: EDS "a" rejected, then a response
+    carrying only "b" ACKed, must not read SYNCED (Envoy lacks "a")."""
+
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        driver, response = await connect(env, rt.ENDPOINT, ("a", "b"))
+        assert b.names(response) == ["a", "b"]
+        await ack(driver, response, ("a", "b"))
+        env.publish([*b.mesh()[:2], b.cla("a", 9), b.cla("b"), *b.mesh()[4:]])
+        bad = await driver.response()
+        assert b.names(bad) == ["a"]
+        error = "malformed IP address: not-an-ip!"
+        await driver.send(b.sotw_request(rt.ENDPOINT, ("a", "b"), nonce=bad.nonce, error=error))
+        assert env.state(rt.ENDPOINT) is SyncState.NACKED
+        env.publish([*b.mesh()[:2], b.cla("a", 9), b.cla("b", 7), *b.mesh()[4:]])  # unrelated: "b"
+        unrelated = await driver.response()
+        assert b.names(unrelated) == ["b"]
+        await ack(driver, unrelated, ("a", "b"))
+        connection = env.status.get(b.NODE_ID)
+        assert connection is not None
+        eds = connection.of(rt.ENDPOINT)
+        assert eds.acked_nonce == unrelated.nonce
+        assert eds.state is SyncState.NACKED and connection.state is SyncState.NACKED
+        assert list(eds.rejected) == ["a"] and eds.rejected["a"].message == error
+        [row] = env.status.status_rows()
+        assert row.nacks == {"EDS": f"a: {error}"}
+        # The rejected resource changes: it is sent again, and once ACKed the type is SYNCED.
+        env.publish([*b.mesh()[:2], b.cla("a", 10), b.cla("b", 7), *b.mesh()[4:]])
+        fixed = await driver.response()
+        assert b.names(fixed) == ["a"]
+        await ack(driver, fixed, ("a", "b"))
+        assert eds.state is SyncState.SYNCED and not eds.rejected
+        await driver.close()
+
+    run(body)
+
+
+def test_a_rejected_resource_that_leaves_the_view_no_longer_counts() -> None:
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        driver, response = await connect(env, rt.ENDPOINT, ("a", "b"))
+        await driver.send(b.sotw_request(rt.ENDPOINT, ("a", "b"), nonce=response.nonce, error="bad b"))
+        assert env.state(rt.ENDPOINT) is SyncState.NACKED
+        await ack(driver, response, ("a",))  # "b" unsubscribed (its cluster went away)
+        env.publish(b.mesh(port=9))
+        update = await driver.response()
+        await ack(driver, update, ("a",))
+        assert env.state(rt.ENDPOINT) is SyncState.SYNCED
+        await driver.close()
+
+    run(body)
+
+
+def test_an_ack_of_another_version_is_not_an_ack() -> None:
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        driver, response = await connect(env)
+        await driver.send(b.sotw_request(rt.CLUSTER, nonce=response.nonce, version="not-sent"))
+        assert env.state(rt.CLUSTER) is SyncState.STALE
+        await ack(driver, response)
+        assert env.state(rt.CLUSTER) is SyncState.SYNCED
+        await driver.close()
+
+    run(body)
+
+
+def test_a_newer_stream_of_the_same_node_closes_the_older_one() -> None:
+    """One stream per node id (Istio closes the replaced connection): the old stream ends, its
+    end does not report the proxy gone, and the status is the live stream's."""
+
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        old, response = await connect(env)
+        await ack(old, response)
+        new, _ = await connect(env, rt.LISTENER)
+        with pytest.raises(StreamSuperseded):
+            assert old.task is not None
+            await asyncio.wait_for(old.task, 2)
+        assert env.disconnected == []
+        connection = env.status.get(b.NODE_ID)
+        assert connection is not None and rt.LISTENER in connection.types
+        assert rt.CLUSTER not in connection.types
+        await new.close()
+        assert [p.id for p in env.disconnected] == [b.NODE_ID]
+        assert env.status.get(b.NODE_ID) is None
 
     run(body)

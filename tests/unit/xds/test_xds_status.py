@@ -85,6 +85,47 @@ def test_a_replaced_stream_is_not_forgotten_by_the_old_ones_disconnect() -> None
     assert status.connections() == () and status.status_rows() == []
 
 
+def test_a_nack_blames_the_resources_envoy_names_else_all_it_carried() -> None:
+    status = PushStatus()
+    connection = status.connect(parse_node(b.node()), StreamKind.SOTW)
+    status.sent(connection, rt.CLUSTER, "v1", "1", ("a", "backend", "backend-a"))
+    status.nacked(connection, rt.CLUSTER, "1", "Error adding/updating cluster(s) backend: bad timeout")
+    cds = connection.of(rt.CLUSTER)
+    assert list(cds.rejected) == ["backend"] and cds.nack is not None
+    assert cds.nack.resources == ("backend",)
+    status.sent(connection, rt.ENDPOINT, "v1", "2", ("x", "y"))
+    status.nacked(connection, rt.ENDPOINT, "2", "malformed IP address: not-an-ip!")
+    assert sorted(connection.of(rt.ENDPOINT).rejected) == ["x", "y"]
+    [row] = status.status_rows()
+    assert row.nacks == {
+        "CDS": "backend: Error adding/updating cluster(s) backend: bad timeout",
+        "EDS": "x, y: malformed IP address: not-an-ip!",
+    }
+    assert connection.state is SyncState.NACKED
+
+
+def test_the_proxy_is_synced_only_when_every_type_sent_is() -> None:
+    status = PushStatus()
+    connection = status.connect(parse_node(b.node()), StreamKind.DELTA)
+    status.sent(connection, rt.CLUSTER, "v1", "1", ("a",))
+    status.acked(connection, rt.CLUSTER, "1")
+    assert connection.state is SyncState.SYNCED
+    status.sent(connection, rt.ENDPOINT, "v1", "2", ("a",))
+    assert connection.state is SyncState.STALE
+    status.acked(connection, rt.ENDPOINT, "2")
+    assert connection.state is SyncState.SYNCED
+
+
+def test_a_newer_stream_closes_the_older_and_only_the_live_one_disconnects() -> None:
+    status, closed = PushStatus(), []
+    proxy = parse_node(b.node())
+    old = status.connect(proxy, StreamKind.SOTW, close=lambda: closed.append("old"))
+    new = status.connect(proxy, StreamKind.SOTW, close=lambda: closed.append("new"))
+    assert closed == ["old"]
+    assert status.disconnect(old) is False and status.get(proxy.id) is new
+    assert status.disconnect(new) is True and status.get(proxy.id) is None
+
+
 def test_a_proxy_counts_under_its_worst_state() -> None:
     status = PushStatus()
     assert proxy_states(status) == {"NACKED": 0, "STALE": 0, "SYNCED": 0}
@@ -107,3 +148,32 @@ def test_a_proxy_counts_under_its_worst_state() -> None:
         SyncState.NACKED,
     ]
     assert proxy_states(status) == {"NACKED": 1, "STALE": 1, "SYNCED": 1}
+
+
+def test_rejected_resources_are_counted_by_type_for_the_metric() -> None:
+    from pilotfish.metrics import Metrics
+
+    status, metrics = PushStatus(), Metrics()
+    metrics.use_rejected_counts(status.rejected_counts)
+    connection = status.connect(parse_node(b.node()), StreamKind.SOTW)
+    status.sent(connection, rt.ENDPOINT, "v1", "1", ("x", "y"), ("y",))
+    status.nacked(connection, rt.ENDPOINT, "1", "malformed IP address")
+    assert status.rejected_counts() == {"EDS": 1}  # only the changed resource is suspect
+    text = metrics.exposition().decode()
+    assert 'pilotfish_xds_rejected_resources{type="EDS"} 1.0' in text
+    assert 'pilotfish_xds_rejected_resources{type="CDS"} 0.0' in text
+    status.sent(connection, rt.ENDPOINT, "v2", "2", ("y",))
+    status.acked(connection, rt.ENDPOINT, "2")
+    assert 'pilotfish_xds_rejected_resources{type="EDS"} 0.0' in metrics.exposition().decode()
+
+
+def test_proxy_status_names_each_rejected_resource() -> None:
+    from pilotfish.cli import _nack_text
+
+    info = {
+        "state": "NACKED",
+        "nack": {"message": "malformed IP address: x"},
+        "rejected": {"b": {"message": "malformed IP address: x"}, "a": {"message": "bad port"}},
+    }
+    assert _nack_text(info) == "a: bad port; b: malformed IP address: x"
+    assert _nack_text({"state": "NACKED", "nack": {"message": "text"}, "rejected": {}}) == "text"

@@ -23,7 +23,6 @@ The ServiceEntry validator rejects an annotation that does not parse (``health_c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +30,7 @@ from typing import Any
 
 from pilotfish.config.decode import parse_duration
 from pilotfish.config.resource import Finding, Resource
+from pilotfish.limits import loads_json
 
 ANNOTATION = "pilotfish.io/health-check"
 _DURATIONS = {"interval": timedelta(seconds=5), "timeout": timedelta(seconds=1)}
@@ -70,8 +70,8 @@ def parse_health_check(annotations: Mapping[str, str]) -> HttpCheck | None:
     if text is None:
         return None
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        raw = loads_json(text, "the annotation")
+    except ValueError as exc:
         raise InvalidHealthCheck("", f"must be a JSON object: {exc}") from None
     if not isinstance(raw, dict):
         raise InvalidHealthCheck("", "must be a JSON object")

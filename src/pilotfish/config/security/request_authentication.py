@@ -14,7 +14,6 @@ merges them; a token is accepted if any rule accepts it), so duplicates are not 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +26,7 @@ from pilotfish.config.resource import Finding, Resource
 from pilotfish.config.security.annotations import dry_run_findings
 from pilotfish.config.security.targeting import PolicyTargetReference, targeting
 from pilotfish.config.selector import WorkloadSelector
+from pilotfish.limits import loads_json
 
 DEFAULT_JWKS_TIMEOUT = timedelta(seconds=5)
 
@@ -148,7 +148,7 @@ def jwks_uri(uri: str) -> str | None:
 def jwks(text: str) -> str | None:
     """An inline JSON Web Key Set (or a single JWK), as Istio's ``jwk.Parse`` requires."""
     try:
-        data = json.loads(text)
+        data = loads_json(text, "the JWKS")
     except ValueError as exc:
         return f"jwks parse error: {exc}"
     keys = data.get("keys") if isinstance(data, dict) and "keys" in data else [data]
@@ -162,7 +162,7 @@ def jwks(text: str) -> str | None:
 def _has_private_key(text: str) -> bool:
     """Istio ``warnPrivateJwksKeys``: a key with a private part (``d``) in the inline set."""
     try:
-        data = json.loads(text)
+        data = loads_json(text, "the JWKS")
     except ValueError:
         return False
     keys = data.get("keys", [data]) if isinstance(data, dict) else []

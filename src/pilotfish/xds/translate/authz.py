@@ -1,9 +1,19 @@
-"""Envoy's ext_authz filter pointed at pilotfish's Check server, for the listeners of workloads
-that a RequestAuthentication or AuthorizationPolicy selects (pure).
+"""The authorization filters of the listeners of workloads that a RequestAuthentication or
+AuthorizationPolicy selects (pure).
 
-Istio enforces these policies with jwt_authn and RBAC filters that istiod generates; pilotfish
-enforces them in its Check server instead, so every inbound sidecar listener and gateway listener
-of a selected workload gets ``envoy.filters.http.ext_authz`` first in its HTTP filter chain:
+Two enforcement modes decide alike (``tests/e2e/test_authz_differential_e2e.py``):
+
+- ``native``: Envoy enforces by itself, as Istio does: ``jwt_authn`` (``jwt_authn.py``) then
+  RBAC filters for DENY, ALLOW and AUDIT (``rbac.py``). A workload whose policies cannot be
+  expressed with upstream Envoy filters (a CUSTOM policy, a jwtRule without jwks/jwksUri) falls
+  back to ext_authz, and ``authz_plan`` says why (``proxy-config``, ``/debug/authz``).
+- ``ext_authz`` (the default): pilotfish's Check server decides.
+
+The mesh-wide mode is ``serve --authz-mode``; a workload overrides it with the node metadata
+annotation ``pilotfish.io/authz-mode`` (``pilotfish bootstrap --annotations``).
+
+In ext_authz mode every inbound sidecar listener and gateway listener of a selected workload
+gets ``envoy.filters.http.ext_authz`` first in its HTTP filter chain:
 
 - ``failure_mode_allow: false``: a Check server that is down or failing means 403, never a
   silent allow (Envoy ext_authz docs, "failure_mode_allow");
@@ -18,6 +28,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
@@ -29,9 +41,12 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import duration_pb2
 
+from pilotfish.config.security.enforcement import AUTHZ_MODES, MODE_ANNOTATION, AuthzMode, choose_mode
 from pilotfish.config.security.targeting import resource_in_scope
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.translate.jwt_authn import jwks_cluster, jwks_sources, jwt_authn_filter
+from pilotfish.xds.translate.rbac import rbac_filters
 
 AUTHZ_CLUSTER = "pilotfish_ext_authz"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
@@ -59,14 +74,58 @@ def authz_applies(snapshot: MeshSnapshot, proxy: Proxy) -> bool:
     )
 
 
-def authz_filter_for(snapshot: MeshSnapshot, proxy: Proxy) -> http_connection_manager_pb2.HttpFilter | None:
-    """The ext_authz filter for this proxy's inbound/gateway listeners, or None when no policy
-    applies (or pilotfish serves no Check server)."""
-    if snapshot.authz_address is None or not authz_applies(snapshot, proxy):
-        return None
+HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
+
+
+@dataclass(frozen=True, slots=True)
+class AuthzPlan:
+    """How one workload's policies are enforced: ``mode`` (``none`` when no policy applies),
+    the HTTP filters to put first, and why native was asked for but not used."""
+
+    mode: Literal["none", "ext_authz", "native"]
+    filters: tuple[HttpFilter, ...] = ()
+    fallback: str | None = None
+
+
+def requested_mode(snapshot: MeshSnapshot, proxy: Proxy) -> AuthzMode:
+    value = proxy.metadata.get(MODE_ANNOTATION)
+    return value if value in AUTHZ_MODES else snapshot.authz_mode  # type: ignore[return-value]
+
+
+def _selected(snapshot: MeshSnapshot, proxy: Proxy, kind: str) -> list[Any]:
+    root = snapshot.mesh.root_namespace
+    return [r for r in snapshot.of_kind(kind) if resource_in_scope(r, proxy.namespace, proxy.labels, root)]
+
+
+def _policies(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[list[Any], list[Any]]:
+    return _selected(snapshot, proxy, "AuthorizationPolicy"), _selected(
+        snapshot, proxy, "RequestAuthentication"
+    )
+
+
+def enforcement(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[str, str | None]:
+    """Pure and cheap (no filters built), for ``/debug/syncz`` and ``proxy-status``."""
+    policies, authns = _policies(snapshot, proxy)
+    return choose_mode(policies, authns, requested_mode(snapshot, proxy), snapshot.authz_address is not None)
+
+
+def authz_plan(snapshot: MeshSnapshot, proxy: Proxy) -> AuthzPlan:
+    """Pure: which mode and filters enforce the policies that select ``proxy``."""
+    mode, fallback = enforcement(snapshot, proxy)
+    if mode == "none":
+        return AuthzPlan("none", fallback=fallback)
+    if mode == "native":
+        policies, authns = _policies(snapshot, proxy)
+        jwt = jwt_authn_filter([rule for r in authns for rule in r.spec.jwt_rules])
+        return AuthzPlan("native", (*([jwt] if jwt else []), *rbac_filters(policies, snapshot.mesh)))
     out = http_connection_manager_pb2.HttpFilter(name=EXT_AUTHZ_FILTER)
     out.typed_config.Pack(ext_authz(proxy))
-    return out
+    return AuthzPlan("ext_authz", (out,), fallback)
+
+
+def authz_filters_for(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[HttpFilter, ...]:
+    """The filters that go first in this proxy's inbound/gateway connection managers."""
+    return authz_plan(snapshot, proxy).filters
 
 
 def ext_authz(proxy: Proxy) -> ext_authz_pb2.ExtAuthz:
@@ -94,17 +153,32 @@ def workload_metadata(proxy: Proxy) -> dict[str, str]:
     return {WORKLOAD_KEYS[key]: value for key, value in values.items()}
 
 
-def uses_authz(listeners: Iterable[listener_pb2.Listener]) -> bool:
-    """Whether any listener's connection manager carries the ext_authz filter."""
+def _managers(
+    listeners: Iterable[listener_pb2.Listener],
+) -> Iterable[http_connection_manager_pb2.HttpConnectionManager]:
     for listener in listeners:
         for chain in listener.filter_chains:
             for network_filter in chain.filters:
                 manager = http_connection_manager_pb2.HttpConnectionManager()
-                if network_filter.typed_config.Unpack(manager) and any(
-                    f.name == EXT_AUTHZ_FILTER for f in manager.http_filters
-                ):
-                    return True
-    return False
+                if network_filter.typed_config.Unpack(manager):
+                    yield manager
+
+
+def uses_authz(listeners: Iterable[listener_pb2.Listener]) -> bool:
+    """Whether any listener's connection manager carries the ext_authz filter."""
+    return any(f.name == EXT_AUTHZ_FILTER for m in _managers(listeners) for f in m.http_filters)
+
+
+def authz_clusters(
+    snapshot: MeshSnapshot, listeners: Iterable[listener_pb2.Listener]
+) -> list[cluster_pb2.Cluster]:
+    """The clusters the listeners' authorization filters call: the Check server (ext_authz) and
+    the JWKS hosts (native jwt_authn), sorted by name."""
+    listeners = list(listeners)
+    check = authz_cluster(snapshot) if uses_authz(listeners) else None
+    sources = {source for m in _managers(listeners) for source in jwks_sources(m)}
+    jwks = [jwks_cluster(s) for s in sorted(sources, key=lambda s: s.cluster_name)]
+    return [*([check] if check else []), *jwks]
 
 
 def authz_cluster(snapshot: MeshSnapshot) -> cluster_pb2.Cluster | None:

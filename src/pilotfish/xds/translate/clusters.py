@@ -18,14 +18,15 @@ applies (``destination_rules.py``). Each is built in Istio's order
 5. client TLS: ``trafficPolicy.tls`` or auto mTLS (``mtls.py``, Istio ``applyUpstreamTLSSettings``),
    per cluster since the SNI names the cluster.
 
-Not done here: locality load balancing (``localityLbSetting``), proxyProtocol and tunnel,
-inbound and passthrough clusters.
+Locality (``locality.py``): ``localityLbSetting.distribute`` sets ``locality_weighted_lb_config``;
+a DNS cluster's inline endpoints get the proxy's locality priorities (EDS ones in ``endpoints.py``).
+Not done here: proxyProtocol and tunnel (``validate`` warns), inbound and passthrough clusters.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TypeAlias
 
@@ -52,10 +53,18 @@ from pilotfish.registry.model import Endpoint, Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.destination_rules import AppliedRule
-from pilotfish.xds.translate.endpoints import LbEndpointWriter, subset_endpoints, visible_destinations
+from pilotfish.xds.translate.endpoint_checks import sendable
+from pilotfish.xds.translate.endpoints import (
+    LbEndpointWriter,
+    by_locality,
+    subset_endpoints,
+    visible_destinations,
+)
 from pilotfish.xds.translate.health import health_checks_for
+from pilotfish.xds.translate.locality import effective_setting, locality_groups
 from pilotfish.xds.translate.mtls import ClusterTarget, apply_cluster_tls
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import admitted, bind_source, egress_admission
 from pilotfish.xds.translate.traffic_policy import cluster_policy
 
 Cluster: TypeAlias = cluster_pb2.Cluster
@@ -123,6 +132,7 @@ def translate_clusters(snapshot: MeshSnapshot, proxy: Proxy) -> list[Cluster]:
         for port in service.ports:
             for cluster in service_port_clusters(snapshot, templates, service, port, rule):
                 out.setdefault(cluster.name, cluster)
+    bind_source(snapshot, proxy, out.values())  # NetworkPolicy: connect from the workload's IP
     return list(out.values())
 
 
@@ -139,7 +149,9 @@ def service_port_clusters(
         return
     destination = rule.spec.traffic_policy if rule is not None else None
     name = outbound_cluster_name(service.hostname, port.number)
-    endpoints = snapshot.endpoints_for(service.hostname, port.number)
+    endpoints = sendable(snapshot, snapshot.endpoints_for(service.hostname, port.number), dns=True)
+    if discovery in DNS_TYPES:  # inline endpoints: NetworkPolicy egress leaves denied ones out
+        endpoints = admitted(egress_admission(snapshot, templates.proxy), endpoints)
     policy = cluster_policy(destination, port.number)
     default = outbound_cluster(templates, name, discovery, endpoints, port, policy)
     if default is None:
@@ -199,10 +211,13 @@ def build_cluster(
     """Istio's steps for one cluster: ``buildCluster``, ``applyTrafficPolicy``, then the EDS
     config once the type is final (``maybeApplyEdsConfig``) and a complete ``HttpProtocolOptions``
     (``clusterWrapper.build``)."""
+    endpoints = tuple(endpoints)
     cluster = base_cluster(name, discovery, endpoints, port, proxy)
     if cluster is None:
         return None
     apply_traffic_policy(cluster, policy)
+    if discovery in DNS_TYPES and policy is not None:
+        apply_inline_locality(cluster, endpoints, policy, proxy)
     complete_http_options(cluster)
     if cluster.type == Cluster.EDS:
         cluster.eds_cluster_config.CopyFrom(eds_config(cluster.name))
@@ -364,6 +379,18 @@ def apply_traffic_policy(cluster: Cluster, policy: TrafficPolicy | None) -> None
     apply_connection_pool(cluster, pool, policy.retry_budget if policy else None)
     apply_outlier_detection(cluster, policy.outlier_detection if policy else None)
     apply_load_balancer(cluster, policy.load_balancer if policy else None)
+    setting = effective_setting(policy)
+    if setting is not None and setting.distribute:  # Istio applyLocalityLoadBalancer
+        cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
+
+
+def apply_inline_locality(
+    cluster: Cluster, endpoints: Sequence[Endpoint], policy: TrafficPolicy, proxy: Proxy
+) -> None:
+    """A DNS cluster's inline endpoints with the proxy's locality priorities and weights."""
+    groups = locality_groups(by_locality(endpoints), policy, proxy.locality, proxy.labels)
+    cluster.load_assignment.ClearField("endpoints")
+    LbEndpointWriter().add_groups(cluster.load_assignment.endpoints, groups)
 
 
 def should_h2_upgrade(pool: ConnectionPoolSettings) -> bool:
@@ -464,6 +491,10 @@ def apply_outlier_detection(cluster: Cluster, outlier: OutlierDetection | None) 
         return
     out = outlier_detection_pb2.OutlierDetection()
     out.enforcing_success_rate.value = 0
+    if outlier.consecutive_errors > 0:  # deprecated: gateway errors only (istio/api#617)
+        out.consecutive_gateway_failure.value = outlier.consecutive_errors
+        out.enforcing_consecutive_gateway_failure.value = 100
+        out.enforcing_consecutive_5xx.value = 0
     _consecutive(out, "consecutive_5xx", outlier.consecutive_5xx_errors)
     _consecutive(out, "consecutive_gateway_failure", outlier.consecutive_gateway_errors)
     if outlier.interval is not None:

@@ -29,6 +29,7 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
+from pilotfish.config.networking.destination_rule import TrafficPolicy
 from pilotfish.registry.model import Endpoint, Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
@@ -37,8 +38,12 @@ from pilotfish.xds.translate.destination_rules import (
     destination_rule_for,
     destination_rule_index,
 )
+from pilotfish.xds.translate.endpoint_checks import sendable
+from pilotfish.xds.translate.locality import LocalityGroup, locality_groups
 from pilotfish.xds.translate.mtls import endpoint_mtls, has_sidecar, set_tls_mode_metadata
 from pilotfish.xds.translate.names import parse_cluster_name
+from pilotfish.xds.translate.netpol import admitted, egress_admission
+from pilotfish.xds.translate.traffic_policy import cluster_policy
 
 LbEndpoint: TypeAlias = endpoint_components_pb2.LbEndpoint
 LocalityLbEndpoints: TypeAlias = endpoint_components_pb2.LocalityLbEndpoints
@@ -102,6 +107,22 @@ class LbEndpointWriter:
     def __init__(self, istio_mtls: Callable[[Endpoint], bool] = has_sidecar) -> None:
         self._templates: dict[tuple[str, int, int, bool], LbEndpoint] = {}
         self._istio_mtls = istio_mtls
+
+    def add_groups(
+        self, target: RepeatedCompositeFieldContainer[LocalityLbEndpoints], groups: Iterable[LocalityGroup]
+    ) -> None:
+        """Locality groups with their priority and weight (``locality.py``)."""
+        for item in groups:
+            group = target.add()
+            if item.locality:
+                group.locality.CopyFrom(locality(item.locality))
+            else:
+                group.locality.SetInParent()
+            for endpoint in item.endpoints:
+                self.add(group.lb_endpoints, endpoint)
+            group.load_balancing_weight.value = item.weight
+            if item.priority:
+                group.priority = item.priority
 
     def add_localities(
         self, target: RepeatedCompositeFieldContainer[LocalityLbEndpoints], endpoints: Iterable[Endpoint]
@@ -192,12 +213,48 @@ def _destinations(
 def translate_endpoints(
     snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster_pb2.Cluster]
 ) -> list[endpoint_pb2.ClusterLoadAssignment]:
-    """One ``ClusterLoadAssignment`` per EDS cluster (named by its ``service_name``)."""
+    """One ``ClusterLoadAssignment`` per EDS cluster (named by its ``service_name``); a cluster
+    whose DestinationRule asks for locality load balancing gets its priorities and weights for
+    this proxy's locality (``locality.py``)."""
     destinations = visible_destinations(snapshot, proxy)
     eds = [c for c in clusters if c.type == cluster_pb2.Cluster.EDS]
     names = [c.eds_cluster_config.service_name or c.name for c in eds]
     writer = LbEndpointWriter(endpoint_mtls(snapshot))
-    return [load_assignment(n, cluster_endpoints(snapshot, destinations, n), writer) for n in names]
+    admit = egress_admission(snapshot, proxy)  # NetworkPolicy egress: denied endpoints are left out
+    out = []
+    for name in names:
+        endpoints = admitted(admit, cluster_endpoints(snapshot, destinations, name))
+        policy = locality_policy(destinations, name)
+        if policy is None:
+            out.append(load_assignment(name, endpoints, writer))
+            continue
+        assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+        groups = locality_groups(by_locality(endpoints), policy, proxy.locality, proxy.labels)
+        writer.add_groups(assignment.endpoints, groups)
+        out.append(assignment)
+    return out
+
+
+def locality_policy(destinations: Mapping[str, Destination], cluster_name: str) -> TrafficPolicy | None:
+    """The traffic policy of an outbound cluster when it has a DestinationRule that could shape
+    its localities (a load balancer or outlier detection anywhere in it); ``None`` otherwise, the
+    common case, which keeps the plain grouping."""
+    key = parse_cluster_name(cluster_name)
+    if key is None or key.direction != "outbound" or key.hostname not in destinations:
+        return None
+    rule = destinations[key.hostname][1]
+    if rule is None or rule.spec.traffic_policy is None and not rule.spec.subsets:
+        return None
+    subset = rule.spec.subset(key.subset) if key.subset else None
+    policy = cluster_policy(rule.spec.traffic_policy, key.port, subset)
+    if policy is None or (policy.outlier_detection is None and policy.load_balancer is None):
+        return None
+    return policy
+
+
+def _sendable_for(snapshot: MeshSnapshot, hostname: str, port: int) -> tuple[Endpoint, ...]:
+    # Endpoints Envoy would reject are left out, so one cannot block the others (endpoint_checks).
+    return sendable(snapshot, snapshot.endpoints_for(hostname, port))
 
 
 def cluster_endpoints(
@@ -208,7 +265,7 @@ def cluster_endpoints(
     key = parse_cluster_name(cluster_name)
     if key is None or key.direction != "outbound" or key.hostname not in destinations:
         return ()
-    endpoints = snapshot.endpoints_for(key.hostname, key.port)
+    endpoints = _sendable_for(snapshot, key.hostname, key.port)
     if not key.subset:
         return endpoints
     rule = destinations[key.hostname][1]

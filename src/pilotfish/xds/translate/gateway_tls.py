@@ -164,6 +164,8 @@ def add_client_validation(common: tls_pb2.CommonTlsContext, tls: ServerTLSSettin
         verify_certificate_spki=list(tls.verify_certificate_spki),
         verify_certificate_hash=list(tls.verify_certificate_hash),
     )
+    if tls.ca_crl:  # revoked client certificates are refused
+        validation.crl.filename = tls.ca_crl
     own_ca = tls.credential_name + CACERT_SUFFIX if tls.credential_name else ""
     secret = tls.ca_cert_credential_name or own_ca
     if secret:

@@ -63,7 +63,7 @@ from pilotfish.config.networking.virtual_service import MESH_GATEWAY
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
-from pilotfish.xds.translate.authz import authz_filter_for
+from pilotfish.xds.translate.authz import authz_filters_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
 from pilotfish.xds.translate.endpoints import visible_services
 from pilotfish.xds.translate.gateway_l4 import L4Server, l4_servers, server_chains
@@ -71,6 +71,7 @@ from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, serv
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
+from pilotfish.xds.translate.netpol import guard_egress_chains, guard_ingress
 from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 from pilotfish.xds.translate.tcp_routes import (
@@ -132,16 +133,17 @@ GATEWAY = ListenerClass(base_pb2.OUTBOUND, True, HCM.SANITIZE_SET)
 def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     """Every listener of ``proxy``: a gateway's, or a sidecar's outbound then inbound ones."""
     if proxy.type == ProxyType.ROUTER:
-        return gateway_listeners(snapshot, proxy)
-    authz = authz_filter_for(snapshot, proxy)
+        return guard_ingress(snapshot, proxy, gateway_listeners(snapshot, proxy))
+    authz = authz_filters_for(snapshot, proxy)
     authn = peer_authn(snapshot, proxy.namespace, proxy.labels)
     inbound = [
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
         for p in inbound_ports(snapshot, proxy)
     ]
+    guard_ingress(snapshot, proxy, inbound)  # NetworkPolicy ingress, first in every chain
     taken = {_bound(listener) for listener in inbound}
     outbound = [
-        listener
+        guard_egress_chains(snapshot, proxy, listener)  # NetworkPolicy egress on TCP chains
         for listener in (outbound_listener(p, snapshot, proxy) for p in outbound_ports(snapshot, proxy))
         if _bound(listener) not in taken
     ]
@@ -258,8 +260,8 @@ def outbound_l4_chains(
 # ---- inbound -------------------------------------------------------------------------------------
 
 
-def inbound_listener(port: InboundPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
-    """``authz``: the ext_authz filter when a security policy selects the workload (``authz.py``)."""
+def inbound_listener(port: InboundPort, snapshot: MeshSnapshot, authz: Sequence[HttpFilter] = ()) -> Listener:
+    """``authz``: the authorization filters when a security policy selects the workload (``authz.py``)."""
     name = f"{port.bind}_{port.port}"
     if not port.is_http:
         return listener(name, port.bind, port.port, INBOUND, tcp_proxy_filter(port.cluster_name))
@@ -331,7 +333,7 @@ def selected_servers(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[Server]:
 def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     """Plain HTTP ports first; then per other port one listener holding the chains of its HTTPS
     servers (``https_chains``) and of its TCP / TLS servers (``gateway_l4.py``)."""
-    authz = authz_filter_for(snapshot, proxy)
+    authz = authz_filters_for(snapshot, proxy)
     plain = [gateway_listener(p, snapshot, authz) for p in gateway_ports(snapshot, proxy)]
     taken = {_bound(listener)[1] for listener in plain}
     https: dict[int, list[HttpsServer]] = {}
@@ -357,7 +359,7 @@ def gateway_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
 
 
 def https_chains(
-    servers: Sequence[HttpsServer], port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilter | None
+    servers: Sequence[HttpsServer], port: GatewayPort, snapshot: MeshSnapshot, authz: Sequence[HttpFilter]
 ) -> list[listener_components_pb2.FilterChain]:
     """One port's HTTPS servers: a chain per server, chosen by SNI, each terminating TLS."""
     out = []
@@ -395,7 +397,7 @@ def _distinct_chains(
     return out
 
 
-def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: HttpFilter | None = None) -> Listener:
+def gateway_listener(port: GatewayPort, snapshot: MeshSnapshot, authz: Sequence[HttpFilter] = ()) -> Listener:
     manager = connection_manager(f"outbound_{port.name}", GATEWAY, snapshot, authz)
     manager.rds.CopyFrom(rds(f"http.{port.port}"))
     return listener(port.name, port.bind, port.port, GATEWAY, hcm_filter(manager))
@@ -412,7 +414,7 @@ def listener(name: str, bind: str, port: int, klass: ListenerClass, network_filt
 
 
 def connection_manager(
-    stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot, authz: HttpFilter | None = None
+    stat_prefix: str, klass: ListenerClass, snapshot: MeshSnapshot, authz: Sequence[HttpFilter] = ()
 ) -> HCM:
     """Istio ``buildHTTPConnectionManager`` without a route (the caller sets RDS or inline).
     ``authz`` goes first: Istio runs its authorization filters before fault and router."""
@@ -423,7 +425,7 @@ def connection_manager(
         codec_type=HCM.AUTO,
         stat_prefix=stat_prefix,
         http_filters=[
-            *([authz] if authz else []),
+            *authz,
             *(http_filter(name, config()) for name, config in HTTP_FILTERS),
         ],
         normalize_path=wrappers_pb2.BoolValue(value=normalize),

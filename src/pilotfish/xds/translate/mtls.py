@@ -363,6 +363,8 @@ def _simple(tls: ClientTLSSettings, target: ClusterTarget, accounts: Accounts) -
     validation = common_pb2.CertificateValidationContext(
         match_typed_subject_alt_names=san_matchers(tls.subject_alt_names)
     )
+    if tls.ca_crl:  # revoked server certificates are refused
+        validation.crl.filename = tls.ca_crl
     if tls.insecure_skip_verify:
         common.validation_context.SetInParent()
     elif tls.credential_name:
