@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
@@ -564,27 +565,31 @@ def cmd_register(args: argparse.Namespace) -> int:
     body = {"service": args.service, "address": args.address, "port": args.port, "labels": labels}
     body |= {"weight": args.weight, "ttlSeconds": args.ttl} | ({"id": args.id} if args.id else {})
 
+    if args.keepalive:
+        return _keepalive(args, body)
+
     def run() -> int:
         lease = _api(args, "POST", "/registrations", json.dumps(body).encode())
         print(f"registered {lease['id']} (ttl {lease['ttlSeconds']:g}s)")
-        return _keepalive(args, lease["id"]) if args.keepalive else 0
+        return 0
 
     return _run_api(run)
 
 
-def _keepalive(args: argparse.Namespace, id: str) -> int:
-    import time
-    from urllib.parse import quote
+def _keepalive(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Renew until SIGINT/SIGTERM, surviving server restarts (``keepalive``); then deregister."""
+    import os
+    import signal
+    import threading
 
-    path = f"/registrations/{quote(id, safe='')}"
-    try:
-        while True:
-            time.sleep(args.ttl / 3)
-            _api(args, "PUT", f"{path}/heartbeat")
-    except KeyboardInterrupt:
-        _api(args, "DELETE", path)
-        print(f"deregistered {id}")
-    return 0
+    from pilotfish.keepalive import AdminClient, Keepalive
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    client = AdminClient(args.admin, args.token or os.environ.get(TOKEN_ENV, ""))
+    say = partial(print, flush=True)
+    return Keepalive(client, body, stop, say, partial(print, file=sys.stderr, flush=True)).run()
 
 
 def _add_registry_commands(sub: Any) -> None:
