@@ -32,14 +32,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import watchfiles
 from google.protobuf import json_format
 
 from pilotfish.admin import http as admin_http
 from pilotfish.admin import rbac
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
 from pilotfish.config.resource import Resource
-from pilotfish.configdir import ConfigDirectory
+from pilotfish.configdir import ConfigDirectory, watch_directory
 from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
@@ -59,7 +58,7 @@ from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
 from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_clusters
+from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -271,9 +270,12 @@ class ControlPlane:
                 self.publish_all()
 
     async def _watch(self, root: Path) -> None:
-        async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
-            self._last_change = self._last_change or time.monotonic()
-            self.debouncer.trigger()
+        """Survives the directory being removed or replaced (``configdir.watch_directory``)."""
+        await watch_directory(root, self._config_changed, self._stop_watch)
+
+    def _config_changed(self) -> None:
+        self._last_change = self._last_change or time.monotonic()
+        self.debouncer.trigger()
 
     # ---- config → snapshots -----------------------------------------------------------------
 
@@ -492,6 +494,9 @@ class AdminBackend:
                     "connected_at": connection.connected_at,
                     "state": str(connection.state),
                     "types": types,
+                    "authz": dict(
+                        zip(("mode", "fallback"), enforcement(self.cp.mesh, connection.proxy), strict=True)
+                    ),
                 }
             )
         return out
@@ -515,8 +520,10 @@ class AdminBackend:
     def problemz(self) -> dict[str, Any]:
         """What is not served as written, and why: config problems, endpoints left out of xDS,
         resources proxies rejected."""
+        source = self.cp.source
         return {
             "config": [str(p) for p in self.cp.problems],
+            "config_dir": source.debug() if source is not None else None,
             "dropped_endpoints": [{**dataclasses.asdict(d), "message": str(d)} for d in self.cp.dropped],
             "rejected": [
                 {"proxy": c.proxy.id, "type": rt.short_name(t), "resource": name, "message": nack.message}

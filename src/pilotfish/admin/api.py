@@ -46,7 +46,7 @@ from aiohttp import web
 
 from pilotfish.admin import rbac
 from pilotfish.config.kinds import KINDS
-from pilotfish.config.loader import load_documents
+from pilotfish.config.loader import load_documents, namespace_of
 from pilotfish.config.source import RawDocument, parse_documents, to_plain
 from pilotfish.errors import ConfigError, Problem, StoreUnavailable
 from pilotfish.limits import MAX_TEXT_BYTES, loads_json
@@ -339,7 +339,8 @@ def _validated(text: str, file: str, path_kind: str | None) -> tuple[list[RawDoc
 
 def _key_of(doc: Mapping[str, Any]) -> ResourceKey:
     metadata = doc.get("metadata") or {}
-    return (str(doc["kind"]), str(metadata.get("namespace") or "default"), str(metadata["name"]))
+    kind = str(doc["kind"])
+    return (kind, namespace_of(kind, metadata.get("namespace")), str(metadata["name"]))
 
 
 def _apply_one(store: Store, doc: Mapping[str, Any], actor: str) -> tuple[int, str]:

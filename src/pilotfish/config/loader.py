@@ -44,6 +44,16 @@ class LoadResult:
         return tuple(p for p in self.problems if p.severity != "error")
 
 
+def namespace_of(kind: str, given: object) -> str:
+    """The namespace a document of ``kind`` is keyed under: its ``metadata.namespace`` or
+    ``default``; a cluster-scoped kind (Namespace) ignores the given one, as the API server does,
+    and is keyed under ``default`` so every kind/namespace/name path stays well-formed."""
+    info = KINDS.get(kind)
+    if info is not None and not info.namespaced:
+        return DEFAULT_NAMESPACE
+    return str(given or DEFAULT_NAMESPACE)
+
+
 def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Resource[Any], list[Problem]]:
     """Decode and validate one document. Raises ``ConfigError`` on any error; returns the
     resource and its warnings otherwise."""
@@ -75,7 +85,7 @@ def parse_resource(data: Any, file: str = "<input>", line: int = 0) -> tuple[Res
     problems += decoder.problems
     if problems:
         raise ConfigError(problems)
-    namespace = (meta.namespace or DEFAULT_NAMESPACE) if info.namespaced else ""
+    namespace = namespace_of(kind, meta.namespace)
     if not _NAME.match(meta.name) or len(meta.name) > 253:
         problems.append(
             problem(("metadata", "name"), "must be a DNS-1123 subdomain (lower case, digits, '-', '.')")

@@ -92,7 +92,9 @@ class KindInfo:
     spec: type
     validate: Validator
     plural: str = ""
-    namespaced: bool = True  # False: cluster-scoped (Namespace); metadata.namespace is ignored
+    namespaced: bool = (
+        True  # False: cluster-scoped (Namespace): keyed under "default", whatever metadata says
+    )
 
     def api_versions(self) -> tuple[str, ...]:
         # The core group ("") is spelled by its version alone: ``apiVersion: v1``.

@@ -96,7 +96,9 @@ IPTABLES = (
     "ingress: [{port: {number: 80, name: http, protocol: HTTP}, captureMode: IPTABLES, "
     "defaultEndpoint: '127.0.0.1:8080'}]"
 )
-UNIX_GATEWAY = "servers: [{port: {number: 0, name: http, protocol: HTTP}, hosts: ['*'], bind: 'unix:///gw.sock'}]"
+UNIX_GATEWAY = (
+    "servers: [{port: {number: 0, name: http, protocol: HTTP}, hosts: ['*'], bind: 'unix:///gw.sock'}]"
+)
 PROBE = "template: {}\nprobe: {exec: {command: [cat, /tmp/healthy]}}"
 
 

@@ -111,10 +111,19 @@ def test_defaults_and_empty_versus_absent() -> None:
 def test_namespace_is_cluster_scoped_and_keeps_its_name_label() -> None:
     text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, namespace: x, labels: {team: a}}\n"
     (ns,) = load_text(text).resources
-    assert (ns.namespace, ns.name, dict(ns.labels)) == ("", "prod", {"team": "a"})
+    assert (ns.namespace, ns.name, dict(ns.labels)) == ("default", "prod", {"team": "a"})
     bad = load_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {kubernetes.io/metadata.name: dev}}\n"
     )
     assert [p.path for p in bad.errors] == ["metadata.labels[kubernetes.io/metadata.name]"]
     wrong_version = load_text("apiVersion: core/v1\nkind: Namespace\nmetadata: {name: prod}\n")
     assert "served as v1" in wrong_version.errors[0].message
+
+
+def test_cluster_scoped_kinds_are_keyed_under_default_whatever_metadata_says() -> None:
+    from pilotfish.config.loader import namespace_of
+
+    assert namespace_of("Namespace", "x") == "default"
+    assert namespace_of("NetworkPolicy", "x") == "x"
+    assert namespace_of("NetworkPolicy", None) == "default"
+    assert namespace_of("Unknown", "") == "default"

@@ -52,7 +52,7 @@ from google.protobuf import wrappers_pb2
 from pilotfish.certs.identity import SpiffeIdError, workload_id
 from pilotfish.netpol.decide import Endpoint as Peer
 from pilotfish.netpol.decide import verdict
-from pilotfish.netpol.model import Pod, World, is_ip, normal_ip
+from pilotfish.netpol.model import NETWORK_POLICY, Pod, World, is_ip, normal_ip
 from pilotfish.netpol.pods import world_of
 from pilotfish.netpol.rules import EGRESS, INGRESS, Isolation, PortSpec, Rule, isolation
 from pilotfish.netpol.rules import Peer as RulePeer
@@ -92,7 +92,7 @@ def workload_pod(snapshot: MeshSnapshot, proxy: Proxy) -> Pod:
 
 def _isolation(snapshot: MeshSnapshot, proxy: Proxy, direction: str) -> Isolation | None:
     """The workload's isolation for ``direction``, once per snapshot and workload."""
-    if proxy.type != ProxyType.SIDECAR or not world_of(snapshot).policies:
+    if proxy.type != ProxyType.SIDECAR or not snapshot.of_kind(NETWORK_POLICY):
         return None
     key = (direction, workload_pod(snapshot, proxy), frozenset(proxy.labels.items()))
     return snapshot.derived_for(_compute_isolation, key)
@@ -306,7 +306,11 @@ def tcp_proxy_clusters(chain: listener_components_pb2.FilterChain) -> list[str]:
 
 def bind_source(snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster_pb2.Cluster]) -> None:
     """Outbound clusters of mesh-internal services connect from the workload's IP."""
-    if proxy.type != ProxyType.SIDECAR or normal_ip(proxy.ip) in UNBOUND or not world_of(snapshot).policies:
+    if (
+        proxy.type != ProxyType.SIDECAR
+        or normal_ip(proxy.ip) in UNBOUND
+        or not snapshot.of_kind(NETWORK_POLICY)
+    ):
         return
     internal = {s.hostname for s in snapshot.services if s.location == "MESH_INTERNAL"}
     for cluster in clusters:
