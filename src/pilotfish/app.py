@@ -39,6 +39,8 @@ from pilotfish.admin import rbac
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
 from pilotfish.config.resource import Resource
 from pilotfish.configdir import ConfigDirectory, watch_directory
+from pilotfish.console import routes as console_routes
+from pilotfish.console.routes import ConsoleSource
 from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
@@ -208,8 +210,21 @@ class ControlPlane:
         self.secure_xds_port, self.ca_token_port = self.ca.serve(self._grpc, self.opts.host)
         await self._grpc.start()
         registry = StoreApi(self) if self.store is not None else None
+        admin = AdminBackend(self)
+        console = ConsoleSource(
+            mesh=lambda: self.mesh,
+            syncz=admin.syncz,
+            samples=self.metrics.samples,
+            certs=self.ca.debug,
+            authz_stats=lambda: self.authz.stats() if self.authz is not None else [],
+        )
         self._admin, self.admin_port = await admin_http.start(
-            AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
+            admin,
+            self.opts.host,
+            self.opts.admin_port,
+            registry,
+            self.policy,
+            extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
         )
         self.supervisor.start("push-debounce", self.debouncer.run)
         self.supervisor.start("certificate-rotation", self._rotate_certificates)

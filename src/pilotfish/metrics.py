@@ -199,6 +199,16 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
+    def samples(self, prefix: str = "pilotfish_") -> list[tuple[str, dict[str, str], float]]:
+        """Every current sample ``(name, labels, value)`` whose name starts with ``prefix``: what
+        a scrape would read, as data (the web console's live charts)."""
+        return [
+            (s.name, dict(s.labels), float(s.value))
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix)
+        ]
+
 
 def _count_of(source: Callable[[], Mapping[str, int]], key: str) -> float:
     return float(source().get(key, 0))

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
@@ -57,6 +58,9 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
 )
+
+
+RECENT_DENIALS = 50  # per worker
 
 
 class CheckHooks(Protocol):
@@ -147,6 +151,9 @@ class CheckService:
         self.clock = clock
         self.providers = ProviderClients()
         self.counts = {"allow": 0, "deny": 0, "error": 0}
+        # The latest denials, for the web console: what was asked and what decided — never a
+        # header value or a token.
+        self.denials: deque[dict[str, Any]] = deque(maxlen=RECENT_DENIALS)
 
     def swap(self, bundle: AuthzBundle) -> bool:
         """Install ``bundle``; False (and nothing changes) when it is the version in force."""
@@ -204,6 +211,21 @@ class CheckService:
         self.hooks.on_authz_check(verdict, reason_label(decision), decision.policy or "", seconds)
         if not decision.allow:
             workload = entry.attributes.workload
+            request = entry.attributes.request
+            self.denials.append(
+                {
+                    "at": self.clock(),
+                    "status": decision.status,
+                    "method": request.method,
+                    "host": request.host,
+                    "path": request.url_path,
+                    "namespace": workload.namespace,
+                    "workload": entry.workload_name,
+                    "policy": decision.policy or "",
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                }
+            )
             deny_log.log(
                 logging.INFO,
                 (decision.policy or decision.reason, workload.namespace, entry.workload_name or "-"),
@@ -224,7 +246,12 @@ class CheckService:
             await self.jwks.keys(uri, now)
 
     def stats(self) -> dict[str, Any]:
-        out = {"pid": os.getpid(), "version": self.bundle.version, **self.counts}
+        out = {
+            "pid": os.getpid(),
+            "version": self.bundle.version,
+            **self.counts,
+            "denials": list(self.denials),
+        }
         if isinstance(self.hooks, CheckTally):
             out["metrics"] = self.hooks.snapshot()
         return out

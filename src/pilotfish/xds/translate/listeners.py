@@ -71,7 +71,7 @@ from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, serv
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
-from pilotfish.xds.translate.netpol import guard_egress_chains, guard_listener, ingress_rbac
+from pilotfish.xds.translate.netpol import guard_egress_chains, guard_ingress
 from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 from pilotfish.xds.translate.tcp_routes import (
@@ -134,16 +134,14 @@ GATEWAY = ListenerClass(base_pb2.OUTBOUND, True, HCM.SANITIZE_SET)
 def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     """Every listener of ``proxy``: a gateway's, or a sidecar's outbound then inbound ones."""
     if proxy.type == ProxyType.ROUTER:
-        return gateway_listeners(snapshot, proxy)
+        return guard_ingress(snapshot, proxy, gateway_listeners(snapshot, proxy))
     authz = authz_filters_for(snapshot, proxy)
     authn = peer_authn(snapshot, proxy.namespace, proxy.labels)
     inbound = [
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
         for p in inbound_ports(snapshot, proxy)
     ]
-    rbac = ingress_rbac(snapshot, proxy)  # NetworkPolicy ingress, first in every chain
-    for guarded in inbound if rbac is not None else ():
-        guard_listener(guarded, rbac)
+    guard_ingress(snapshot, proxy, inbound)  # NetworkPolicy ingress, first in every chain
     taken = {_bound(listener) for listener in inbound}
     outbound = [
         guard_egress_chains(snapshot, proxy, listener)  # NetworkPolicy egress on TCP chains
