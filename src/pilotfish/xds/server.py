@@ -536,6 +536,8 @@ async def _serve_rpc(stream: _Stream, requests: Any, context: Any) -> None:
     except PeerError as error:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
     except StreamSuperseded as error:
+        # Two live proxies sharing one node id would replace each other at every reconnect.
+        nack_log.log(logging.WARNING, ("superseded", str(error)), "%s (peer %s)", error, context.peer())
         await context.abort(grpc.StatusCode.ABORTED, str(error))
     except (asyncio.CancelledError, grpc.aio.AbortError):
         raise
