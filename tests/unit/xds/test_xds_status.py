@@ -165,3 +165,15 @@ def test_rejected_resources_are_counted_by_type_for_the_metric() -> None:
     status.sent(connection, rt.ENDPOINT, "v2", "2", ("y",))
     status.acked(connection, rt.ENDPOINT, "2")
     assert 'pilotfish_xds_rejected_resources{type="EDS"} 0.0' in metrics.exposition().decode()
+
+
+def test_proxy_status_names_each_rejected_resource() -> None:
+    from pilotfish.cli import _nack_text
+
+    info = {
+        "state": "NACKED",
+        "nack": {"message": "malformed IP address: x"},
+        "rejected": {"b": {"message": "malformed IP address: x"}, "a": {"message": "bad port"}},
+    }
+    assert _nack_text(info) == "a: bad port; b: malformed IP address: x"
+    assert _nack_text({"state": "NACKED", "nack": {"message": "text"}, "rejected": {}}) == "text"
