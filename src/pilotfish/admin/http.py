@@ -4,7 +4,8 @@ The handlers see the running server only through ``AdminBackend``, a protocol th
 root (``app.py``) implements, so this module imports neither grpc nor the xDS internals.
 
 Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
-  GET /healthz                 200 "ok" when serving, 503 with reasons otherwise
+  GET /healthz                 200 "ok" when serving, 503 with one line per reason otherwise (the
+                               store is unreachable; a background task failed and is recovering)
   GET /metrics                 Prometheus exposition
   GET /debug/syncz             push status per proxy and type (JSON)
   GET /debug/config_dump       ?proxyID=ID[&type=cluster|endpoint|listener|route|secret] the config sent

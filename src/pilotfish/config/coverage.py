@@ -240,6 +240,10 @@ UNSUPPORTED: Mapping[tuple[str, str], Unsupported] = {
         "Envoy's retry budget has no interval: the budget is over active requests"
     ),
     ("gateway.Server", "defaultEndpoint"): Unsupported("Istio does not use it on gateways either"),
+    ("gateway.Server", "bind"): Unsupported(
+        "unix:// gateway servers are not built: no listener binds a socket path",
+        lambda value: isinstance(value, str) and value.startswith(UNIX),
+    ),
     ("gateway.Port", "targetPort"): Unsupported("gateway listeners bind the server port itself"),
     ("gateway.ServerTLSSettings", "insecureSkipVerify"): Unsupported(
         "client certificates are verified whenever the mode asks for them"

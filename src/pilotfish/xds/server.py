@@ -260,8 +260,7 @@ class _Stream(abc.ABC):
                 continue
             _force(subscription, forced.get(type_url, set()))
             outgoing = self._respond(type_url, subscription, snapshot)
-            assert self._connection is not None
-            self._status.in_view(self._connection, type_url, subscription.known)
+            self._prune_rejected(type_url, subscription)
             if outgoing is None:
                 self._note_held(type_url, subscription, snapshot)
                 continue
@@ -270,6 +269,14 @@ class _Stream(abc.ABC):
             if child is not None:
                 forced[child] = snapshot.children(type_url, outgoing.updated)
         return out
+
+    def _prune_rejected(self, type_url: str, subscription: Subscription) -> None:
+        """A rejected resource the client no longer holds (removed, unsubscribed) stops counting."""
+        assert self._connection is not None
+        status = self._connection.types.get(type_url)
+        if status is not None and status.rejected:
+            held = {n for n, v in subscription.known.items() if v != _ABSENT}
+            self._status.in_view(self._connection, type_url, held)
 
     def _note_held(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> None:
         """Nothing to send: if the client holds every desired resource at its current version (a
@@ -529,6 +536,8 @@ async def _serve_rpc(stream: _Stream, requests: Any, context: Any) -> None:
     except PeerError as error:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
     except StreamSuperseded as error:
+        # Two live proxies sharing one node id would replace each other at every reconnect.
+        nack_log.log(logging.WARNING, ("superseded", str(error)), "%s (peer %s)", error, context.peer())
         await context.abort(grpc.StatusCode.ABORTED, str(error))
     except (asyncio.CancelledError, grpc.aio.AbortError):
         raise

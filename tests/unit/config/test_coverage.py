@@ -96,6 +96,9 @@ IPTABLES = (
     "ingress: [{port: {number: 80, name: http, protocol: HTTP}, captureMode: IPTABLES, "
     "defaultEndpoint: '127.0.0.1:8080'}]"
 )
+UNIX_GATEWAY = (
+    "servers: [{port: {number: 0, name: http, protocol: HTTP}, hosts: ['*'], bind: 'unix:///gw.sock'}]"
+)
 PROBE = "template: {}\nprobe: {exec: {command: [cat, /tmp/healthy]}}"
 
 
@@ -107,6 +110,7 @@ PROBE = "template: {}\nprobe: {exec: {command: [cat, /tmp/healthy]}}"
         ("Sidecar", UNIX_EGRESS, "spec.egress[0].bind"),
         ("Sidecar", IPTABLES, "spec.ingress[0].captureMode"),
         ("WorkloadEntry", "address: 10.0.0.1\nnetwork: west", "spec.network"),
+        ("Gateway", UNIX_GATEWAY, "spec.servers[0].bind"),
         ("WorkloadGroup", PROBE, "spec.probe"),
     ],
 )

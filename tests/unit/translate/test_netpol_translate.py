@@ -196,3 +196,13 @@ spec:
     (policy,) = config.rules.policies.values()
     assert policy.principals[0].direct_remote_ip.address_prefix == "10.0.0.0"
     assert policy.permissions[0].destination_port == 8080
+
+
+def test_the_enforcement_key_follows_workloads_not_just_config():
+    from pilotfish.xds.translate.netpol import enforcement_key
+
+    text = (GOLDEN / "ingress.in.yaml").read_text()
+    base = enforcement_key(snapshot(text))
+    assert base is not None and enforcement_key(snapshot(text)) == base
+    assert enforcement_key(snapshot(text.replace("10.0.0.22", "10.0.0.24"))) != base  # a workload moved
+    assert enforcement_key(snapshot(text.split("# web pods share")[0])) is None  # no NetworkPolicy

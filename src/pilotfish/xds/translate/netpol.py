@@ -327,3 +327,18 @@ def bind_source(snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster
         if key is not None and key.direction == "outbound" and key.hostname in internal:
             cluster.upstream_bind_config.source_address.address = proxy.ip
             cluster.upstream_bind_config.source_address.port_value = 0
+
+
+# ---- what enforcement depends on (for caches) -----------------------------------------------------
+
+
+def enforcement_key(snapshot: MeshSnapshot) -> str | None:
+    """What every NetworkPolicy-dependent part of any proxy's config (the ingress RBAC and the
+    egress guards of its listeners, its endpoint filtering, its source binding) depends on
+    besides the proxy itself: ``None`` without NetworkPolicy, else the world's fingerprint
+    (policies, namespace labels, every workload's address, labels, named ports and identity).
+    A cache that keeps listeners across snapshots must hold this in its key: a workload that
+    appears, moves or is relabelled changes who the policies admit, even when no config changed."""
+    if not snapshot.of_kind(NETWORK_POLICY):
+        return None
+    return world_of(snapshot).fingerprint
