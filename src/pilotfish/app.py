@@ -176,7 +176,12 @@ class ControlPlane:
             authorize=self.ca.authorize_stream,
         )
         self.proxies: dict[str, Proxy] = {}
-        self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
+        self.debouncer = Debouncer(
+            self.push,
+            opts.debounce_quiet,
+            opts.debounce_max,
+            on_failure=lambda exc: self.supervisor.report("push", f"{type(exc).__name__}: {exc}"),
+        )
         self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
