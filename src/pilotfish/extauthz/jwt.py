@@ -484,6 +484,7 @@ class AuthnResult:
     headers_to_remove: tuple[str, ...] = ()
     response_headers: tuple[tuple[str, str], ...] = ()  # sent to the client on failure
     unknown_kid_uris: frozenset[str] = field(default_factory=frozenset)
+    valid_until: float | None = None  # the earliest expiry (exp + skew) of the tokens it accepted
 
     @property
     def ok(self) -> bool:
@@ -564,11 +565,13 @@ def _passed(ok: list[_Outcome], sanitized: tuple[str, ...]) -> AuthnResult:
     to_set = dict(kv for o in ok for v in o.verified for kv in _output_headers(o.provider, v))
     dropped = [t.header for o in ok if not o.provider.forward_original_token for t in o.tokens if t.header]
     remove = tuple(dict.fromkeys(h for h in (*sanitized, *dropped) if h not in to_set))
+    expiries = [v.expires_at for o in ok for v in o.verified if v.expires_at is not None]
     return AuthnResult(
         reason=f"JWT verified by {ok[0].provider.origin or ok[0].provider.issuer}",
         claims=ok[0].verified[0].claims,
         headers_to_set=tuple(to_set.items()),
         headers_to_remove=remove,
+        valid_until=min(expiries, default=None),
     )
 
 
