@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig
 from pilotfish.config.resource import Resource
 from pilotfish.registry.from_config import build_registry
-from pilotfish.registry.model import Endpoint, Service
+from pilotfish.registry.model import Endpoint, RegisteredWorkload, Service
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -29,6 +29,9 @@ class MeshSnapshot:
     services: tuple[Service, ...] = ()
     endpoints: Mapping[tuple[str, int], tuple[Endpoint, ...]] = field(default_factory=dict)
     by_kind: Mapping[str, tuple[Resource[Any], ...]] = field(default_factory=dict)
+    # Registered workloads (registrations, auto-registered proxies), kept only when a
+    # NetworkPolicy exists: then they are pods whether or not a service selects them.
+    registered: tuple[RegisteredWorkload, ...] = ()
     # Where proxies reach pilotfish's ext_authz Check server ("host", port); None: not served.
     authz_address: tuple[str, int] | None = None
     # How policies are enforced unless a workload says otherwise: "ext_authz" or "native".
@@ -46,9 +49,12 @@ class MeshSnapshot:
         extra_endpoints: Iterable[Endpoint] = (),
         authz_address: tuple[str, int] | None = None,
         authz_mode: str = "ext_authz",
+        registered: Iterable[RegisteredWorkload] = (),
     ) -> MeshSnapshot:
         """Derive services and endpoints. ``extra_endpoints`` come from registrations and
-        auto-registered proxies; they join services that config declares."""
+        auto-registered proxies; they join services that config declares. ``registered`` (their
+        workloads) is kept only when a NetworkPolicy exists, the one thing that reads it, so
+        workload churn changes nothing else of a mesh without NetworkPolicy."""
         resources = tuple(sorted(resources, key=lambda r: r.key))
         services, endpoints = build_registry(resources)
         merged: dict[tuple[str, int], list[Endpoint]] = {k: list(v) for k, v in endpoints.items()}
@@ -65,6 +71,7 @@ class MeshSnapshot:
             by_kind={k: tuple(v) for k, v in by_kind.items()},
             authz_address=authz_address,
             authz_mode=authz_mode,
+            registered=tuple(registered) if "NetworkPolicy" in by_kind else (),
         )
 
     def derived(self, compute: Callable[[MeshSnapshot], T]) -> T:
