@@ -47,6 +47,7 @@ import multiprocessing
 import os
 import random
 import resource
+import signal
 import statistics
 import sys
 import tempfile
@@ -944,6 +945,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.client_procs = min(args.client_procs, args.proxies)
     args.load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     raise_nofile()
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop pilotfish and the client processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     clients = Clients(args.proxies, args.client_procs, args.timeout)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:

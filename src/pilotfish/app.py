@@ -49,6 +49,7 @@ from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
     auto_registration,
+    registered_workloads,
     registration_endpoints,
     registration_namespace,
 )
@@ -176,7 +177,12 @@ class ControlPlane:
             authorize=self.ca.authorize_stream,
         )
         self.proxies: dict[str, Proxy] = {}
-        self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
+        self.debouncer = Debouncer(
+            self.push,
+            opts.debounce_quiet,
+            opts.debounce_max,
+            on_failure=lambda exc: self.supervisor.report("push", f"{type(exc).__name__}: {exc}"),
+        )
         self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
@@ -306,7 +312,12 @@ class ControlPlane:
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
         self.mesh = MeshSnapshot.build(
-            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+            resources,
+            self.mesh_config,
+            extra,
+            authz_address=authz_address,
+            authz_mode=self.opts.authz_mode,
+            registered=registered_workloads(self.stored.registrations, resources),  # NetworkPolicy pods
         )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:

@@ -86,6 +86,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.decision_cache = Counter(
+            "pilotfish_authz_decision_cache_lookups",
+            "Check answers served again from the decision cache (hit) or decided (miss)",
+            ["result"],
+            registry=r,
+        )
         self.custom_providers = Counter(
             "pilotfish_authz_custom_provider_calls",
             "CUSTOM extension provider calls by provider and result",
@@ -146,7 +152,13 @@ class Metrics:
     def use_authz_workers(self, source: Callable[[], Sequence[dict[str, Any]]]) -> None:
         """Check serving runs in worker processes: replace the in-process authz collectors with
         one that sums the workers' tallies (``extauthz.tally``) when ``/metrics`` is scraped."""
-        in_process = (self.authz_checks, self.authz_check_seconds, self.jwks_fetches, self.token_cache)
+        in_process = (
+            self.authz_checks,
+            self.authz_check_seconds,
+            self.jwks_fetches,
+            self.token_cache,
+            self.decision_cache,
+        )
         for collector in (*in_process, self.custom_providers):
             self.registry.unregister(collector)
         self.registry.register(WorkerAuthzCollector(source))
@@ -166,6 +178,9 @@ class Metrics:
 
     def on_token_cache(self, hit: bool) -> None:
         self.token_cache.labels("hit" if hit else "miss").inc()
+
+    def on_decision_cache(self, hit: bool) -> None:
+        self.decision_cache.labels("hit" if hit else "miss").inc()
 
     def on_custom_provider(self, provider: str, result: str) -> None:
         """``result``: allow, deny, failed_open or failed_closed."""
@@ -256,6 +271,12 @@ class WorkerAuthzCollector:
             "Verified-JWT cache lookups (hit, miss)",
             tallies,
             "token_cache",
+        )
+        yield _counter(
+            "pilotfish_authz_decision_cache_lookups",
+            "Check answers served again from the decision cache (hit) or decided (miss)",
+            tallies,
+            "decision_cache",
         )
         yield _custom_providers(tallies)
 

@@ -65,7 +65,7 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.authz import authz_filters_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
-from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.endpoints import visible_destinations, visible_services
 from pilotfish.xds.translate.gateway_l4 import L4Server, l4_servers, server_chains
 from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, server_tls_context
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
@@ -76,6 +76,7 @@ from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 from pilotfish.xds.translate.tcp_routes import (
     L4Scope,
+    destination_policies,
     has_sni_match,
     host_selects,
     tcp_chains,
@@ -251,8 +252,10 @@ def outbound_l4_chains(
     scope = egress_scope(snapshot, proxy, port)
     candidates = scope.virtual_services if scope is not None else ()
     selecting = [vs for vs in candidates if host_selects(vs, service.hostname)]
-    services = {s.hostname: s for s in visible_services(snapshot, proxy)}
-    l4 = L4Scope(proxy, port, frozenset({MESH_GATEWAY}), services)
+    destinations = visible_destinations(snapshot, proxy)
+    services = {host: service for host, (service, _) in destinations.items()}
+    policies = destination_policies(destinations)
+    l4 = L4Scope(proxy, port, frozenset({MESH_GATEWAY}), services, policies)
     default = outbound_cluster_name(service.hostname, port)
     return tls_chains(selecting, l4, default) if tls else tcp_chains(selecting, l4, default)
 
