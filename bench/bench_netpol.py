@@ -40,6 +40,7 @@ from harness.waiting import wait_for  # noqa: E402
 from pilotfish.bootstrap import BootstrapOptions, bootstrap  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+NONE = "# no NetworkPolicy\n"  # not an empty file: one truncated to 0 bytes keeps its last content
 API_IP, WEB_IP = "127.0.14.11", "127.0.14.21"
 HOST = "api.prod.svc.cluster.local"
 POLICY = """apiVersion: networking.k8s.io/v1
@@ -125,7 +126,7 @@ def rbac_present(server: EnvoyProcess) -> bool:
 
 
 def switch(policies: Path, server: EnvoyProcess, port: int, on: bool) -> None:
-    policies.write_text(POLICY.replace("PORT", str(port)) if on else "")
+    policies.write_text(POLICY.replace("PORT", str(port)) if on else NONE)
     wait_for(lambda: rbac_present(server) == on, timeout=20, message=f"enforcement {'on' if on else 'off'}")
     time.sleep(1.5)  # connections of the previous config drain (--drain-time-s 1)
     keep_alive(port, 50)  # warm the pools
@@ -143,7 +144,7 @@ def run(rounds: int, requests: int) -> tuple[dict[str, dict[str, list[float]]], 
     config.mkdir()
     (config / "world.yaml").write_text(world(port))
     policies = config / "policies.yaml"
-    policies.write_text("")
+    policies.write_text(NONE)
     echo = EchoProcess("api", labels={"app": "api"})
     pf = PilotfishProcess(config, workdir / "pilotfish")
     envoys: list[EnvoyProcess] = []

@@ -45,11 +45,14 @@ import contextlib
 import math
 import multiprocessing
 import os
+import random
 import resource
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -85,6 +88,7 @@ NAMESPACES = 20
 PORT = 9080
 CHANGED_SERVICE, RULED_SERVICE = 0, 1
 SERVICES_PER_FILE = 100
+RETRY_INITIAL, RETRY_MAX = 0.5, 30.0  # Envoy's ADS stream retry backoff (seconds)
 WORKER_SETTLE = 0.3  # quiet time between arming the clients and triggering a change
 
 
@@ -329,26 +333,50 @@ class SimProxy:
         self.listener_secrets: frozenset[str] = frozenset()
         self.synced_at: float | None = None
         self.hit_at: float | None = None
-        self.hit_payload: bytes | None = None
-        self.error: str | None = None
+        self.failures: list[str] = []  # why each stream ended; the proxy reconnected after each
         self.state: dict[str, dict[str, bytes]] = {}  # only when recording: type -> name -> Any bytes
         self.call: Any = None
         self.sent_node = False
 
+    def phase(self) -> str:
+        """Where an unsynced proxy stands, for the error report."""
+        got = [rt.short_name(t) for t, s in self.types.items() if s.got_response]
+        missing = [
+            f"{rt.short_name(t)} {len(s.names - s.received)}"
+            for t, s in self.types.items()
+            if s.names - s.received
+        ]
+        return f"received {'+'.join(got) or 'nothing'}; missing names: {', '.join(missing) or 'none'}"
+
     async def run(self, channel: grpc.aio.Channel) -> None:
-        try:
-            self.call = channel.stream_stream(METHOD)()
-            await self._subscribe(CDS, frozenset())
-            while True:
-                raw = await self.call.read()
-                if raw is grpc.aio.EOF:
-                    self.error = "stream closed by the server"
-                    return
-                await self._on_response(raw, time.monotonic())
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # a failed proxy is reported, never silently dropped
-            self.error = f"{type(error).__name__}: {error}"[:300]
+        """Keep an ADS stream up: when it fails or the server ends it, start a new one after a
+        jittered exponential backoff, as Envoy's GrpcStream does (0.5 s doubling, at most 30 s),
+        with a fresh subscription state (SotW: a new stream starts from nothing)."""
+        backoff = RETRY_INITIAL
+        while True:
+            started = time.monotonic()
+            try:
+                await self._stream(channel)
+                failure = "the server ended the stream"
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                detail = f"{error.code()}" if isinstance(error, grpc.aio.AioRpcError) else repr(error)
+                failure = f"{type(error).__name__} {detail}"[:200]
+            self.failures.append(failure)
+            if time.monotonic() - started > RETRY_MAX:
+                backoff = RETRY_INITIAL  # the stream had been healthy: start the backoff over
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, RETRY_MAX)
+
+    async def _stream(self, channel: grpc.aio.Channel) -> None:
+        self.types = {t: TypeState() for t in (CDS, EDS, LDS, RDS, SDS)}
+        self.cluster_secrets = self.listener_secrets = frozenset()
+        self.sent_node = False
+        self.call = channel.stream_stream(METHOD)()
+        await self._subscribe(CDS, frozenset())
+        while (raw := await self.call.read()) is not grpc.aio.EOF:
+            await self._on_response(raw, time.monotonic())
 
     async def _send(self, type_url: str) -> None:
         state = self.types[type_url]
@@ -372,7 +400,8 @@ class SimProxy:
         armed = client.armed
         if armed is not None and self.hit_at is None and type_url == armed[0] and armed[1] in raw:
             self.hit_at = now
-            self.hit_payload = raw if self.record else None
+            if client.hit_payload is None:
+                client.hit_payload = raw  # what the baseline replays: the first arrival's bytes
             client.note_hit()
         state = self.types[type_url]
         state.version, state.nonce, state.got_response = response.version_info, response.nonce, True
@@ -423,6 +452,7 @@ class Client:
         self.channels: list[grpc.aio.Channel] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.armed: tuple[str, bytes] | None = None
+        self.hit_payload: bytes | None = None
         self._clusters: dict[bytes, ClusterFacts] = {}
         self._listeners: dict[bytes, ListenerFacts] = {}
         self._blobs: dict[frozenset[str], bytes] = {}
@@ -487,20 +517,25 @@ class Client:
     async def wait_synced(self, seconds: float) -> tuple[list[float | None], list[str], dict[str, Any]]:
         await self._wait(self._all_synced, seconds)
         recorded = next((p.state for p in self.proxies if p.record), {})
-        return [p.synced_at for p in self.proxies], self._errors(), recorded
+        waiting = Counter(p.phase() for p in self.proxies if p.synced_at is None)
+        notes = self._failures() + [
+            f"{count} proxies not synced: {phase}" for phase, count in waiting.items()
+        ]
+        return [p.synced_at for p in self.proxies], notes, recorded
 
     async def arm(self, type_url: str, marker: bytes) -> tuple[str]:
         self.armed = (type_url, marker)
         self._hits, self._all_hit = 0, asyncio.Event()
         for p in self.proxies:
-            p.hit_at, p.hit_payload = None, None
+            p.hit_at = None
+        self.hit_payload = None
         return ("armed",)
 
     async def collect(self, seconds: float) -> tuple[list[float | None], list[str], bytes | None]:
         await self._wait(self._all_hit, seconds)
         self.armed = None
-        payload = next((p.hit_payload for p in self.proxies if p.hit_payload is not None), None)
-        return [p.hit_at for p in self.proxies], self._errors(), payload
+        payload = self.hit_payload
+        return [p.hit_at for p in self.proxies], self._failures(), payload
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
         if not self.proxies:
@@ -508,8 +543,10 @@ class Client:
         with contextlib.suppress(TimeoutError):  # the caller reports who is missing
             await asyncio.wait_for(event.wait(), seconds)
 
-    def _errors(self) -> list[str]:
-        return [f"proxy {p.index}: {p.error}" for p in self.proxies if p.error]
+    def _failures(self) -> list[str]:
+        """Stream failures since connect, each followed by a reconnect, by cause."""
+        failures = Counter(f for p in self.proxies for f in p.failures)
+        return [f"{count} stream failures ({why})" for why, count in failures.items()]
 
     async def disconnect(self) -> tuple[str]:
         for task in self.tasks:
@@ -679,7 +716,7 @@ class Clients:
         return [peer.reply((timeout or self.timeout) + 30) for peer in self.peers]
 
     def merged(self, replies: list[Any]) -> tuple[list[float | None], list[str]]:
-        """Per-proxy values in proxy order, and the errors of every process."""
+        """Per-proxy values in proxy order, and the notes (failures, stragglers) of every process."""
         values: list[float | None] = [None] * self.proxies
         errors: list[str] = []
         for w, reply in enumerate(replies):
@@ -701,10 +738,11 @@ class Run:
     sync: list[float | None] = field(default_factory=list)
     eds: list[float | None] = field(default_factory=list)
     cds: list[float | None] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # stream failures (reconnected), stragglers
     state: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    eds_payloads: list[bytes] = field(default_factory=list)
-    cds_payloads: list[bytes] = field(default_factory=list)
+    eds_payloads: dict[int, bytes] = field(default_factory=dict)  # trial -> the change's response
+    cds_payloads: dict[int, bytes] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # pilotfish CPU seconds per phase
 
 
 def connect_and_sync(clients: Clients, target: str, run: Run) -> None:
@@ -713,23 +751,28 @@ def connect_and_sync(clients: Clients, target: str, run: Run) -> None:
     replies = clients.call("wait_synced", clients.timeout)
     synced, errors = clients.merged(replies)
     run.sync = [None if t is None else t - started for t in synced]
-    run.errors.extend(errors)
+    run.notes = errors
     run.state = next((r[2] for r in replies if r[2]), {})
 
 
 def trial(
-    clients: Clients, type_url: str, marker: bytes, trigger: Callable[[], None]
+    clients: Clients, run: Run, type_url: str, marker: bytes, trigger: Callable[[], None]
 ) -> tuple[list[float | None], bytes | None]:
+    """Arm the clients for ``marker``, make the change, collect each proxy's arrival time."""
     clients.call("arm", type_url, marker)
     time.sleep(WORKER_SETTLE)
     started = time.monotonic()
     trigger()
     replies = clients.call("collect", clients.timeout)
-    hits, errors = clients.merged(replies)
+    hits, run.notes = clients.merged(replies)
     payload = next((r[2] for r in replies if r[2] is not None), None)
-    if errors:
-        raise RuntimeError(f"{len(errors)} proxies failed, e.g. {errors[:3]}")
     return [None if t is None else t - started for t in hits], payload
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (``/proc/PID/stat`` utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -748,26 +791,32 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         pf.start(timeout=300)
         time.sleep(args.settle)  # loaded, translated, idle
         before = rss_mb(pf.pid)
+        cpu = cpu_seconds(pf.pid)
         connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run)
-        if run.errors or None in run.sync:
+        run.cpu["initial sync"] = cpu_seconds(pf.pid) - cpu
+        if None in run.sync:
             missing = run.sync.count(None)
-            raise RuntimeError(f"initial sync: {missing} proxies not synced; errors {run.errors[:3]}")
+            raise RuntimeError(f"initial sync: {missing} proxies not synced: {run.notes}")
         time.sleep(args.settle)
         after = rss_mb(pf.pid)
+        cpu = cpu_seconds(pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "we.yaml", workload_entries(args.endpoints, k))
-            hits, payload = trial(clients, EDS, eds_marker(k), trigger)
+            hits, payload = trial(clients, run, EDS, eds_marker(k), trigger)
             run.eds.extend(hits)
             if payload is not None:
-                run.eds_payloads.append(payload)
+                run.eds_payloads[k] = payload
             time.sleep(args.settle)
+        run.cpu["endpoint change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
+        cpu = cpu_seconds(pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "dr.yaml", destination_rule(k))
-            hits, payload = trial(clients, CDS, cds_marker(k), trigger)
+            hits, payload = trial(clients, run, CDS, cds_marker(k), trigger)
             run.cds.extend(hits)
             if payload is not None:
-                run.cds_payloads.append(payload)
+                run.cds_payloads[k] = payload
             time.sleep(args.settle)
+        run.cpu["DestinationRule change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
         clients.call("disconnect")
     except BaseException:
         print(f"pilotfish log tail:\n{pf.log_text()[-3000:]}", file=sys.stderr)
@@ -787,13 +836,13 @@ def measure_baseline(clients: Clients, ours: Run) -> Run:
         peer.reply(60)
         connect_and_sync(clients, f"127.0.0.1:{port}", run)
         for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):
-            for k, payload in enumerate(payloads):
+            for k, payload in payloads.items():
                 marker = eds_marker(k) if kind == EDS else cds_marker(k)
 
                 def push(payload: bytes = payload) -> None:
                     peer.send("push", payload)
 
-                hits, _ = trial(clients, kind, marker, push)
+                hits, _ = trial(clients, run, kind, marker, push)
                 peer.reply(60)
                 out.extend(hits)
                 time.sleep(0.2)
@@ -844,10 +893,14 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         print(f"  initial sync, all {n} proxies ACKed everything: {sync:.2f} s")
         print(f"  endpoint change → each proxy: {describe(run.eds)}")
         print(f"  DestinationRule change → each proxy: {describe(run.cds)}")
+        for note in run.notes:
+            print(f"  {note}; each proxy reconnected as Envoy does")
     print(
         f"pilotfish RSS: {before:.1f} MB before the clients, {after:.1f} MB after; "
         f"{(after - before) / n:.3f} MB per connected proxy"
     )
+    spent = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in ours.cpu.items())
+    print(f"pilotfish CPU (user + system): {spent} (per change: from arming to settled)")
     ratios = []
     for label, a, b in (
         (
@@ -892,6 +945,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.client_procs = min(args.client_procs, args.proxies)
     args.load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     raise_nofile()
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop pilotfish and the client processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     clients = Clients(args.proxies, args.client_procs, args.timeout)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:

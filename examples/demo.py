@@ -19,6 +19,7 @@ copied into the work directory with the ports rewritten, and the banner names th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -71,12 +72,14 @@ class Ports:
     def free() -> Ports:
         names = [w["name"] for w in TOPOLOGY["workloads"]] + [HTTPBIN["name"]]
         fields = ("xds", "admin", "authz", "service", "gateway", "probe", "httpbin", "jwks")
-        return Ports(
-            **{name: free_port() for name in fields},
-            secure_xds=0,
-            apps={name: free_port() for name in names},
-            ratings={port: free_port() for port in _ratings_ports()},
-        )
+        with contextlib.ExitStack() as held:  # every socket stays bound until all are picked: distinct ports
+            free = iter([free_port(held) for _ in range(len(fields) + len(names) + len(_ratings_ports()))])
+            return Ports(
+                **{name: next(free) for name in fields},
+                secure_xds=0,
+                apps={name: next(free) for name in names},
+                ratings={port: next(free) for port in _ratings_ports()},
+            )
 
     def rewrite(self, text: str) -> str:
         """An example file with this run's ports (the examples say 9080, 8080, 8000, 15090, 1908x)."""
@@ -87,10 +90,10 @@ class Ports:
         return text.replace("127.0.0.1:15090", f"127.0.0.1:{self.jwks}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(held: contextlib.ExitStack) -> int:
+    sock = held.enter_context(socket.socket())
+    sock.bind(("127.0.0.1", 0))
+    return int(sock.getsockname()[1])
 
 
 def _ratings_ports() -> list[int]:
@@ -196,7 +199,7 @@ class Demo:
                 for port in r.spec.ports.values():
                     self.echo(r.name, port, dict(r.spec.labels))
 
-    def wait_synced(self, token: str | None, timeout: float = 60.0) -> None:
+    def wait_synced(self, token: str | None, timeout: float = 120.0) -> bool:
         """Until every proxy (bookinfo's, the gateway, httpbin's) is connected and SYNCED."""
         expected = len(TOPOLOGY["workloads"]) + 2
         request = urllib.request.Request(f"http://127.0.0.1:{self.ports.admin}/debug/syncz")
@@ -209,10 +212,11 @@ class Demo:
                     rows = json.loads(response.read())
                 states = [s["state"] for row in rows for s in row["types"].values()]
                 if len(rows) >= expected and all(s == "SYNCED" for s in states):
-                    return
+                    return True
             except (OSError, ValueError):
                 pass
             time.sleep(0.2)
+        return False
 
     def dead(self) -> tuple[str, subprocess.Popen[bytes]] | None:
         return next(((name, proc) for name, proc in self.procs if proc.poll() is not None), None)
@@ -287,15 +291,23 @@ def main(argv: list[str] | None = None) -> int:
         demo.ratings_example()
         demo.bookinfo()
         demo.httpbin()
-        demo.wait_synced(args.token)
-        print(demo.banner(), flush=True)
-        while not stop.wait(1):
+        synced = demo.wait_synced(args.token)
+        if synced:
+            print(demo.banner(), flush=True)
+        else:
+            print("the proxies did not all connect and sync; see below", file=sys.stderr)
+        while synced and not stop.wait(1):
             dead = demo.dead()
             if dead:
                 name, proc = dead
                 err = (workdir / "logs" / f"{name.replace(' ', '-')}.log").read_text(errors="replace")
                 print(f"{name} exited ({proc.returncode}); is a port taken?\n{err[-2000:]}", file=sys.stderr)
                 return 1
+        if not synced:
+            for name, _ in demo.procs:
+                log = (workdir / "logs" / f"{name.replace(' ', '-')}.log").read_text(errors="replace")
+                print(f"--- {name}\n{log[-1500:]}", file=sys.stderr)
+            return 1
         return 0
     finally:
         demo.stop()

@@ -34,14 +34,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import watchfiles
 from google.protobuf import json_format
 
 from pilotfish.admin import http as admin_http
 from pilotfish.admin import rbac
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
 from pilotfish.config.resource import Resource
-from pilotfish.configdir import ConfigDirectory
+from pilotfish.configdir import ConfigDirectory, watch_directory
+from pilotfish.console import routes as console_routes
+from pilotfish.console.routes import ConsoleSource
 from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
@@ -50,6 +51,7 @@ from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
     auto_registration,
+    registered_workloads,
     registration_endpoints,
     registration_namespace,
 )
@@ -62,8 +64,8 @@ from pilotfish.xds.cache import SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.publisher import Publisher, PublishHooks
 from pilotfish.xds.server import AggregatedDiscoveryService, PushGate
-from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
-from pilotfish.xds.translate.authz import authz_clusters
+from pilotfish.xds.status import PushStatus, StatusHooks, TypeStatus, proxy_states
+from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
 from pilotfish.xds.translate.endpoints import translate_endpoints
@@ -173,7 +175,12 @@ class ControlPlane:
             gate=PushGate(on_length=self.metrics.on_push_queue),
         )
         self.proxies: dict[str, Proxy] = {}
-        self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
+        self.debouncer = Debouncer(
+            self.push,
+            opts.debounce_quiet,
+            opts.debounce_max,
+            on_failure=lambda exc: self.supervisor.report("push", f"{type(exc).__name__}: {exc}"),
+        )
         self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
@@ -207,8 +214,21 @@ class ControlPlane:
         self.secure_xds_port, self.ca_token_port = self.ca.serve(self._grpc, self.opts.host)
         await self._grpc.start()
         registry = StoreApi(self) if self.store is not None else None
+        admin = AdminBackend(self)
+        console = ConsoleSource(
+            mesh=lambda: self.mesh,
+            syncz=admin.syncz,
+            samples=self.metrics.samples,
+            certs=self.ca.debug,
+            authz_stats=lambda: self.authz.stats() if self.authz is not None else [],
+        )
         self._admin, self.admin_port = await admin_http.start(
-            AdminBackend(self), self.opts.host, self.opts.admin_port, registry, self.policy
+            admin,
+            self.opts.host,
+            self.opts.admin_port,
+            registry,
+            self.policy,
+            extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
         )
         self.supervisor.start("push-debounce", self.debouncer.run)
         self.supervisor.start("certificate-rotation", self._rotate_certificates)
@@ -271,9 +291,12 @@ class ControlPlane:
                 await self.publish_all()
 
     async def _watch(self, root: Path) -> None:
-        async for _changes in watchfiles.awatch(root, stop_event=self._stop_watch, debounce=20, step=10):
-            self._last_change = self._last_change or time.monotonic()
-            self.debouncer.trigger()
+        """Survives the directory being removed or replaced (``configdir.watch_directory``)."""
+        await watch_directory(root, self._config_changed, self._stop_watch)
+
+    def _config_changed(self) -> None:
+        self._last_change = self._last_change or time.monotonic()
+        self.debouncer.trigger()
 
     # ---- config → snapshots -----------------------------------------------------------------
 
@@ -289,7 +312,12 @@ class ControlPlane:
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
         self.mesh = MeshSnapshot.build(
-            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+            resources,
+            self.mesh_config,
+            extra,
+            authz_address=authz_address,
+            authz_mode=self.opts.authz_mode,
+            registered=registered_workloads(self.stored.registrations, resources),  # NetworkPolicy pods
         )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
@@ -483,7 +511,7 @@ class AdminBackend:
         out = []
         for connection in self.cp.status.connections():
             types = {
-                rt.short_name(t): {**dataclasses.asdict(s), "state": str(s.state)}
+                rt.short_name(t): {**_type_status(s), "state": str(s.state)}
                 for t, s in connection.types.items()
             }
             out.append(
@@ -494,6 +522,9 @@ class AdminBackend:
                     "connected_at": connection.connected_at,
                     "state": str(connection.state),
                     "types": types,
+                    "authz": dict(
+                        zip(("mode", "fallback"), enforcement(self.cp.mesh, connection.proxy), strict=True)
+                    ),
                 }
             )
         return out
@@ -517,8 +548,10 @@ class AdminBackend:
     def problemz(self) -> dict[str, Any]:
         """What is not served as written, and why: config problems, endpoints left out of xDS,
         resources proxies rejected."""
+        source = self.cp.source
         return {
             "config": [str(p) for p in self.cp.problems],
+            "config_dir": source.debug() if source is not None else None,
             "dropped_endpoints": [{**dataclasses.asdict(d), "message": str(d)} for d in self.cp.dropped],
             "rejected": [
                 {"proxy": c.proxy.id, "type": rt.short_name(t), "resource": name, "message": nack.message}
@@ -540,6 +573,14 @@ class AdminBackend:
             }
             for r in self.cp.mesh.resources
         ]
+
+
+def _type_status(status: TypeStatus) -> dict[str, Any]:
+    """A type's push status as JSON, without the names of the last response (thousands, on a
+    large mesh; ``rejected`` names what matters)."""
+    out = dataclasses.asdict(dataclasses.replace(status, sent_names=None, sent_changed=None))
+    del out["sent_names"], out["sent_changed"]
+    return out
 
 
 _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {

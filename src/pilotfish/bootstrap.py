@@ -245,6 +245,13 @@ def probe_listener(port: object) -> dict[str, Any]:
     }
 
 
+# How soon Envoy re-opens the ADS stream after losing it (GrpcService.EnvoyGrpc.retry_policy,
+# honoured for xDS streams; Envoy's default is 0.5 s doubling to 30 s, jittered). Capped at 1 s so
+# a proxy is back with a restarted pilotfish within a second of it listening, not up to 30 s
+# later; jitter still spreads a fleet's reconnects, and a refused connection costs nothing.
+XDS_RETRY = {"retry_back_off": {"base_interval": "0.25s", "max_interval": "1s"}}
+
+
 def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     ads = {"ads": {}, "resource_api_version": "V3"}
     static: dict[str, Any] = {"clusters": [xds_cluster(opts)]}
@@ -256,7 +263,7 @@ def bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "ads_config": {
                 "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER, "retry_policy": XDS_RETRY}}],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": ads,

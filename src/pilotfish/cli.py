@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
@@ -253,7 +254,9 @@ def cmd_authz_check(args: argparse.Namespace) -> int:
     from pilotfish.extauthz.check import run_check
 
     try:
-        decision = run_check(args.config, args.mesh, args.request, strict=args.strict)
+        decision = run_check(
+            args.config, args.mesh, args.request, strict=args.strict, authz_mode=args.authz_mode
+        )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -301,16 +304,30 @@ def cmd_proxy_status(args: argparse.Namespace) -> int:
         return 1
     assert isinstance(rows, list)
     types = ("CDS", "EDS", "LDS", "RDS", "SDS")
-    table = [("NAME", "KIND", *types, "NACK")]
+    table = [("NAME", "KIND", *types, "AUTHZ", "NACK")]
+    fallbacks = []
     for row in rows:
         states = tuple(row["types"].get(t, {}).get("state", "NOT SENT") for t in types)
         nacks = "; ".join(
             f"{t}: {_nack_text(info)}" for t, info in row["types"].items() if info.get("state") == "NACKED"
         )
-        table.append((row["proxy"], row["kind"], *states, nacks))
+        authz = row.get("authz") or {}
+        if authz.get("fallback"):
+            fallbacks.append(f"* {row['proxy']}: native enforcement asked for, not used: {authz['fallback']}")
+        table.append(
+            (
+                row["proxy"],
+                row["kind"],
+                *states,
+                authz.get("mode", "") + ("*" if authz.get("fallback") else ""),
+                nacks,
+            )
+        )
     widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
+    for line in fallbacks:
+        print(line)
     return 0
 
 
@@ -548,27 +565,31 @@ def cmd_register(args: argparse.Namespace) -> int:
     body = {"service": args.service, "address": args.address, "port": args.port, "labels": labels}
     body |= {"weight": args.weight, "ttlSeconds": args.ttl} | ({"id": args.id} if args.id else {})
 
+    if args.keepalive:
+        return _keepalive(args, body)
+
     def run() -> int:
         lease = _api(args, "POST", "/registrations", json.dumps(body).encode())
         print(f"registered {lease['id']} (ttl {lease['ttlSeconds']:g}s)")
-        return _keepalive(args, lease["id"]) if args.keepalive else 0
+        return 0
 
     return _run_api(run)
 
 
-def _keepalive(args: argparse.Namespace, id: str) -> int:
-    import time
-    from urllib.parse import quote
+def _keepalive(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Renew until SIGINT/SIGTERM, surviving server restarts (``keepalive``); then deregister."""
+    import os
+    import signal
+    import threading
 
-    path = f"/registrations/{quote(id, safe='')}"
-    try:
-        while True:
-            time.sleep(args.ttl / 3)
-            _api(args, "PUT", f"{path}/heartbeat")
-    except KeyboardInterrupt:
-        _api(args, "DELETE", path)
-        print(f"deregistered {id}")
-    return 0
+    from pilotfish.keepalive import AdminClient, Keepalive
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    client = AdminClient(args.admin, args.token or os.environ.get(TOKEN_ENV, ""))
+    say = partial(print, flush=True)
+    return Keepalive(client, body, stop, say, partial(print, file=sys.stderr, flush=True)).run()
 
 
 def _add_registry_commands(sub: Any) -> None:
@@ -730,6 +751,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mesh", default=None, help="MeshConfig YAML")
     p.add_argument("--request", required=True, help="request JSON file (see README)")
     p.add_argument("--strict", action="store_true", help="RFC 8725 strict JWT checks instead of Envoy parity")
+    p.add_argument(
+        "--authz-mode",
+        choices=("ext_authz", "native"),
+        default="ext_authz",
+        help="serve's --authz-mode, to report which mode the workload would use",
+    )
     p.set_defaults(handler=cmd_authz_check)
 
     netpol = sub.add_parser("netpol", help="Kubernetes NetworkPolicy tools").add_subparsers(

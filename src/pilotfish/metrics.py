@@ -87,6 +87,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.decision_cache = Counter(
+            "pilotfish_authz_decision_cache_lookups",
+            "Check answers served again from the decision cache (hit) or decided (miss)",
+            ["result"],
+            registry=r,
+        )
         self.custom_providers = Counter(
             "pilotfish_authz_custom_provider_calls",
             "CUSTOM extension provider calls by provider and result",
@@ -185,7 +191,13 @@ class Metrics:
     def use_authz_workers(self, source: Callable[[], Sequence[dict[str, Any]]]) -> None:
         """Check serving runs in worker processes: replace the in-process authz collectors with
         one that sums the workers' tallies (``extauthz.tally``) when ``/metrics`` is scraped."""
-        in_process = (self.authz_checks, self.authz_check_seconds, self.jwks_fetches, self.token_cache)
+        in_process = (
+            self.authz_checks,
+            self.authz_check_seconds,
+            self.jwks_fetches,
+            self.token_cache,
+            self.decision_cache,
+        )
         for collector in (*in_process, self.custom_providers):
             self.registry.unregister(collector)
         self.registry.register(WorkerAuthzCollector(source))
@@ -205,6 +217,9 @@ class Metrics:
 
     def on_token_cache(self, hit: bool) -> None:
         self.token_cache.labels("hit" if hit else "miss").inc()
+
+    def on_decision_cache(self, hit: bool) -> None:
+        self.decision_cache.labels("hit" if hit else "miss").inc()
 
     def on_custom_provider(self, provider: str, result: str) -> None:
         """``result``: allow, deny, failed_open or failed_closed."""
@@ -237,6 +252,16 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def samples(self, prefix: str = "pilotfish_") -> list[tuple[str, dict[str, str], float]]:
+        """Every current sample ``(name, labels, value)`` whose name starts with ``prefix``: what
+        a scrape would read, as data (the web console's live charts)."""
+        return [
+            (s.name, dict(s.labels), float(s.value))
+            for family in self.registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix)
+        ]
 
 
 def _count_of(source: Callable[[], Mapping[str, int]], key: str) -> float:
@@ -285,6 +310,12 @@ class WorkerAuthzCollector:
             "Verified-JWT cache lookups (hit, miss)",
             tallies,
             "token_cache",
+        )
+        yield _counter(
+            "pilotfish_authz_decision_cache_lookups",
+            "Check answers served again from the decision cache (hit) or decided (miss)",
+            tallies,
+            "decision_cache",
         )
         yield _custom_providers(tallies)
 

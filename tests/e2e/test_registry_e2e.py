@@ -188,3 +188,41 @@ def test_a_registration_envoy_would_nack_is_refused_and_a_later_valid_one_takes_
     assert proxies and all(
         info.get("state") != "NACKED" for row in proxies for info in row["types"].values()
     ), proxies
+
+
+def test_a_bad_lease_stored_before_the_rules_cannot_block_the_registry(
+    tmp_path: Path, envoy_factory, pilotfish_factory, echo_factory
+) -> None:
+    """An upgrade over a store that holds ``address: "not-an-ip!"`` (accepted by older servers):
+    the lease is left out and logged, the other lease is served, and a later valid registration
+    reaches Envoy; nothing is NACKed."""
+    import sqlite3
+
+    from pilotfish.store import open_store
+    from pilotfish.store.base import Registration
+
+    echo_a, echo_b = echo_factory("ratings-a"), echo_factory("ratings-b")
+    database = tmp_path / "old.db"
+    old = open_store(f"sqlite:///{database}")
+    now = time.time()
+    for id, port in (("old-bad", 1), ("old-good", echo_a.port)):
+        old.register(Registration(id, HOST, "127.0.0.1", port, ttl_seconds=600), now)
+    old.close()
+    with sqlite3.connect(database) as conn:  # as an older server wrote it
+        conn.execute("UPDATE pilotfish_registrations SET address = 'not-an-ip!' WHERE id = 'old-bad'")
+    conn.close()
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "service.yaml").write_text(SERVICE)
+    pf = pilotfish_factory(config, extra_args=["--store", f"sqlite:///{database}"])
+    envoy = envoy_factory(sidecar_bootstrap(pf.xds_port))
+    mesh = Mesh(pf, envoy, Api(pf.admin), config)
+    timed_until(lambda: mesh.ask() == echo_a.name, timeout=10, message="the stored valid lease serves")
+    assert "'old-bad' is invalid and left out" in pf.log_text()
+
+    assert mesh.api.register("127.0.0.1", echo_b.port, ttlSeconds=30).status == 201
+    timed_until(lambda: has_endpoint(envoy, f"127.0.0.1:{echo_b.port}"), timeout=5, message="the new lease")
+    assert set(mesh.send(20)) == {echo_a.name, echo_b.name}
+    assert all(info.get("state") != "NACKED" for row in pf.syncz() for info in row["types"].values()), (
+        pf.syncz()
+    )

@@ -53,7 +53,7 @@ class PilotfishProcess:
             "--xds-port",
             str(self.xds_port),
             "--admin-port",
-            "0",
+            str(self.admin_port),  # 0 at first, then the same after a restart (clients point at it)
             *self._store_args(),
             *self._authz_args(),
             *self._ca_args(),
@@ -127,7 +127,7 @@ class PilotfishProcess:
             self._proc = None
 
     def restart(self) -> PilotfishProcess:
-        """Stop and start again on the same xDS port (the proxies' bootstrap points at it)."""
+        """Stop and start again on the same xDS and admin ports (proxies and clients point at them)."""
         self.stop()
         return self.start()
 

@@ -92,3 +92,62 @@ def test_a_jwt_nested_10000_levels_deep_is_a_401_not_a_crash(
     out = json.loads(capsys.readouterr().out)
     assert (out["decision"], out["status"]) == ("deny", 401)
     assert out["reason"] == "JWT: Jwt payload is an invalid Base64url encoded JSON"
+
+
+def test_the_path_is_normalized_as_the_mesh_says_before_evaluating(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Envoy normalizes before the filters (BASE by default): ``/public/../admin`` is ``/admin``."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "ap.yaml").write_text(POLICY)
+    assert (
+        main(
+            [
+                "authz",
+                "check",
+                "--config",
+                str(config),
+                "--request",
+                str(request(tmp_path, "/public/../admin/x")),
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert (out["decision"], out["normalizedPath"]) == ("deny", "/admin/x")
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text("pathNormalization: {normalization: NONE}\n")
+    args = ["authz", "check", "--config", str(config), "--mesh", str(mesh)]
+    assert main([*args, "--request", str(request(tmp_path, "/public/../admin/x"))]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["decision"], out["normalizedPath"]) == ("allow", "/public/../admin/x")
+
+
+@pytest.mark.parametrize(
+    ("mode_flag", "annotations", "expected"),
+    [
+        ("ext_authz", {}, "ext_authz"),
+        ("native", {}, "native"),
+        ("ext_authz", {"pilotfish.io/authz-mode": "native"}, "native"),
+    ],
+)
+def test_it_says_which_enforcement_mode_the_workload_uses(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode_flag: str,
+    annotations: dict[str, str],
+    expected: str,
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "ap.yaml").write_text(POLICY)
+    file = tmp_path / "request.json"
+    file.write_text(
+        json.dumps({"workload": {"namespace": "prod", "annotations": annotations}, "request": {"path": "/"}})
+    )
+    assert (
+        main(["authz", "check", "--config", str(config), "--request", str(file), "--authz-mode", mode_flag])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["enforcement"] == {"mode": expected, "fallback": None}

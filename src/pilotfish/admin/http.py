@@ -4,13 +4,15 @@ The handlers see the running server only through ``AdminBackend``, a protocol th
 root (``app.py``) implements, so this module imports neither grpc nor the xDS internals.
 
 Routes (Istio's debug names where Istio has one, pilot/pkg/xds/debug.go):
-  GET /healthz                 200 "ok" when serving, 503 with reasons otherwise
+  GET /healthz                 200 "ok" when serving, 503 with one line per reason otherwise (the
+                               store is unreachable; a background task failed and is recovering)
   GET /metrics                 Prometheus exposition
   GET /debug/syncz             push status per proxy and type (JSON)
   GET /debug/config_dump       ?proxyID=ID[&type=cluster|endpoint|listener|route|secret] the config sent
   GET /debug/configz           the Istio resources in force (JSON)
   GET /debug/certs             the CA's root and every current certificate: serial, SANs, validity,
                                issuance and rotation counts (never a private key)
+  GET /ui/                     the web console (``pilotfish.console``, wired in by app.py)
   GET /debug/problemz          what is not served as written: config problems (and a config
                                directory kept at its last good content), endpoints left out of
                                xDS, resources proxies rejected (JSON)
@@ -100,6 +102,9 @@ async def problemz(request: web.Request) -> web.Response:
     return _json(request.app[BACKEND].problemz())
 
 
+Routes = Callable[[web.Application], None]  # adds more routes (the web console: ``console.routes``)
+
+
 def guarded(path: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> api.Handler:
     """``handler`` behind RBAC as the kind ``rbac.ENDPOINT_KINDS[path]`` (verb get)."""
     kind = rbac.ENDPOINT_KINDS[path]
@@ -112,7 +117,10 @@ def guarded(path: str, handler: Callable[[web.Request], Awaitable[web.Response]]
 
 
 def build_app(
-    backend: AdminBackend, registry: api.RegistryBackend | None = None, policy: rbac.Policy | None = None
+    backend: AdminBackend,
+    registry: api.RegistryBackend | None = None,
+    policy: rbac.Policy | None = None,
+    extra_routes: Routes | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[csrf.refuse_forgery], client_max_size=MAX_TEXT_BYTES)
     app[BACKEND] = backend
@@ -129,6 +137,8 @@ def build_app(
     app.router.add_get("/debug/configz", api.endpoint(configz))
     if registry is not None:
         api.add_routes(app, registry, policy or rbac.Policy())
+    if extra_routes is not None:
+        extra_routes(app)
     return app
 
 
@@ -139,9 +149,10 @@ async def start(
     registry: api.RegistryBackend | None = None,
     policy: rbac.Policy | None = None,
     idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+    extra_routes: Routes | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Start the admin server; returns the runner (for cleanup) and the bound port (port 0 works)."""
-    app = build_app(backend, registry, policy)
+    app = build_app(backend, registry, policy, extra_routes)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

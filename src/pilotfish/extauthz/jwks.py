@@ -130,6 +130,7 @@ class JwksCache:
         self.ttl, self.retry_after, self.kid_refetch_interval = ttl, retry_after, kid_refetch_interval
         self._entries: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self.generation = 0  # bumped whenever some URI's keys are replaced (decision caches key on it)
 
     def current(self, uri: str) -> KeySet | None:
         """The last good keys for ``uri`` without fetching."""
@@ -187,6 +188,7 @@ class JwksCache:
             log.warning("JWKS fetch from %s failed (%s); serving %s", uri, exc, _serving(entry))
             return
         entry.keys, entry.fetched_at, entry.failed_at = keys, now, None
+        self.generation += 1
 
 
 def _serving(entry: _Entry) -> str:

@@ -30,12 +30,15 @@ import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from pilotfish.config.security.request_authentication import DEFAULT_JWKS_TIMEOUT
+from pilotfish.extauthz import decision_cache
 from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.custom import ProviderClients, allowed_with, denied_with, request_view
@@ -59,6 +62,9 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
+RECENT_DENIALS = 50  # per worker
+
+
 class CheckHooks(Protocol):
     """Where Check events go (``metrics.Metrics`` implements it)."""
 
@@ -67,6 +73,8 @@ class CheckHooks(Protocol):
     def on_jwks_fetch(self, ok: bool) -> None: ...
 
     def on_token_cache(self, hit: bool) -> None: ...
+
+    def on_decision_cache(self, hit: bool) -> None: ...
 
     def on_custom_provider(self, provider: str, result: str) -> None:
         """One CUSTOM provider call; ``result`` is one of ``custom.RESULTS``."""
@@ -80,6 +88,9 @@ class NoHooks:
         pass
 
     def on_token_cache(self, hit: bool) -> None:
+        pass
+
+    def on_decision_cache(self, hit: bool) -> None:
         pass
 
     def on_custom_provider(self, provider: str, result: str) -> None:
@@ -140,13 +151,29 @@ class CheckService:
     ) -> None:
         self.bundle = bundle
         self.hooks: CheckHooks = hooks or NoHooks()
-        self.jwks = JwksCache(counted_fetch(fetch, self.hooks))
+        self.jwks = JwksCache(counted_fetch(self._timed(fetch), self.hooks))
         self.authenticator = Authenticator(
             self.jwks, strict=strict, token_cache=CountingTokenCache(self.hooks)
         )
         self.clock = clock
         self.providers = ProviderClients()
         self.counts = {"allow": 0, "deny": 0, "error": 0}
+        # The latest denials, for the web console: what was asked and what decided — never a
+        # header value or a token.
+        self.denials: deque[dict[str, Any]] = deque(maxlen=RECENT_DENIALS)
+        self.answers = decision_cache.DecisionCache()
+        self._headers_for: AuthzBundle | None = None
+        self._headers: tuple[str, ...] = ()
+
+    def _timed(self, fetch: Fetch) -> Fetch:
+        """``fetch`` bounded by the jwtRule ``timeout`` of the URI (the bundle in force says it):
+        a JWKS server that answers too slowly is a failed fetch, as in Envoy's remote_jwks."""
+
+        async def timed(uri: str) -> str:
+            limit = self.bundle.jwks_timeouts.get(uri, DEFAULT_JWKS_TIMEOUT.total_seconds())
+            return await asyncio.wait_for(fetch(uri), limit)
+
+        return timed
 
     def swap(self, bundle: AuthzBundle) -> bool:
         """Install ``bundle``; False (and nothing changes) when it is the version in force."""
@@ -163,28 +190,46 @@ class CheckService:
         workload); raises ``BadCheckRequest`` when it cannot be placed."""
         started = time.perf_counter()
         bundle = self.bundle  # one version decides the whole Check, across the provider call too
+        metadata = tuple(metadata)
+        now = self.clock()
+        cache_key = decision_cache.key(
+            bundle.version, self.jwks.generation, self._header_names(bundle), request, metadata
+        )
+        cached = self.answers.get(cache_key, now)
+        self.hooks.on_decision_cache(cached is not None)
+        if cached is not None:
+            self._record(cached.entry, cached.decision, time.perf_counter() - started)
+            return cached.response
         try:
-            entry = check_input(request, self.clock(), metadata)
-            decision, response = await self._decide(bundle, request, entry.attributes)
+            entry = check_input(request, now, metadata)
+            decision, response, valid_until = await self._decide(bundle, request, entry.attributes)
         except BaseException:
             self.counts["error"] += 1
             raise
+        if valid_until is not None:
+            self.answers.put(cache_key, decision_cache.Answer(decision, response, entry, valid_until))
         self._record(entry, decision, time.perf_counter() - started)
         return response
 
+    def _header_names(self, bundle: AuthzBundle) -> tuple[str, ...]:
+        if self._headers_for is not bundle:
+            self._headers_for, self._headers = bundle, tuple(sorted(bundle.headers_read))
+        return self._headers
+
     async def _decide(
         self, bundle: AuthzBundle, request: external_auth_pb2.CheckRequest, attributes: Attributes
-    ) -> tuple[Decision, external_auth_pb2.CheckResponse]:
-        """CUSTOM (ask the provider) first, then the rest of the decision."""
+    ) -> tuple[Decision, external_auth_pb2.CheckResponse, float | None]:
+        """CUSTOM (ask the provider) first, then the rest of the decision; and until when the
+        answer may be reused (``None``: never, a provider was asked)."""
         custom = bundle.custom_step(attributes)
         if custom is None:
-            decision = await bundle.decide(attributes, self.authenticator)
-            return decision, check_response(decision)
+            decision, authn = await bundle.decide_detailed(attributes, self.authenticator)
+            return decision, check_response(decision), self.answers.expiry(attributes.now, authn.valid_until)
         name, match = custom
         answer = await self.providers.ask(name, bundle.ext_authz_provider(name), request, attributes)
         self.hooks.on_custom_provider(name, answer.result)
         if not answer.allow:
-            return answer.denial(name, match), answer.response
+            return answer.denial(name, match), answer.response, None
         seen = dataclasses.replace(
             attributes, request=request_view(attributes.request, answer.response.ok_response)
         )
@@ -192,7 +237,7 @@ class CheckService:
             await bundle.decide(seen, self.authenticator), custom_provider=name, custom_match=match
         )
         merge = allowed_with if decision.allow else denied_with
-        return decision, merge(answer.response, check_response(decision))
+        return decision, merge(answer.response, check_response(decision)), None
 
     async def close(self) -> None:
         """Release the CUSTOM provider connections (when the server stops)."""
@@ -204,6 +249,21 @@ class CheckService:
         self.hooks.on_authz_check(verdict, reason_label(decision), decision.policy or "", seconds)
         if not decision.allow:
             workload = entry.attributes.workload
+            request = entry.attributes.request
+            self.denials.append(
+                {
+                    "at": self.clock(),
+                    "status": decision.status,
+                    "method": request.method,
+                    "host": request.host,
+                    "path": request.url_path,
+                    "namespace": workload.namespace,
+                    "workload": entry.workload_name,
+                    "policy": decision.policy or "",
+                    "rule": decision.rule,
+                    "reason": decision.reason,
+                }
+            )
             deny_log.log(
                 logging.INFO,
                 (decision.policy or decision.reason, workload.namespace, entry.workload_name or "-"),
@@ -224,7 +284,12 @@ class CheckService:
             await self.jwks.keys(uri, now)
 
     def stats(self) -> dict[str, Any]:
-        out = {"pid": os.getpid(), "version": self.bundle.version, **self.counts}
+        out = {
+            "pid": os.getpid(),
+            "version": self.bundle.version,
+            **self.counts,
+            "denials": list(self.denials),
+        }
         if isinstance(self.hooks, CheckTally):
             out["metrics"] = self.hooks.snapshot()
         return out

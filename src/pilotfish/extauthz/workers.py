@@ -120,6 +120,9 @@ def _mailbox(
             kind, payload = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             kind, payload = "stop", None
+        except Exception:  # unreadable, or a bundle that does not compile here: keep serving
+            log.exception("unreadable message from the control plane; keeping the current bundle")
+            continue
         if kind == "bundle":
             loop.call_soon_threadsafe(service.swap, payload)
         elif kind == "stats":

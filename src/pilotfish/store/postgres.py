@@ -21,6 +21,7 @@ Theory of operation.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -166,6 +167,7 @@ class _Listener:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._delay = LISTENER_BACKOFF[0]
+        self._next_wait = self._delay
         self._thread = threading.Thread(target=self._run, name="pilotfish-store-listener", daemon=True)
 
     def start(self, wait: float) -> None:
@@ -185,12 +187,20 @@ class _Listener:
                 with self._connect() as conn:
                     self._listen(conn, catch_up=missed)
             except (psycopg.Error, StoreUnavailable) as exc:
-                log.warning("store listener lost PostgreSQL, retrying in %.1fs: %s", self._delay, exc)
+                log.warning("store listener lost PostgreSQL, retrying in %.2fs: %s", self._wait(), exc)
+            except Exception:  # a bug must not end the thread silently: log it, keep listening
+                log.exception("store listener failed, retrying in %.2fs", self._wait())
             missed = True
             self._ready.set()
-            if self._stop.wait(self._delay):
+            if self._stop.wait(self._next_wait):
                 return
             self._delay = min(self._delay * 2, LISTENER_BACKOFF[1])
+
+    def _wait(self) -> float:
+        """The pause before the next attempt, with equal jitter: replicas that lost the same
+        server do not reconnect in lock-step."""
+        self._next_wait = self._delay * (0.5 + random.random() / 2)
+        return self._next_wait
 
     def _listen(self, conn: psycopg.Connection[tuple[Any, ...]], catch_up: bool) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

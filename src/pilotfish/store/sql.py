@@ -377,19 +377,36 @@ def _registration_row(reg: Registration) -> tuple[Any, ...]:
 
 
 def _registrations(tx: Tx, sql: str, params: Sequence[Any]) -> builtins.list[Registration]:
-    """Run ``sql``, which yields ``_REG_COLUMNS``, and build the leases."""
-    return [
-        Registration(
-            id=r[0],
-            service=r[1],
-            address=r[2],
-            port=int(r[3]),
-            labels=json.loads(r[4]),
-            weight=int(r[5]),
-            service_account=r[6],
-            ttl_seconds=float(r[7]),
-            draining=bool(r[8]),
-            expires_at=float(r[9]),
-        )
-        for r in tx.rows(sql, params)
-    ]
+    """Run ``sql``, which yields ``_REG_COLUMNS``, and build the leases. A row that breaks the
+    rules (written before they existed, or by hand) is left out and logged: one bad lease must
+    not make every lease unreadable, and so freeze the registry at its last state."""
+    out = []
+    for r in tx.rows(sql, params):
+        try:
+            out.append(
+                Registration(
+                    id=r[0],
+                    service=r[1],
+                    address=r[2],
+                    port=int(r[3]),
+                    labels=json.loads(r[4]),
+                    weight=int(r[5]),
+                    service_account=r[6],
+                    ttl_seconds=float(r[7]),
+                    draining=bool(r[8]),
+                    expires_at=float(r[9]),
+                )
+            )
+        except (ConfigError, ValueError, TypeError) as exc:
+            _skipped_row(str(r[0]), str(exc))
+    return out
+
+
+_SKIPPED: set[tuple[str, str]] = set()
+
+
+def _skipped_row(id: str, reason: str) -> None:
+    """Log a stored lease left out, once per lease and reason (every read would repeat it)."""
+    if (id, reason) not in _SKIPPED and len(_SKIPPED) < 10_000:
+        _SKIPPED.add((id, reason))
+        log.warning("stored registration %r is invalid and left out: %s", id, reason)

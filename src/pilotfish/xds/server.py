@@ -333,8 +333,7 @@ class _Stream(abc.ABC):
             names = _to_diff(type_url, subscription, snapshot, forced_names)
             outgoing = self._respond(type_url, subscription, snapshot, names) if names != () else None
             subscription.synced = snapshot.version(type_url)
-            assert self._connection is not None
-            self._status.in_view(self._connection, type_url, subscription.known)
+            self._prune_rejected(type_url, subscription)
             if outgoing is None:
                 if names is None:
                     self._note_held(type_url, subscription, snapshot)
@@ -344,6 +343,14 @@ class _Stream(abc.ABC):
             if child is not None:
                 forced[child] = snapshot.children(type_url, outgoing.updated)
         return out
+
+    def _prune_rejected(self, type_url: str, subscription: Subscription) -> None:
+        """A rejected resource the client no longer holds (removed, unsubscribed) stops counting."""
+        assert self._connection is not None
+        status = self._connection.types.get(type_url)
+        if status is not None and status.rejected:
+            held = {n for n, v in subscription.known.items() if v != _ABSENT}
+            self._status.in_view(self._connection, type_url, held)
 
     def _note_held(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> None:
         """Nothing to send: if the client holds every desired resource at its current version (a
@@ -484,7 +491,8 @@ class SotwStream(_Stream):
         nonce = self._next_nonce(subscription)
         payload = wire.encode_sotw(version, type_url, nonce, sent)
         updated = tuple(r.name for r in changed)
-        return Outgoing(type_url, version, nonce, payload, updated, tuple(r.name for r in sent))
+        carried = updated if sent is changed else tuple(r.name for r in sent)  # one tuple, kept by the status
+        return Outgoing(type_url, version, nonce, payload, updated, carried)
 
 
 def _sotw_version(subscription: Subscription, snapshot: Snapshot, type_url: str) -> str:
@@ -668,6 +676,8 @@ async def _serve_rpc(stream: _Stream, requests: Any, context: Any) -> None:
     except PeerError as error:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
     except StreamSuperseded as error:
+        # Two live proxies sharing one node id would replace each other at every reconnect.
+        nack_log.log(logging.WARNING, ("superseded", str(error)), "%s (peer %s)", error, context.peer())
         await context.abort(grpc.StatusCode.ABORTED, str(error))
     except (asyncio.CancelledError, grpc.aio.AbortError):
         raise

@@ -4,14 +4,18 @@ timed here; the numbers are only checked for being present and delivered to ever
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from harness.processes import is_running
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +59,75 @@ def test_a_tiny_scale_bench_runs_end_to_end_and_reports_everything() -> None:
     assert re.search(r"pilotfish RSS: [\d.]+ MB before the clients, [\d.]+ MB after", out), out
     assert re.search(r"ratio pilotfish/baseline: initial sync [\d.]+, endpoint p50 [\d.]+", out), out
     assert "never arrived" not in out, out
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (Linux ``/proc/PID/task/*/children``)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = {int(c) for c in (task / "children").read_text().split()}
+                todo.extend(children - found)
+                found |= children
+    return found
+
+
+def _ours(pid: int) -> bool:
+    """pilotfish or a client process (not multiprocessing's resource tracker, which follows its
+    parent by itself)."""
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"pilotfish\0serve" in cmdline or b"spawn_main" in cmdline
+    return False
+
+
+def test_a_terminated_bench_stops_pilotfish_and_its_client_processes() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCH),
+            "--proxies",
+            "3",
+            "--services",
+            "5",
+            "--trials",
+            "50",
+            "--settle",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    children: set[int] = set()
+    try:
+
+        def pilotfish_running() -> set[int]:
+            children = descendants(proc.pid)
+            cmdlines = [Path(f"/proc/{c}/cmdline").read_bytes() for c in children if is_running(c)]
+            return (
+                children if any(b"serve\0--config" in c for c in cmdlines) and len(children) >= 3 else set()
+            )
+
+        children = wait_for(pilotfish_running, timeout=60, message="pilotfish and the clients started")
+        time.sleep(1.0)  # in the middle of the trials
+        children |= descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+        # Stopped by the bench before it exits, not left to notice their parent is gone.
+        left = wait_for(
+            lambda: not any(is_running(c) and _ours(c) for c in children), timeout=1, message="no child left"
+        )
+        assert left
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for child in children:  # whatever the bench failed to stop, stopped here by PID
+            if is_running(child) and _ours(child):
+                os.kill(child, signal.SIGKILL)
+        if proc.stdout:
+            proc.stdout.close()

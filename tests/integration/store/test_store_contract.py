@@ -257,6 +257,18 @@ def test_stored_document_that_no_longer_validates_is_skipped_by_list(
         store.get("WorkloadEntry", "prod", "bad")
 
 
+def test_stored_registration_that_no_longer_validates_is_skipped(backend: Backend, store: SqlStore) -> None:
+    """A lease written before the address rules existed (``not-an-ip!`` used to be accepted) must
+    not make every lease unreadable: it is left out, the others are served."""
+    store.register(reg("good"), now=0.0)
+    store.register(reg("bad", address="10.1.0.2"), now=0.0)
+    backend.raw("UPDATE pilotfish_registrations SET address = ? WHERE id = ?", ("not-an-ip!", "bad"))
+
+    assert [r.id for r in store.registrations()] == ["good"]
+    assert store.heartbeat("bad", 1.0) is None  # unknown as far as the caller goes: register again
+    assert store.heartbeat("good", 1.0) is not None
+
+
 # -- revisions --------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ an unreachable or silent server, killed connections, and a server that goes away
 
 from __future__ import annotations
 
+import logging
 import socket
 import statistics
 import threading
@@ -175,6 +176,35 @@ def test_the_listener_reconnects_after_its_connection_is_killed(
     finally:
         subscription.close()
     assert backends_of(dbname, "pilotfish-listener") == [], "close() closed the listener's connection"
+
+
+def test_the_listener_survives_an_unexpected_error_logs_it_and_keeps_listening(
+    open_replica: Callable[..., PostgresStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (not a PostgreSQL error) in the listener's loop is logged with its traceback and
+    retried like a lost connection: the thread does not end silently."""
+    a, b = open_replica(), open_replica()
+    a.revision()
+    real, attempts = b._connect, []
+
+    def first_attempt_fails(name: str) -> psycopg.Connection[tuple[object, ...]]:
+        attempts.append(name)
+        if len(attempts) == 1:
+            raise RuntimeError("a bug in the listener")
+        return real(name)
+
+    b._connect = first_attempt_fails  # type: ignore[method-assign]
+    heard = Recorder()
+    with caplog.at_level(logging.ERROR, logger="pilotfish.store.postgres"):
+        subscription = b.watch(heard)
+        try:
+            wait_for(lambda: len(attempts) >= 2, timeout=10, message="the listener tried again")
+            revision = a.apply(workload_entry(), actor="x")
+            wait_for(lambda: heard.has(revision), timeout=10, message="write heard after the failure")
+        finally:
+            subscription.close()
+    [record] = [r for r in caplog.records if "store listener failed" in r.getMessage()]
+    assert record.exc_info is not None and "a bug in the listener" in str(record.exc_info[1])
 
 
 def test_replicas_starting_together_create_the_schema_once(url: str) -> None:

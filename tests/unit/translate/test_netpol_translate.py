@@ -167,3 +167,42 @@ def static_bootstrap(case: str) -> bootstrap_pb2.Bootstrap:
 def test_envoy_accepts_the_enforcement(case, tmp_path: Path):
     result = validate(static_bootstrap(case), tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def test_a_gateway_selected_by_a_policy_guards_its_listeners():
+    text = """# proxy: router istio-system 10.0.0.5 istio=ingressgateway
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: gw, namespace: istio-system}
+spec: {address: 10.0.0.5, labels: {istio: ingressgateway}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: gw-from-lan, namespace: istio-system}
+spec:
+  podSelector: {matchLabels: {istio: ingressgateway}}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 8080}]}]
+"""
+    snap, proxy = snapshot(text), proxy_of(text)
+    (listener,) = translate_listeners(snap, proxy)
+    (config,) = rbac_of(listener)
+    (policy,) = config.rules.policies.values()
+    assert policy.principals[0].direct_remote_ip.address_prefix == "10.0.0.0"
+    assert policy.permissions[0].destination_port == 8080
+
+
+def test_the_enforcement_key_follows_workloads_not_just_config():
+    from pilotfish.xds.translate.netpol import enforcement_key
+
+    text = (GOLDEN / "ingress.in.yaml").read_text()
+    base = enforcement_key(snapshot(text))
+    assert base is not None and enforcement_key(snapshot(text)) == base
+    assert enforcement_key(snapshot(text.replace("10.0.0.22", "10.0.0.24"))) != base  # a workload moved
+    assert enforcement_key(snapshot(text.split("# web pods share")[0])) is None  # no NetworkPolicy

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from listeners_builders import client
+from test_listeners_golden import bootstrap_for, translated, validate
 from translate_builders import snapshot
 
 from pilotfish.registry.from_config import port_protocol
@@ -120,3 +124,56 @@ def test_auto_passthrough_gateways_get_sni_named_copies_of_the_outbound_clusters
     assert v1.eds_cluster_config.service_name == "outbound|5432|v1|db.prod.svc.cluster.local"
     assert not v1.transport_socket_matches and not v1.HasField("transport_socket")
     assert sni_dnat_clusters(snap, client(), translate_clusters(snap, client())) == []  # sidecars: none
+
+
+STICKY = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: prod}
+spec:
+  host: db.prod.svc.cluster.local
+  trafficPolicy:
+    connectionPool: {tcp: {idleTimeout: 90s}}
+    loadBalancer: {consistentHash: {useSourceIp: true}}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+"""
+
+
+def test_a_single_destination_takes_its_rule_idle_timeout_and_source_ip_hashing() -> None:
+    snap = snapshot(SERVICES.split("---")[0], STICKY)
+    (listener,) = [item for item in translate_listeners(snap, client()) if item.name.endswith("5432")]
+    proxy = tcp_proxy_pb2.TcpProxy()
+    listener.filter_chains[0].filters[-1].typed_config.Unpack(proxy)
+    assert proxy.idle_timeout.seconds == 90
+    assert [h.WhichOneof("policy_specifier") for h in proxy.hash_policy] == ["source_ip"]
+    routed = snapshot(SERVICES.split("---")[0], STICKY, SPLIT.replace("subset: v2}}]", "subset: v2}}]\n"))
+    (canary,) = tcp_proxies_of(routed, {"app": "canary"})  # subset v2 balances round robin: no hash
+    assert canary.cluster.startswith("outbound|5432|v2|") and not canary.hash_policy
+    assert canary.idle_timeout.seconds == 90
+
+
+def tcp_proxies_of(snap, labels: dict[str, str]) -> list[tcp_proxy_pb2.TcpProxy]:
+    (listener,) = [
+        item for item in translate_listeners(snap, client(labels=labels)) if item.name.endswith("5432")
+    ]
+    out = []
+    for chain in listener.filter_chains:
+        proxy = tcp_proxy_pb2.TcpProxy()
+        chain.filters[-1].typed_config.Unpack(proxy)
+        out.append(proxy)
+    return out
+
+
+@pytest.mark.e2e
+def test_envoy_accepts_an_auto_passthrough_gateway_with_its_sni_clusters(tmp_path: Path) -> None:
+    """The gateway-l4 golden's listeners and clusters plus the SNI-named copies and the
+    BlackHoleCluster the AUTO_PASSTHROUGH chain names, through ``envoy --mode validate``."""
+    snap, proxy, _, _ = translated("gateway-l4")
+    boot = bootstrap_for("gateway-l4")
+    extra = sni_dnat_clusters(snap, proxy, translate_clusters(snap, proxy))
+    assert any(c.name.startswith("outbound_.") for c in extra)
+    boot.static_resources.clusters.extend(extra)
+    result = validate(boot, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -243,3 +243,26 @@ def test_a_reconnect_holding_the_current_endpoints_is_synced_without_a_push() ->
         await driver.close()
 
     run(body)
+
+
+def test_a_rejected_resource_that_is_removed_no_longer_counts() -> None:
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        driver, response = await connect(env, rt.ROUTE, ("r", "gone"))
+        assert b.names(response) == ["r"] and list(response.removed_resources) == ["gone"]
+        await driver.send(b.delta_request(rt.ROUTE, nonce=response.nonce, error="route r: bad"))
+        connection = env.status.get(b.NODE_ID)
+        assert connection is not None
+        routes = connection.of(rt.ROUTE)
+        assert list(routes.rejected) == ["r"] and routes.state is SyncState.NACKED
+        env.publish([m for m in b.mesh() if getattr(m, "name", "") not in ("r", "http")])  # "r" goes
+        removal = await driver.response()
+        while removal.type_url != rt.ROUTE:
+            await ack(driver, removal)
+            removal = await driver.response()
+        assert "r" in removal.removed_resources
+        await ack(driver, removal)
+        assert not routes.rejected and routes.state is SyncState.SYNCED
+        await driver.close()
+
+    run(body)

@@ -148,3 +148,32 @@ def test_a_proxy_counts_under_its_worst_state() -> None:
         SyncState.NACKED,
     ]
     assert proxy_states(status) == {"NACKED": 1, "STALE": 1, "SYNCED": 1}
+
+
+def test_rejected_resources_are_counted_by_type_for_the_metric() -> None:
+    from pilotfish.metrics import Metrics
+
+    status, metrics = PushStatus(), Metrics()
+    metrics.use_rejected_counts(status.rejected_counts)
+    connection = status.connect(parse_node(b.node()), StreamKind.SOTW)
+    status.sent(connection, rt.ENDPOINT, "v1", "1", ("x", "y"), ("y",))
+    status.nacked(connection, rt.ENDPOINT, "1", "malformed IP address")
+    assert status.rejected_counts() == {"EDS": 1}  # only the changed resource is suspect
+    text = metrics.exposition().decode()
+    assert 'pilotfish_xds_rejected_resources{type="EDS"} 1.0' in text
+    assert 'pilotfish_xds_rejected_resources{type="CDS"} 0.0' in text
+    status.sent(connection, rt.ENDPOINT, "v2", "2", ("y",))
+    status.acked(connection, rt.ENDPOINT, "2")
+    assert 'pilotfish_xds_rejected_resources{type="EDS"} 0.0' in metrics.exposition().decode()
+
+
+def test_proxy_status_names_each_rejected_resource() -> None:
+    from pilotfish.cli import _nack_text
+
+    info = {
+        "state": "NACKED",
+        "nack": {"message": "malformed IP address: x"},
+        "rejected": {"b": {"message": "malformed IP address: x"}, "a": {"message": "bad port"}},
+    }
+    assert _nack_text(info) == "a: bad port; b: malformed IP address: x"
+    assert _nack_text({"state": "NACKED", "nack": {"message": "text"}, "rejected": {}}) == "text"

@@ -41,10 +41,11 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import duration_pb2
 
+from pilotfish.config.security.enforcement import AUTHZ_MODES, MODE_ANNOTATION, AuthzMode, choose_mode
 from pilotfish.config.security.targeting import resource_in_scope
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.translate.jwt_authn import jwks_cluster, jwks_sources, jwt_authn_filter, native_problem
+from pilotfish.xds.translate.jwt_authn import jwks_cluster, jwks_sources, jwt_authn_filter
 from pilotfish.xds.translate.rbac import rbac_filters
 
 AUTHZ_CLUSTER = "pilotfish_ext_authz"
@@ -73,9 +74,6 @@ def authz_applies(snapshot: MeshSnapshot, proxy: Proxy) -> bool:
     )
 
 
-AuthzMode = Literal["ext_authz", "native"]
-AUTHZ_MODES: tuple[AuthzMode, ...] = ("ext_authz", "native")
-MODE_ANNOTATION = "pilotfish.io/authz-mode"
 HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
 
 
@@ -99,28 +97,30 @@ def _selected(snapshot: MeshSnapshot, proxy: Proxy, kind: str) -> list[Any]:
     return [r for r in snapshot.of_kind(kind) if resource_in_scope(r, proxy.namespace, proxy.labels, root)]
 
 
-def _native_problem(policies: list[Any], rules: list[Any]) -> str | None:
-    if any(p.spec.action == "CUSTOM" for p in policies):
-        return "a CUSTOM AuthorizationPolicy selects the workload (CUSTOM is decided by the ext_authz path)"
-    return native_problem(rules)
+def _policies(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[list[Any], list[Any]]:
+    return _selected(snapshot, proxy, "AuthorizationPolicy"), _selected(
+        snapshot, proxy, "RequestAuthentication"
+    )
+
+
+def enforcement(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[str, str | None]:
+    """Pure and cheap (no filters built), for ``/debug/syncz`` and ``proxy-status``."""
+    policies, authns = _policies(snapshot, proxy)
+    return choose_mode(policies, authns, requested_mode(snapshot, proxy), snapshot.authz_address is not None)
 
 
 def authz_plan(snapshot: MeshSnapshot, proxy: Proxy) -> AuthzPlan:
     """Pure: which mode and filters enforce the policies that select ``proxy``."""
-    policies = _selected(snapshot, proxy, "AuthorizationPolicy")
-    authns = _selected(snapshot, proxy, "RequestAuthentication")
-    if not policies and not authns:
-        return AuthzPlan("none")
-    rules = [rule for r in authns for rule in r.spec.jwt_rules]
-    problem = _native_problem(policies, rules) if requested_mode(snapshot, proxy) == "native" else None
-    if requested_mode(snapshot, proxy) == "native" and problem is None:
-        jwt = jwt_authn_filter(rules)
+    mode, fallback = enforcement(snapshot, proxy)
+    if mode == "none":
+        return AuthzPlan("none", fallback=fallback)
+    if mode == "native":
+        policies, authns = _policies(snapshot, proxy)
+        jwt = jwt_authn_filter([rule for r in authns for rule in r.spec.jwt_rules])
         return AuthzPlan("native", (*([jwt] if jwt else []), *rbac_filters(policies, snapshot.mesh)))
-    if snapshot.authz_address is None:
-        return AuthzPlan("none", fallback=problem)
     out = http_connection_manager_pb2.HttpFilter(name=EXT_AUTHZ_FILTER)
     out.typed_config.Pack(ext_authz(proxy))
-    return AuthzPlan("ext_authz", (out,), problem)
+    return AuthzPlan("ext_authz", (out,), fallback)
 
 
 def authz_filters_for(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[HttpFilter, ...]:

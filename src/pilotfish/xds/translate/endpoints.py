@@ -236,9 +236,9 @@ def translate_endpoints(
 
 
 def locality_policy(destinations: Mapping[str, Destination], cluster_name: str) -> TrafficPolicy | None:
-    """The traffic policy of an outbound cluster when it has a DestinationRule that could shape
-    its localities (a load balancer or outlier detection anywhere in it); ``None`` otherwise, the
-    common case, which keeps the plain grouping."""
+    """The traffic policy of an outbound cluster when it could shape its localities (outlier
+    detection: failover; or ``distribute``); ``None`` otherwise, the common case, which keeps the
+    plain grouping."""
     key = parse_cluster_name(cluster_name)
     if key is None or key.direction != "outbound" or key.hostname not in destinations:
         return None
@@ -247,8 +247,12 @@ def locality_policy(destinations: Mapping[str, Destination], cluster_name: str) 
         return None
     subset = rule.spec.subset(key.subset) if key.subset else None
     policy = cluster_policy(rule.spec.traffic_policy, key.port, subset)
-    if policy is None or (policy.outlier_detection is None and policy.load_balancer is None):
+    if policy is None:
         return None
+    lb = policy.load_balancer
+    setting = lb.locality_lb_setting if lb is not None else None
+    if policy.outlier_detection is None and (setting is None or not setting.distribute):
+        return None  # neither failover nor distribute: the plain grouping is the same
     return policy
 
 

@@ -33,7 +33,7 @@ from pilotfish.config.networking.gateway import UNIX_PREFIX, Server
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.endpoints import visible_destinations
 from pilotfish.xds.translate.gateway_routes import GatewayServer, intersection, server_hosts
 from pilotfish.xds.translate.gateway_tls import TERMINATING_MODES, server_tls_context
 from pilotfish.xds.translate.mtls import sni, transport_socket
@@ -42,6 +42,7 @@ from pilotfish.xds.translate.tcp_routes import (
     FilterChain,
     L4Scope,
     chain,
+    destination_policies,
     match_applies,
     route_filter,
     tcp_proxy_filter,
@@ -124,8 +125,10 @@ def bound_virtual_services(
 
 
 def server_chains(snapshot: MeshSnapshot, proxy: Proxy, server: L4Server) -> list[FilterChain]:
-    services: Mapping[str, Service] = {s.hostname: s for s in visible_services(snapshot, proxy)}
-    scope = L4Scope(proxy, server.port, frozenset({server.gateway}), services)
+    destinations = visible_destinations(snapshot, proxy)
+    services: Mapping[str, Service] = {host: service for host, (service, _) in destinations.items()}
+    policies = destination_policies(destinations)
+    scope = L4Scope(proxy, server.port, frozenset({server.gateway}), services, policies)
     bound = bound_virtual_services(snapshot, proxy, server)
     if server.mode == AUTO_PASSTHROUGH:
         auto = chain(tcp_proxy_filter(BLACKHOLE_CLUSTER), server_names=server.server_names or ["*"])

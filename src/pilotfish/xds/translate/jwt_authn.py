@@ -14,14 +14,14 @@ filter (``payload_in_metadata``), space-delimited claims split into lists
 Keys: inline ``jwks`` become ``local_jwks``; a ``jwksUri`` becomes ``remote_jwks`` fetched by
 Envoy through a cluster pilotfish adds for the URI's host (Istio's ``PILOT_JWT_ENABLE_REMOTE_JWKS``
 mode), with the rule's ``timeout``. Envoy does not do OpenID discovery: a rule with neither
-``jwks`` nor ``jwksUri`` cannot be enforced natively (``native_problem``), and the workload
-falls back to ext_authz.
+``jwks`` nor ``jwksUri`` cannot be enforced natively (``config.security.enforcement``), and
+the workload falls back to ext_authz.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -61,16 +61,6 @@ class JwksSource:
 def jwks_source(uri: str) -> JwksSource:
     parts = urlsplit(uri)
     return JwksSource(parts.scheme, parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 80))
-
-
-def native_problem(rules: Iterable[JWTRule]) -> str | None:
-    """Why these rules cannot be enforced by Envoy's jwt_authn, or ``None``."""
-    for rule in rules:
-        if not rule.jwks and not rule.jwks_uri:
-            return (
-                f"jwtRule for issuer {rule.issuer!r} has no jwks/jwksUri (Envoy does not do OpenID discovery)"
-            )
-    return None
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -202,7 +192,7 @@ def jwks_cluster(source: JwksSource) -> cluster_pb2.Cluster:
     if source.scheme == "https":
         context = tls_pb2.UpstreamTlsContext(
             sni=source.host,
-            common_tls_context=common_pb2.CommonTlsContext(
+            common_tls_context=tls_pb2.CommonTlsContext(
                 validation_context=common_pb2.CertificateValidationContext(
                     trusted_ca=base_pb2.DataSource(filename=SYSTEM_CA_BUNDLE),
                     match_typed_subject_alt_names=[

@@ -65,17 +65,18 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.authz import authz_filters_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
-from pilotfish.xds.translate.endpoints import visible_services
+from pilotfish.xds.translate.endpoints import visible_destinations, visible_services
 from pilotfish.xds.translate.gateway_l4 import L4Server, l4_servers, server_chains
 from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, server_tls_context
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
 from pilotfish.xds.translate.mtls import peer_authn, secure_inbound, tls_inspector, transport_socket
 from pilotfish.xds.translate.names import outbound_cluster_name
-from pilotfish.xds.translate.netpol import guard_egress_chains, guard_listener, ingress_rbac
+from pilotfish.xds.translate.netpol import guard_egress_chains, guard_ingress
 from pilotfish.xds.translate.route_scope import egress_scope
 from pilotfish.xds.translate.sidecar_scope import egress_listeners, egress_services, sidecar_for
 from pilotfish.xds.translate.tcp_routes import (
     L4Scope,
+    destination_policies,
     has_sni_match,
     host_selects,
     tcp_chains,
@@ -133,16 +134,14 @@ GATEWAY = ListenerClass(base_pb2.OUTBOUND, True, HCM.SANITIZE_SET)
 def translate_listeners(snapshot: MeshSnapshot, proxy: Proxy) -> list[Listener]:
     """Every listener of ``proxy``: a gateway's, or a sidecar's outbound then inbound ones."""
     if proxy.type == ProxyType.ROUTER:
-        return gateway_listeners(snapshot, proxy)
+        return guard_ingress(snapshot, proxy, gateway_listeners(snapshot, proxy))
     authz = authz_filters_for(snapshot, proxy)
     authn = peer_authn(snapshot, proxy.namespace, proxy.labels)
     inbound = [
         secure_inbound(inbound_listener(p, snapshot, authz), authn.port_mode(p.port))
         for p in inbound_ports(snapshot, proxy)
     ]
-    rbac = ingress_rbac(snapshot, proxy)  # NetworkPolicy ingress, first in every chain
-    for guarded in inbound if rbac is not None else ():
-        guard_listener(guarded, rbac)
+    guard_ingress(snapshot, proxy, inbound)  # NetworkPolicy ingress, first in every chain
     taken = {_bound(listener) for listener in inbound}
     outbound = [
         guard_egress_chains(snapshot, proxy, listener)  # NetworkPolicy egress on TCP chains
@@ -253,8 +252,10 @@ def outbound_l4_chains(
     scope = egress_scope(snapshot, proxy, port)
     candidates = scope.virtual_services if scope is not None else ()
     selecting = [vs for vs in candidates if host_selects(vs, service.hostname)]
-    services = {s.hostname: s for s in visible_services(snapshot, proxy)}
-    l4 = L4Scope(proxy, port, frozenset({MESH_GATEWAY}), services)
+    destinations = visible_destinations(snapshot, proxy)
+    services = {host: service for host, (service, _) in destinations.items()}
+    policies = destination_policies(destinations)
+    l4 = L4Scope(proxy, port, frozenset({MESH_GATEWAY}), services, policies)
     default = outbound_cluster_name(service.hostname, port)
     return tls_chains(selecting, l4, default) if tls else tcp_chains(selecting, l4, default)
 

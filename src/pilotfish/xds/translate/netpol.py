@@ -4,32 +4,34 @@ on outbound connections.
 
 Theory of operation. The rules come from ``pilotfish.netpol`` (the code ``netpol check`` runs):
 
-- **ingress**: when policies isolate the proxy's workload for Ingress, every filter chain of each
-  inbound listener starts with ``envoy.filters.network.rbac`` (action ALLOW, one Envoy policy
-  per NetworkPolicy rule, named ``ns/name:ingress[i]``; no policy at all when no rule admits
-  anything, which denies every connection). It runs before the HTTP connection manager or TCP
-  proxy, and after the TLS handshake of an mTLS chain, so TCP and HTTP are refused alike: the
-  connection is closed (Envoy network RBAC docs). A rule's peers become principals: the
-  addresses of the pods a selector peer selects (``direct_remote_ip``, the peer address of the
-  connection itself, never a header), an ipBlock as its CIDR minus its ``except`` CIDRs, and,
-  for mTLS connections, the SPIFFE identity of a service account whose every pod the peer
-  selects (an identity shared with an unselected pod would admit that pod too, so it is left
-  out). Ports become ``destination_port`` / ``destination_port_range`` (end exclusive in Envoy,
-  inclusive in Kubernetes); named ports resolve against the workload's own named ports; a
-  UDP/SCTP port never matches a TCP listener. The TCP proxy of a guarded chain waits for the
-  client's first bytes before it connects to the app (``upstream_connect_mode:
-  ON_DOWNSTREAM_DATA``): network RBAC decides on the first data (envoyproxy/envoy#9023), and a
-  refused client must not open a connection to the app.
+- **ingress**: when policies isolate the proxy's workload for Ingress, every filter chain of
+  each inbound listener (a gateway's: each of its listeners) starts with
+  ``envoy.filters.network.rbac`` (action ALLOW, one Envoy policy per NetworkPolicy rule, named
+  ``ns/name:ingress[i]``; no policy at all when no rule admits anything, which denies every
+  connection). It runs before the HTTP connection manager or TCP proxy, and after the TLS
+  handshake of an mTLS chain, so TCP and HTTP are refused alike: the connection is closed (Envoy
+  network RBAC docs). A rule's peers become principals: the addresses of the pods a selector
+  peer selects (``direct_remote_ip``, the peer address of the connection itself, never a
+  header), an ipBlock as its CIDR minus its ``except`` CIDRs, and, for mTLS connections, the
+  SPIFFE identity of a service account whose every pod the peer selects (an identity shared with
+  an unselected pod would admit that pod too, so it is left out). Ports become
+  ``destination_port`` / ``destination_port_range`` (end exclusive in Envoy, inclusive in
+  Kubernetes); named ports resolve against the workload's own named ports; a UDP/SCTP port never
+  matches a TCP listener. The TCP proxy of a guarded chain waits for the client's first bytes
+  before it connects to the app (``upstream_connect_mode: ON_DOWNSTREAM_DATA``): network RBAC
+  decides on the first data (envoyproxy/envoy#9023), and a refused client must not open a
+  connection to the app.
 - **egress**: when policies isolate the workload for Egress, its outbound clusters hold only the
   endpoints some egress rule admits (by endpoint address and port; a hostname endpoint of a DNS
   cluster only when a rule admits the port for every destination): a denied destination is never
-  connected to. An outbound TCP listener whose service has no admitted endpoint gets a network
-  RBAC that refuses every connection (``egress_rbac``, also for other listener builders to call).
-- **source address**: once any NetworkPolicy exists, the outbound clusters of MESH_INTERNAL
-  services bind the workload's IP as the source of their connections (``upstream_bind_config``),
-  so the destination's sidecar sees which workload connects (the kernel would pick 127.0.0.1 on
-  loopback, or the host's primary address). The workload IP is an address of the host: the
-  inbound listeners bind it.
+  connected to. An outbound TCP chain whose clusters have no admitted endpoint gets a network
+  RBAC that refuses every connection (``guard_egress_chains``, for every builder of outbound TCP
+  chains to call).
+- **source address**: once any NetworkPolicy exists, the outbound clusters (a sidecar's or a
+  gateway's) of MESH_INTERNAL services bind the workload's IP as the source of their connections
+  (``upstream_bind_config``), so the destination's sidecar sees which workload connects (the
+  kernel would pick 127.0.0.1 on loopback, or the host's primary address). The workload IP is an
+  address of the host: the inbound listeners bind it.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from pilotfish.netpol.rules import EGRESS, INGRESS, Isolation, PortSpec, Rule, i
 from pilotfish.netpol.rules import Peer as RulePeer
 from pilotfish.registry.model import Endpoint
 from pilotfish.registry.snapshot import MeshSnapshot
-from pilotfish.xds.proxy import Proxy, ProxyType
+from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.names import parse_cluster_name
 
 Principal: TypeAlias = rbac_pb2.Principal
@@ -92,7 +94,7 @@ def workload_pod(snapshot: MeshSnapshot, proxy: Proxy) -> Pod:
 
 def _isolation(snapshot: MeshSnapshot, proxy: Proxy, direction: str) -> Isolation | None:
     """The workload's isolation for ``direction``, once per snapshot and workload."""
-    if proxy.type != ProxyType.SIDECAR or not snapshot.of_kind(NETWORK_POLICY):
+    if not snapshot.of_kind(NETWORK_POLICY):
         return None
     key = (direction, workload_pod(snapshot, proxy), frozenset(proxy.labels.items()))
     return snapshot.derived_for(_compute_isolation, key)
@@ -207,6 +209,17 @@ def either(items: list[T], combine: Callable[[list[T]], T]) -> T | None:
     return items[0] if len(items) == 1 else combine(items)
 
 
+def guard_ingress(
+    snapshot: MeshSnapshot, proxy: Proxy, listeners: list[listener_pb2.Listener]
+) -> list[listener_pb2.Listener]:
+    """The listeners that take the workload's incoming connections (a sidecar's inbound ones, a
+    gateway's), each chain guarded when policies isolate the workload for Ingress."""
+    rbac = ingress_rbac(snapshot, proxy)
+    for listener in listeners if rbac is not None else ():
+        guard_listener(listener, rbac)
+    return listeners
+
+
 def guard_listener(listener: listener_pb2.Listener, rbac: listener_components_pb2.Filter) -> None:
     """Put ``rbac`` first in every filter chain; a TCP proxy behind it connects upstream only
     after the client's first bytes, which RBAC checks first."""
@@ -306,11 +319,7 @@ def tcp_proxy_clusters(chain: listener_components_pb2.FilterChain) -> list[str]:
 
 def bind_source(snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster_pb2.Cluster]) -> None:
     """Outbound clusters of mesh-internal services connect from the workload's IP."""
-    if (
-        proxy.type != ProxyType.SIDECAR
-        or normal_ip(proxy.ip) in UNBOUND
-        or not snapshot.of_kind(NETWORK_POLICY)
-    ):
+    if normal_ip(proxy.ip) in UNBOUND or not snapshot.of_kind(NETWORK_POLICY):
         return
     internal = {s.hostname for s in snapshot.services if s.location == "MESH_INTERNAL"}
     for cluster in clusters:
@@ -318,3 +327,18 @@ def bind_source(snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster
         if key is not None and key.direction == "outbound" and key.hostname in internal:
             cluster.upstream_bind_config.source_address.address = proxy.ip
             cluster.upstream_bind_config.source_address.port_value = 0
+
+
+# ---- what enforcement depends on (for caches) -----------------------------------------------------
+
+
+def enforcement_key(snapshot: MeshSnapshot) -> str | None:
+    """What every NetworkPolicy-dependent part of any proxy's config (the ingress RBAC and the
+    egress guards of its listeners, its endpoint filtering, its source binding) depends on
+    besides the proxy itself: ``None`` without NetworkPolicy, else the world's fingerprint
+    (policies, namespace labels, every workload's address, labels, named ports and identity).
+    A cache that keeps listeners across snapshots must hold this in its key: a workload that
+    appears, moves or is relabelled changes who the policies admit, even when no config changed."""
+    if not snapshot.of_kind(NETWORK_POLICY):
+        return None
+    return world_of(snapshot).fingerprint

@@ -21,7 +21,8 @@ Istio ``pilot/pkg/networking/core/listener.go`` (``buildSidecarOutboundTCPTLSFil
   any name) and its subnets; two matches with the same SNI hosts and subnets make one chain
   (``matchHasBeenHandled``); the listener gets a ``tls_inspector``;
 - with no applicable rule, the port's own service is the destination (the default chain);
-- one destination: ``tcp_proxy`` with ``cluster`` (stat prefix = the cluster); several:
+- one destination: ``tcp_proxy`` with ``cluster`` (stat prefix = the cluster), the cluster's
+  DestinationRule TCP idle timeout and source-IP hashing; several:
   ``weighted_clusters`` (zero weights dropped) with stat prefix ``<vs name>.<vs namespace>``.
 
 Every chain carries exactly one network filter, the ``tcp_proxy``; filters that must run before it
@@ -30,7 +31,7 @@ Every chain carries exactly one network filter, the ``tcp_proxy``; filters that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -40,6 +41,8 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from pilotfish.config import checks
+from pilotfish.config.decode import parse_duration
+from pilotfish.config.networking.destination_rule import TrafficPolicy
 from pilotfish.config.networking.virtual_service import (
     L4MatchAttributes,
     RouteDestination,
@@ -47,12 +50,37 @@ from pilotfish.config.networking.virtual_service import (
 )
 from pilotfish.registry.model import Service
 from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.translate.destination_rules import AppliedRule
 from pilotfish.xds.translate.http_routes import destination_cluster
+from pilotfish.xds.translate.names import parse_cluster_name
+from pilotfish.xds.translate.traffic_policy import cluster_policy
 from pilotfish.xds.translate.virtual_services import AppliedVirtualService
 
 FilterChain: TypeAlias = listener_components_pb2.FilterChain
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 ANY_SNI = "*"
+
+
+# The traffic policy of a destination cluster (host, port, subset), for its TCP proxy settings.
+PolicyLookup: TypeAlias = Callable[[str, int, str], TrafficPolicy | None]
+
+
+def _no_policy(host: str, port: int, subset: str) -> TrafficPolicy | None:
+    return None
+
+
+def destination_policies(destinations: Mapping[str, tuple[Service, AppliedRule | None]]) -> PolicyLookup:
+    """The policy lookup for a proxy's ``visible_destinations``: the cluster's traffic policy as
+    CDS builds it (``traffic_policy.cluster_policy``)."""
+
+    def lookup(host: str, port: int, subset: str) -> TrafficPolicy | None:
+        found = destinations.get(host)
+        rule = found[1] if found is not None else None
+        if rule is None:
+            return None
+        return cluster_policy(rule.spec.traffic_policy, port, rule.spec.subset(subset) if subset else None)
+
+    return lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +91,25 @@ class L4Scope:
     port: int
     gateways: frozenset[str]  # the proxy's gateway names (``mesh`` for a sidecar)
     services: Mapping[str, Service]  # destination hosts → services (for their only port)
+    policy_for: PolicyLookup = _no_policy
 
 
-def tcp_proxy_filter(cluster: str, stat_prefix: str = "") -> listener_components_pb2.Filter:
-    """Istio's single-destination TCP proxy: the cluster is also the stat prefix."""
+def tcp_proxy_filter(
+    cluster: str, stat_prefix: str = "", policy: TrafficPolicy | None = None
+) -> listener_components_pb2.Filter:
+    """Istio's single-destination TCP proxy (``buildOutboundNetworkFiltersWithSingleDestination``):
+    the cluster is also the stat prefix; the destination's ``connectionPool.tcp.idleTimeout``
+    bounds idle connections and ``consistentHash.useSourceIp`` hashes on the client's address
+    (``maybeSetHashPolicy``)."""
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix or cluster, cluster=cluster)
+    pool = policy.connection_pool if policy is not None else None
+    if pool is not None and pool.tcp is not None and pool.tcp.idle_timeout:
+        proxy.idle_timeout.FromTimedelta(parse_duration(pool.tcp.idle_timeout))
+    lb = policy.load_balancer if policy is not None else None
+    if lb is not None and lb.consistent_hash is not None and lb.consistent_hash.use_source_ip:
+        proxy.hash_policy.add().source_ip.SetInParent()
     out = listener_components_pb2.Filter(name=TCP_PROXY_FILTER)
-    out.typed_config.Pack(tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix or cluster, cluster=cluster))
+    out.typed_config.Pack(proxy)
     return out
 
 
@@ -81,7 +122,7 @@ def route_filter(
         for d in routes
     ]
     if len(clusters) == 1:
-        return tcp_proxy_filter(clusters[0][0])
+        return single_destination(clusters[0][0], scope)
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"{service.name}.{service.namespace}")
     for name, weight in clusters:
         if weight > 0:
@@ -89,6 +130,13 @@ def route_filter(
     out = listener_components_pb2.Filter(name=TCP_PROXY_FILTER)
     out.typed_config.Pack(proxy)
     return out
+
+
+def single_destination(cluster: str, scope: L4Scope) -> listener_components_pb2.Filter:
+    """``tcp_proxy`` to one cluster with the cluster's own traffic policy."""
+    key = parse_cluster_name(cluster)
+    policy = scope.policy_for(key.hostname, key.port, key.subset) if key is not None else None
+    return tcp_proxy_filter(cluster, policy=policy)
 
 
 def match_applies(match: L4MatchAttributes | TLSMatchAttributes, scope: L4Scope) -> bool:
@@ -163,7 +211,7 @@ def tcp_chains(
                 if not match.destination_subnets and not sources:
                     return out
     if default_cluster is not None:
-        add(chain(tcp_proxy_filter(default_cluster)))
+        add(chain(single_destination(default_cluster, scope)))
     return out
 
 
@@ -195,7 +243,7 @@ def tls_chains(
                     seen.add(_key(new))
                     out.append(new)
     if not out and default_cluster is not None:
-        out.append(chain(tcp_proxy_filter(default_cluster)))
+        out.append(chain(single_destination(default_cluster, scope)))
     return out
 
 
