@@ -60,7 +60,7 @@ from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.server import AggregatedDiscoveryService
-from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
+from pilotfish.xds.status import PushStatus, StatusHooks, TypeStatus, proxy_states
 from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
@@ -509,7 +509,7 @@ class AdminBackend:
         out = []
         for connection in self.cp.status.connections():
             types = {
-                rt.short_name(t): {**dataclasses.asdict(s), "state": str(s.state)}
+                rt.short_name(t): {**_type_status(s), "state": str(s.state)}
                 for t, s in connection.types.items()
             }
             out.append(
@@ -571,6 +571,14 @@ class AdminBackend:
             }
             for r in self.cp.mesh.resources
         ]
+
+
+def _type_status(status: TypeStatus) -> dict[str, Any]:
+    """A type's push status as JSON, without the names of the last response (thousands, on a
+    large mesh; ``rejected`` names what matters)."""
+    out = dataclasses.asdict(dataclasses.replace(status, sent_names=None, sent_changed=None))
+    del out["sent_names"], out["sent_changed"]
+    return out
 
 
 _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {

@@ -18,6 +18,7 @@ so it changes no other case).
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import http.client
 import json
@@ -33,7 +34,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 from harness.echo import EchoProcess
 from harness.envoy import EnvoyProcess
@@ -140,6 +141,22 @@ def groups(port: int) -> list[Group]:
                 Req(200, token="bearer-empty"),  # Envoy trims the value to "Bearer": no prefix, no token
                 Req(401, token="null-sub"),
                 Req(200, token="no-sub"),
+                Req(200, token="exp-fraction"),  # truncated to whole seconds
+                Req(401, token="exp-negative"),
+                Req(401, token="exp-huge"),
+                Req(200, token="exp-zero"),
+                Req(401, token="exp-string"),
+                Req(401, token="nbf-future"),
+                Req(200, token="nbf-within-skew"),
+                Req(401, token="iat-string"),
+                Req(401, token="kid-number"),
+                Req(200, token="no-kid"),
+                Req(401, token="no-alg"),
+                Req(401, token="alg-none"),
+                Req(401, token="alg-hs256"),
+                Req(401, token="payload-array"),
+                Req(401, token="two-segments"),
+                Req(401, token="aud-number"),
             ],
         ),
         Group(
@@ -643,12 +660,77 @@ def tokens(jwks: Jwks) -> dict[str, tuple[str, str]]:
         "null-sub": ("bearer", jwks.token("k1", claims={"sub": None})),  # a claim of the wrong type
         "no-sub": ("bearer", signed(jwks, "k1", {"iss": ISSUER, "exp": exp})),
         "bearer-empty": ("bearer-empty", ""),
+        # Envoy jwt_authn (jwt_verify_lib) edge cases: header field types, claim types and limits
+        "exp-fraction": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp + 0.5}),
+        ),
+        "exp-negative": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": -5}),
+        ),
+        "exp-huge": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": 10**20}),
+        ),
+        "exp-zero": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": 0}),
+        ),
+        "exp-string": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": "soon"}),
+        ),
+        "nbf-future": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp, "nbf": exp}),
+        ),
+        "nbf-within-skew": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "nbf": exp - 3570}),
+        ),
+        "iat-string": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "iat": "x"}),
+        ),
+        "kid-number": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": 1}, {"iss": ISSUER, "sub": "a", "exp": exp}),
+        ),
+        "no-kid": ("bearer", forge(jwks, {"alg": "RS256"}, {"iss": ISSUER, "sub": "a", "exp": exp})),
+        "no-alg": ("bearer", forge(jwks, {"kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp})),
+        "alg-none": (
+            "bearer",
+            forge(jwks, {"alg": "none", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp}),
+        ),
+        "alg-hs256": (
+            "bearer",
+            forge(jwks, {"alg": "HS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp}),
+        ),
+        "payload-array": ("bearer", forge(jwks, {"alg": "RS256", "kid": "k1"}, [ISSUER])),
+        "two-segments": ("bearer", ".".join(alice.split(".")[:2])),
+        "aud-number": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "aud": 5}),
+        ),
     }
 
 
 def signed(jwks: Jwks, key: str, payload: dict[str, Any], kid: str | None = None) -> str:
     """A token with exactly ``payload``, signed with ``key``, its header naming ``kid``."""
     return pyjwt.encode(payload, jwks.keys[key], algorithm="RS256", headers={"kid": kid or key})
+
+
+def forge(jwks: Jwks, header: dict[str, Any], payload: Any, key: str = "k1") -> str:
+    """A token with exactly this header and payload, RS256-signed with ``key`` whatever the
+    header says (PyJWT refuses to write most of these)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    signature = jwks.keys[key].sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
 
 
 def place(req: Req, token: tuple[str, str] | None) -> tuple[str, dict[str, str]]:

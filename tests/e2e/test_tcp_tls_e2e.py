@@ -8,7 +8,8 @@ One mesh for the module (namespace ``db``, addresses 127.0.15.x):
   whose VirtualService ``tcp`` rule splits connections 75/25 between them. ``psql`` runs through
   the client's outbound listener; the split is read from each server sidecar's inbound cluster;
 - an ingress gateway with a TLS ``PASSTHROUGH`` server routing by SNI (``tls`` rules) to a TLS
-  backend with its own certificate, and an HTTPS ``MUTUAL`` server whose client CA is a file.
+  backend with its own certificate, an HTTPS ``MUTUAL`` server whose client CA is a file, and a
+  TCP server whose ``tcp`` rule sends ``psql`` to ``pg-b`` (mTLS from the gateway, STRICT there).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def ports_free_everywhere(count: int) -> list[int]:
     raise RuntimeError("no ports free on all test addresses")
 
 
-def mesh_config(front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int) -> str:
+def mesh_config(
+    front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int, tcp: int
+) -> str:
     return f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: pg, namespace: db}}
@@ -151,6 +154,8 @@ spec:
   - port: {{number: {passthrough}, name: tls-passthrough, protocol: TLS}}
     hosts: [{SECURE_HOST}]
     tls: {{mode: PASSTHROUGH}}
+  - port: {{number: {tcp}, name: tcp-postgres, protocol: TCP}}
+    hosts: ["*"]
   - port: {{number: {mutual}, name: https-mutual, protocol: HTTPS}}
     hosts: [{MUTUAL_HOST}]
     tls:
@@ -171,6 +176,16 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
+metadata: {{name: pg-edge, namespace: db}}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  tcp:
+  - match: [{{port: {tcp}}}]
+    route: [{{destination: {{host: pg-b.db.svc.cluster.local, port: {{number: {back}}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
 metadata: {{name: mutual, namespace: db}}
 spec:
   hosts: [{MUTUAL_HOST}]
@@ -186,7 +201,8 @@ class L4Mesh:
         self.config = root / "config"
         self.stack = ExitStack()
         self.envoys: dict[str, EnvoyProcess] = {}
-        self.front, self.back, self.passthrough, self.mutual, self.backend_port = ports_free_everywhere(5)
+        ports = ports_free_everywhere(6)
+        self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.tcp = ports
 
     def start(self) -> L4Mesh:
         self.config.mkdir(parents=True)
@@ -222,7 +238,7 @@ class L4Mesh:
         self.stack.callback(self.echo.stop)
         self.echo.start()
         text = mesh_config(
-            self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.echo.port
+            self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.echo.port, self.tcp
         )
         text = text.replace("{server_cert}", str(server_cert)).replace("{server_key}", str(server_key))
         (self.config / "mesh.yaml").write_text(text.replace("{client_ca}", str(client_ca)))
@@ -265,7 +281,8 @@ class L4Mesh:
         self.envoys[name] = envoy.start(wait=False)
 
     def diagnostics(self) -> str:
-        parts = [f"--- pilotfish\n{self.pilotfish.log_text()[-3000:]}"]
+        pilotfish = getattr(self, "pilotfish", None)
+        parts = [f"--- pilotfish\n{pilotfish.log_text()[-3000:]}"] if pilotfish is not None else []
         parts += [f"--- envoy {name}\n{envoy.log_tail(30)}" for name, envoy in self.envoys.items()]
         return "\n".join(parts)
 
@@ -315,6 +332,20 @@ def test_psql_through_strict_mtls_sidecars_with_a_weighted_tcp_route(mesh: L4Mes
     assert handshakes >= runs, {k: v for k, v in client.stats().items() if "ssl" in k}
     direct = psql(PG_A, mesh.back)
     assert direct.returncode != 0
+
+
+def test_psql_through_a_gateway_tcp_server_to_a_strict_mtls_sidecar(mesh: L4Mesh) -> None:
+    before = inbound_connections(mesh, "pg-b")
+    first = wait_for(lambda: (r := psql(GATEWAY, mesh.tcp)).returncode == 0 and r, timeout=20)
+    assert first.stdout.strip() == "42"
+    assert inbound_connections(mesh, "pg-b") > before  # the tcp rule's destination, over mTLS
+    gateway = mesh.envoys["gateway"]
+    handshakes = sum(
+        value
+        for name, value in gateway.stats().items()
+        if name.endswith("ssl.handshake") and "||pg-b.db.svc.cluster.local" in name
+    )
+    assert handshakes >= 1
 
 
 def curl(mesh: L4Mesh, host: str, port: int, *extra: str) -> subprocess.CompletedProcess[str]:

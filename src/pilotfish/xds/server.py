@@ -379,7 +379,8 @@ class SotwStream(_Stream):
         nonce = self._next_nonce(subscription)
         payload = wire.encode_sotw(version, type_url, nonce, sent)
         updated = tuple(r.name for r in changed)
-        return Outgoing(type_url, version, nonce, payload, updated, tuple(r.name for r in sent))
+        carried = updated if sent is changed else tuple(r.name for r in sent)  # one tuple, kept by the status
+        return Outgoing(type_url, version, nonce, payload, updated, carried)
 
 
 def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -> None:

@@ -73,7 +73,9 @@ claims = st.fixed_dictionaries(
         "iss": st.sampled_from([ISS, "other", "", 7, None]),
         "sub": st.sampled_from(["alice", "bob", 1, [], None]),
         "exp": st.one_of(
-            st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([NOW + 60, 0, "x"])
+            st.integers(-(2**70), 2**70),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from([NOW + 60, 0, "x"]),
         ),
         "nbf": st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False)),
         "role": st.sampled_from(["banned", "user", ["banned"], {"x": 1}]),
