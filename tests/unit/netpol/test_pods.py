@@ -92,3 +92,17 @@ def test_registered_workloads_are_kept_only_when_a_network_policy_exists() -> No
         [auto_registration("web", "prod", "10.0.0.21", {"app": "web"}, "web", 10.0)], resources
     )
     assert registered and MeshSnapshot.build(resources, registered=registered).registered == ()
+
+
+def test_the_snapshot_carries_a_workloads_digest_only_with_a_network_policy() -> None:
+    with_policy = load_text(CONFIG).resources
+    without = load_text(CONFIG.split("---\napiVersion: networking.k8s.io/v1")[0]).resources
+    moved = load_text(CONFIG.replace("10.0.0.11", "10.0.0.13")).resources
+    digest = MeshSnapshot.build(with_policy).workloads_digest
+    assert digest and MeshSnapshot.build(with_policy).workloads_digest == digest
+    assert MeshSnapshot.build(moved).workloads_digest != digest  # a WorkloadEntry moved
+    registered = registered_workloads(
+        [auto_registration("web", "prod", "10.0.0.21", {"app": "web"}, "web", 10.0)], with_policy
+    )
+    assert MeshSnapshot.build(with_policy, registered=registered).workloads_digest != digest
+    assert MeshSnapshot.build(without).workloads_digest == ""
