@@ -38,6 +38,7 @@ from pilotfish.config.mesh import (
     MeshConfig,
 )
 from pilotfish.config.resource import Resource
+from pilotfish.config.security.request_authentication import DEFAULT_JWKS_TIMEOUT
 from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.evaluate import Decision, PolicyMatch, evaluate
 from pilotfish.extauthz.jwt import (
@@ -92,7 +93,16 @@ class AuthzBundle:
     """A compiled, versioned snapshot of the authorization config. Immutable once built (the
     per-workload memo only caches pure results), so a worker swaps bundles by assignment."""
 
-    __slots__ = ("resources", "mesh", "version", "policies", "jwks_uris", "headers_read", "_memo")
+    __slots__ = (
+        "resources",
+        "mesh",
+        "version",
+        "policies",
+        "jwks_uris",
+        "jwks_timeouts",
+        "headers_read",
+        "_memo",
+    )
 
     def __init__(self, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH) -> None:
         self.resources = tuple(r for r in resources if r.kind in SECURITY_KINDS)
@@ -100,6 +110,7 @@ class AuthzBundle:
         self.version = bundle_version(self.resources, mesh)
         self.policies = compile_policies(self.resources, mesh)
         self.jwks_uris = _remote_key_uris(self.resources)
+        self.jwks_timeouts = jwks_timeouts(self.resources)
         self.headers_read = headers_read(self.resources)
         self._memo: dict[WorkloadKey, WorkloadAuthz] = {}
 
@@ -169,6 +180,21 @@ def _remote_key_uris(resources: Iterable[Resource[Any]]) -> tuple[str, ...]:
         if not rule.jwks
     )
     return tuple(sorted(set(uris)))
+
+
+def jwks_timeouts(resources: Iterable[Resource[Any]]) -> Mapping[str, float]:
+    """Seconds a fetch of each remote JWKS may take: the jwtRule ``timeout`` (Istio's default
+    5 s; Envoy ``remote_jwks.http_uri.timeout``), the longest when several rules share a URI."""
+    out: dict[str, float] = {}
+    for r in resources:
+        if r.kind != "RequestAuthentication":
+            continue
+        for rule in r.spec.jwt_rules:
+            if not rule.jwks:
+                uri = provider_from_rule(rule).key_uri
+                seconds = (rule.timeout or DEFAULT_JWKS_TIMEOUT).total_seconds()
+                out[uri] = max(out.get(uri, 0.0), seconds)
+    return out
 
 
 # Headers a decision can depend on whatever the policies say: CORS preflight detection (jwt_authn
