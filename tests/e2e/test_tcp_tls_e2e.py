@@ -62,7 +62,7 @@ def ports_free_everywhere(count: int) -> list[int]:
 
 
 def mesh_config(
-    front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int, tcp: int
+    front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int, tcp: int, terminate: int
 ) -> str:
     return f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -156,6 +156,9 @@ spec:
     tls: {{mode: PASSTHROUGH}}
   - port: {{number: {tcp}, name: tcp-postgres, protocol: TCP}}
     hosts: ["*"]
+  - port: {{number: {terminate}, name: tls-terminate, protocol: TLS}}
+    hosts: [{MUTUAL_HOST}]
+    tls: {{mode: SIMPLE, serverCertificate: {{server_cert}}, privateKey: {{server_key}}}}
   - port: {{number: {mutual}, name: https-mutual, protocol: HTTPS}}
     hosts: [{MUTUAL_HOST}]
     tls:
@@ -173,6 +176,16 @@ spec:
   tls:
   - match: [{{sniHosts: [{SECURE_HOST}], port: {passthrough}}}]
     route: [{{destination: {{host: {SECURE_HOST}, port: {{number: {backend}}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo-over-tls, namespace: db}}
+spec:
+  hosts: [{MUTUAL_HOST}]
+  gateways: [edge]
+  tcp:
+  - match: [{{port: {terminate}}}]
+    route: [{{destination: {{host: echo.db.svc.cluster.local, port: {{number: {echo}}}}}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -201,8 +214,10 @@ class L4Mesh:
         self.config = root / "config"
         self.stack = ExitStack()
         self.envoys: dict[str, EnvoyProcess] = {}
-        ports = ports_free_everywhere(6)
-        self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.tcp = ports
+        ports = ports_free_everywhere(7)
+        self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.tcp, self.terminate = (
+            ports
+        )
 
     def start(self) -> L4Mesh:
         self.config.mkdir(parents=True)
@@ -238,7 +253,14 @@ class L4Mesh:
         self.stack.callback(self.echo.stop)
         self.echo.start()
         text = mesh_config(
-            self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.echo.port, self.tcp
+            self.front,
+            self.back,
+            self.passthrough,
+            self.mutual,
+            self.backend_port,
+            self.echo.port,
+            self.tcp,
+            self.terminate,
         )
         text = text.replace("{server_cert}", str(server_cert)).replace("{server_key}", str(server_key))
         (self.config / "mesh.yaml").write_text(text.replace("{client_ca}", str(client_ca)))
@@ -346,6 +368,15 @@ def test_psql_through_a_gateway_tcp_server_to_a_strict_mtls_sidecar(mesh: L4Mesh
         if name.endswith("ssl.handshake") and "||pg-b.db.svc.cluster.local" in name
     )
     assert handshakes >= 1
+
+
+def test_a_tls_server_terminates_and_forwards_the_stream_by_its_tcp_rule(mesh: L4Mesh) -> None:
+    """TLS ends at the gateway (its own certificate, SNI matched); the bytes inside go on as
+    plain TCP to the echo server, which sees an ordinary HTTP request."""
+    ca = ("--cacert", str(mesh.server_ca))
+    ok = wait_for(lambda: ok_or_none(curl(mesh, MUTUAL_HOST, mesh.terminate, *ca)), timeout=20)
+    assert json.loads(ok.stdout)["name"] == "echo-mutual"
+    assert curl(mesh, MUTUAL_HOST, mesh.terminate).returncode == 60  # not the system roots' certificate
 
 
 def curl(mesh: L4Mesh, host: str, port: int, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -22,18 +22,17 @@ import ipaddress
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from pilotfish.netpol.model import normal_ip
 from pilotfish.netpol.pods import world_of
 from pilotfish.registry.model import Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
-from pilotfish.xds.proxy import Proxy, ProxyType
+from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.destination_rules import AppliedRule
 from pilotfish.xds.translate.endpoints import Destination, locality_policy
 from pilotfish.xds.translate.health import health_check_of
 from pilotfish.xds.translate.locality import effective_setting
 from pilotfish.xds.translate.mtls import endpoint_mtls, service_accounts, service_mode
 from pilotfish.xds.translate.names import parse_cluster_name
-from pilotfish.xds.translate.netpol import UNBOUND, egress_admission
+from pilotfish.xds.translate.netpol import binds_source, egress_admission, workload_scope
 
 DNS_RESOLUTIONS = frozenset({"DNS", "DNS_ROUND_ROBIN"})
 
@@ -140,13 +139,11 @@ def _endpoint_fingerprints(snapshot: MeshSnapshot, key: tuple[str, int]) -> tupl
 
 
 def netpol_scope(snapshot: MeshSnapshot, proxy: Proxy) -> Hashable:
-    """Once any NetworkPolicy exists, a sidecar's outbound clusters bind its IP and hold only
-    the endpoints its workload may reach (``netpol.bind_source``, ``netpol.egress_admission``),
-    both functions of the workload: its IP, name and service account (with the namespace and
-    labels every scope holds). ``None`` otherwise: nothing per workload."""
-    if proxy.type != ProxyType.SIDECAR or not has_network_policies(snapshot):
-        return None
-    return (proxy.ip, proxy.workload_name or proxy.name, proxy.service_account)
+    """Once any NetworkPolicy exists, a proxy's outbound clusters bind its IP and hold only the
+    endpoints its workload may reach (``netpol.bind_source``, ``netpol.egress_admission``), both
+    functions of the workload (``netpol.workload_scope``: its IP, name and service account, with
+    the namespace and labels every scope holds), sidecar or gateway. ``None`` otherwise."""
+    return workload_scope(snapshot, proxy)
 
 
 def _egress(snapshot: MeshSnapshot, proxy: Proxy, endpoints: Any) -> Hashable:
@@ -156,13 +153,9 @@ def _egress(snapshot: MeshSnapshot, proxy: Proxy, endpoints: Any) -> Hashable:
 
 
 def _binds_source(snapshot: MeshSnapshot, proxy: Proxy, service: Service) -> bool:
-    """``netpol.bind_source`` applies to the service's clusters for this proxy."""
-    return (
-        service.location == "MESH_INTERNAL"
-        and proxy.type == ProxyType.SIDECAR
-        and normal_ip(proxy.ip) not in UNBOUND
-        and has_network_policies(snapshot)
-    )
+    """``netpol.bind_source`` applies to the service's clusters for this proxy (the cheap test
+    first: parsing the proxy's IP per service is not free)."""
+    return bool(snapshot.of_kind("NetworkPolicy")) and binds_source(snapshot, proxy, service)
 
 
 def outbound_clusters_key(
