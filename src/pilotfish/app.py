@@ -2,11 +2,13 @@
 the admin HTTP API. All the logic lives in the pure modules; this file only wires them and owns
 the I/O (sockets, file watching, signals).
 
-Flow: a file change (or a proxy connecting) triggers the debouncer; a push re-reads the config
-directory (files with errors keep their last good content), builds one ``MeshSnapshot``, and
-publishes a translated snapshot for every connected proxy. Proxies of the same class (type,
-namespace, labels) share one translation; the cache shares resource bytes across all of them.
-Versions are content hashes, so a push that changes nothing for a proxy sends it nothing.
+Flow: a file change triggers the debouncer; a push re-reads the config directory (files with
+errors keep their last good content), builds one ``MeshSnapshot``, and publishes a snapshot for
+every connected proxy — all of it on the translation worker thread (``xds.publisher``), never on
+the event loop. Snapshots are assembled from parts shared by scope and cached by their inputs
+(``xds.builder``), so a change costs what it touches. A proxy that connects gets its first
+snapshot from the same worker. Versions are content hashes, so a push that changes nothing for
+a proxy sends it nothing.
 
 With a store (``--store``), the mesh is the store's resources plus the config directory's (which
 wins a key both define: the directory is read-only through the API), and the store's
@@ -59,10 +61,12 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.store import Registration, ResourceKey, Store, Subscription, open_store
 from pilotfish.supervise import Backoff, Supervisor
 from pilotfish.xds import resources as rt
-from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
+from pilotfish.xds.builder import ProxyClass, proxy_class
+from pilotfish.xds.cache import SnapshotCache
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.server import AggregatedDiscoveryService
-from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
+from pilotfish.xds.publisher import Publisher, PublishHooks
+from pilotfish.xds.server import AggregatedDiscoveryService, PushGate
+from pilotfish.xds.status import PushStatus, StatusHooks, TypeStatus, proxy_states
 from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
@@ -118,29 +122,13 @@ class ServeOptions:
     credential_key_file: Path | None = None
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
-
-
-def proxy_class(proxy: Proxy) -> ProxyClass:
-    """Proxies that get identical config: same type, namespace and labels, and — since inbound
-    and gateway listeners bind the proxy's own IP — same IP and listener metadata, and — since
-    the snapshot carries the workload's key (SDS ``default``) — the same service account: two
-    identities never share a key."""
-    metadata = {**proxy.metadata, **{f"APP_PORTS.{k}": str(v) for k, v in proxy.app_ports.items()}}
-    return (
-        str(proxy.type),
-        proxy.namespace,
-        tuple(sorted(proxy.labels.items())),
-        proxy.ip,
-        tuple(sorted(metadata.items())),
-        proxy.service_account,
-        proxy.locality,  # EDS priorities and weights follow it
-    )
+__all__ = ["ProxyClass", "proxy_class", "translate"]
 
 
 def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     """Every Envoy resource for one proxy (pure): outbound and inbound clusters, their endpoints,
-    the listeners, and the route configurations the listeners name over RDS."""
+    the listeners, and the route configurations the listeners name over RDS. The reference
+    ``xds.builder`` must equal (it builds the same from shared, cached parts)."""
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
@@ -164,6 +152,15 @@ class ControlPlane:
         self.problems: tuple[Problem, ...] = ()
         self.mesh = MeshSnapshot(mesh=self.mesh_config)
         self.cache = SnapshotCache()
+        self.publisher = Publisher(
+            self.cache,
+            self.ca.secrets,
+            PublishHooks(
+                translated=self.metrics.on_translate,
+                skipped=self.metrics.on_pushes_skipped,
+                pass_done=self.metrics.on_push_pass,
+            ),
+        )
         self.status = PushStatus(
             StatusHooks(
                 pushed=lambda t: self.metrics.on_push(rt.short_name(t)),
@@ -180,6 +177,7 @@ class ControlPlane:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             authorize=self.ca.authorize_stream,
+            gate=PushGate(on_length=self.metrics.on_push_queue),
         )
         self.proxies: dict[str, Proxy] = {}
         self.debouncer = Debouncer(
@@ -215,7 +213,7 @@ class ControlPlane:
     async def start(self) -> None:
         await self._refresh_store()
         await self._start_authz()  # before the first snapshot: it carries the Check server's port
-        self._reload()
+        await self.publisher.run(self._reload_for_publisher)
         self._grpc = grpc.aio.server(options=GRPC_OPTIONS)
         self.ads.register(self._grpc)
         self.xds_port = self._grpc.add_insecure_port(f"{self.opts.host}:{self.opts.xds_port}")
@@ -265,6 +263,7 @@ class ControlPlane:
             await asyncio.to_thread(self.store.close)
         if self.authz is not None:
             await asyncio.to_thread(self.authz.stop)
+        await asyncio.to_thread(self.publisher.close)
 
     async def _start_authz(self) -> None:
         """The ext_authz Check server: worker processes sharing one port (SO_REUSEPORT), fed with
@@ -292,9 +291,10 @@ class ControlPlane:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._published.wait(), self.ca.seconds_to_next_rotation())
             self._published.clear()
-            self.ca.retain(self.mesh, self.proxies.values())
+            proxies = list(self.proxies.values())
+            await self.publisher.run(partial(self.ca.retain, self.mesh, proxies))
             if self.ca.due():
-                self.publish_all()
+                await self.publish_all()
 
     async def _watch(self, root: Path) -> None:
         """Survives the directory being removed or replaced (``configdir.watch_directory``)."""
@@ -339,32 +339,33 @@ class ControlPlane:
         self.dropped = dropped
         self.metrics.on_dropped_endpoints(len(dropped))
 
-    async def push(self) -> None:
-        """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
-        await self._refresh_store()
+    def _reload_for_publisher(self) -> None:
+        """Worker thread: reload and make the new mesh the one snapshots are built from."""
         self._reload()
+        self.publisher.use(self.mesh)
+
+    async def push(self) -> None:
+        """Debounced: rebuild the mesh and publish every connected proxy's snapshot, on the
+        translation worker (the loop keeps serving streams and /healthz meanwhile)."""
+        await self._refresh_store()
+        proxies = list(self.proxies.values())
+
+        def job() -> None:
+            self._reload_for_publisher()
+            self.publisher.publish_all(proxies, self._alive)
+
+        await self.publisher.run(job)
         self.pushes += 1
-        self.publish_all()
-
-    def publish_all(self) -> None:
-        memo: dict[ProxyClass, Snapshot] = {}
-        for proxy in list(self.proxies.values()):
-            self.publish(proxy, memo)
-
-    def publish(self, proxy: Proxy, memo: dict[ProxyClass, Snapshot] | None = None) -> None:
-        key = proxy_class(proxy)
-        snapshot = memo.get(key) if memo is not None else None
-        if snapshot is None:
-            try:
-                secrets = self.ca.secrets(self.mesh, proxy)
-                snapshot = self.cache.build([*translate(self.mesh, proxy), *secrets])
-            except InconsistentSnapshot as exc:  # a translation bug: keep the last good snapshot
-                log.error("not publishing an inconsistent snapshot for %s: %s", proxy.id, exc)
-                return
-            if memo is not None:
-                memo[key] = snapshot
-        self.cache.set_snapshot(proxy.id, snapshot)
         self._published.set()
+
+    async def publish_all(self) -> None:
+        """Rebuild every connected proxy's snapshot from the current mesh (new certificates)."""
+        proxies = list(self.proxies.values())
+        await self.publisher.run(partial(self.publisher.publish_all, proxies, self._alive))
+        self._published.set()
+
+    def _alive(self, proxy_id: str) -> bool:
+        return proxy_id in self.proxies
 
     # ---- ADS hooks ---------------------------------------------------------------------------
 
@@ -376,14 +377,15 @@ class ControlPlane:
             self.metrics.on_disconnect(str(replaced.type))
         self.proxies[proxy.id] = proxy
         self.metrics.on_connect(str(proxy.type))
-        self.publish(proxy)
+        self.publisher.connected(proxy, self._alive)
+        self._published.set()
         self._auto_register(proxy)
 
     def _on_disconnect(self, proxy: Proxy) -> None:
         """The proxy's live stream ended (a replaced stream's end is not reported)."""
         self.metrics.on_disconnect(str(proxy.type))
         self.proxies.pop(proxy.id, None)
-        self.cache.clear(proxy.id)
+        self.publisher.forget(proxy.id)
         self._auto_unregister(proxy)
 
     def _on_ack(self, type_name: str, push_to_ack: float) -> None:
@@ -516,7 +518,7 @@ class AdminBackend:
         out = []
         for connection in self.cp.status.connections():
             types = {
-                rt.short_name(t): {**dataclasses.asdict(s), "state": str(s.state)}
+                rt.short_name(t): {**_type_status(s), "state": str(s.state)}
                 for t, s in connection.types.items()
             }
             out.append(
@@ -578,6 +580,14 @@ class AdminBackend:
             }
             for r in self.cp.mesh.resources
         ]
+
+
+def _type_status(status: TypeStatus) -> dict[str, Any]:
+    """A type's push status as JSON, without the names of the last response (thousands, on a
+    large mesh; ``rejected`` names what matters)."""
+    out = dataclasses.asdict(dataclasses.replace(status, sent_names=None, sent_changed=None))
+    del out["sent_names"], out["sent_changed"]
+    return out
 
 
 _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {

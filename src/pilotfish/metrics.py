@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 # Istio's names where Istio has one (pilot/pkg/xds/monitoring.go), prefixed pilotfish_.
 _PUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
 # ext_authz Check latency: the budget is ~1 ms p50 / 3 ms p99 added through Envoy.
+_TRANSLATE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 _CHECK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.1, 0.5)
 
 
@@ -120,6 +121,44 @@ class Metrics:
         self.csr_denied = Counter(
             "pilotfish_csr_denied", "CreateCertificate calls refused, by gRPC status", ["reason"], registry=r
         )
+
+        self._xds_scale_metrics(r)
+
+    def _xds_scale_metrics(self, r: CollectorRegistry) -> None:
+        """The push pipeline (xds.builder, xds.publisher, server.PushGate)."""
+        self.translate_seconds = Histogram(
+            "pilotfish_xds_translate_seconds",
+            "Time translating one proxy's resources of a type (shared parts count once)",
+            ["type"],
+            buckets=_TRANSLATE_BUCKETS,
+            registry=r,
+        )
+        self.pushes_skipped = Counter(
+            "pilotfish_xds_pushes_skipped", "Proxies not pushed because nothing changed for them", registry=r
+        )
+        self.push_pass_seconds = Histogram(
+            "pilotfish_xds_push_pass_seconds",
+            "Time to rebuild and publish every connected proxy's snapshot",
+            buckets=_PUSH_BUCKETS,
+            registry=r,
+        )
+        self.push_queue = Gauge(
+            "pilotfish_xds_push_queue",
+            "ADS streams with a snapshot to push, waiting for or holding a push slot",
+            registry=r,
+        )
+
+    def on_translate(self, type_name: str, seconds: float) -> None:
+        self.translate_seconds.labels(type_name).observe(seconds)
+
+    def on_pushes_skipped(self, count: int) -> None:
+        self.pushes_skipped.inc(count)
+
+    def on_push_pass(self, seconds: float, proxies: int) -> None:
+        self.push_pass_seconds.observe(seconds)
+
+    def on_push_queue(self, length: int) -> None:
+        self.push_queue.set(length)
 
     def on_connect(self, kind: str) -> None:
         self.connected.labels(kind).inc()

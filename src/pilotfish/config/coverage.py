@@ -217,7 +217,7 @@ TRANSLATED: Mapping[str, frozenset[str]] = {
     "selector.WorkloadSelector": frozenset({"matchLabels"}),
     # Gateway
     "gateway.GatewaySpec": frozenset({"servers", "selector"}),
-    "gateway.Server": frozenset({"port", "hosts", "bind", "tls", "name"}),
+    "gateway.Server": frozenset({"port", "hosts", "bind", "tls"}),
     "gateway.Port": frozenset({"number", "protocol", "name"}),
     "gateway.ServerTLSSettings": frozenset(
         {
@@ -384,6 +384,7 @@ UNSUPPORTED: Mapping[tuple[str, str], Unsupported] = {
         "unix:// gateway servers are not built: no listener binds a socket path",
         lambda value: isinstance(value, str) and value.startswith(UNIX),
     ),
+    ("gateway.Server", "name"): Unsupported("server names do not prefix stats: Envoy's are per listener"),
     ("gateway.Port", "targetPort"): Unsupported("gateway listeners bind the server port itself"),
     ("gateway.ServerTLSSettings", "insecureSkipVerify"): Unsupported(
         "client certificates are verified whenever the mode asks for them"

@@ -38,6 +38,7 @@ from pilotfish.config.mesh import (
     MeshConfig,
 )
 from pilotfish.config.resource import Resource
+from pilotfish.config.security.request_authentication import DEFAULT_JWKS_TIMEOUT
 from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.evaluate import Decision, PolicyMatch, evaluate
 from pilotfish.extauthz.jwt import (
@@ -99,6 +100,7 @@ class AuthzBundle:
         "version",
         "policies",
         "jwks_uris",
+        "jwks_timeouts",
         "headers_read",
         "_memo",
         "kong",
@@ -114,6 +116,7 @@ class AuthzBundle:
         self.version = bundle_version(self.resources, mesh)
         self.policies = compile_policies(self.resources, mesh)
         self.jwks_uris = _remote_key_uris(self.resources)
+        self.jwks_timeouts = jwks_timeouts(self.resources)
         kong = [r for r in self.resources if r.kind in KONG_KINDS]
         # Kong's Consumers and Plugins (pilotfish.kong): run at gateways after the Istio decision.
         self.kong = KongConfig.build(kong, credential_key) if kong else None
@@ -191,6 +194,21 @@ def _remote_key_uris(resources: Iterable[Resource[Any]]) -> tuple[str, ...]:
         if not rule.jwks
     )
     return tuple(sorted(set(uris)))
+
+
+def jwks_timeouts(resources: Iterable[Resource[Any]]) -> Mapping[str, float]:
+    """Seconds a fetch of each remote JWKS may take: the jwtRule ``timeout`` (Istio's default
+    5 s; Envoy ``remote_jwks.http_uri.timeout``), the longest when several rules share a URI."""
+    out: dict[str, float] = {}
+    for r in resources:
+        if r.kind != "RequestAuthentication":
+            continue
+        for rule in r.spec.jwt_rules:
+            if not rule.jwks:
+                uri = provider_from_rule(rule).key_uri
+                seconds = (rule.timeout or DEFAULT_JWKS_TIMEOUT).total_seconds()
+                out[uri] = max(out.get(uri, 0.0), seconds)
+    return out
 
 
 # Headers a decision can depend on whatever the policies say: CORS preflight detection (jwt_authn

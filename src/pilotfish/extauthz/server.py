@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from pilotfish.config.security.request_authentication import DEFAULT_JWKS_TIMEOUT
 from pilotfish.extauthz import decision_cache
 from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.bundle import AuthzBundle
@@ -153,7 +154,7 @@ class CheckService:
     ) -> None:
         self.bundle = bundle
         self.hooks: CheckHooks = hooks or NoHooks()
-        self.jwks = JwksCache(counted_fetch(fetch, self.hooks))
+        self.jwks = JwksCache(counted_fetch(self._timed(fetch), self.hooks))
         self.authenticator = Authenticator(
             self.jwks, strict=strict, token_cache=CountingTokenCache(self.hooks)
         )
@@ -167,6 +168,16 @@ class CheckService:
         self.kong = Engine(RateLimiter())  # Kong's plugins at gateways (pilotfish.kong)
         self._headers_for: AuthzBundle | None = None
         self._headers: tuple[str, ...] = ()
+
+    def _timed(self, fetch: Fetch) -> Fetch:
+        """``fetch`` bounded by the jwtRule ``timeout`` of the URI (the bundle in force says it):
+        a JWKS server that answers too slowly is a failed fetch, as in Envoy's remote_jwks."""
+
+        async def timed(uri: str) -> str:
+            limit = self.bundle.jwks_timeouts.get(uri, DEFAULT_JWKS_TIMEOUT.total_seconds())
+            return await asyncio.wait_for(fetch(uri), limit)
+
+        return timed
 
     def swap(self, bundle: AuthzBundle) -> bool:
         """Install ``bundle``; False (and nothing changes) when it is the version in force."""

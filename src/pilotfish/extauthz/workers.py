@@ -380,6 +380,7 @@ class AuthzWorkers:
                     self.probe_timeout,
                 )
                 slot.process.kill()  # SIGKILL: a stopped process would hold SIGTERM until continued
+                slot.process.join(STOP_GRACE)  # gone before the next probe: reported and killed once
                 self._on_failure(f"authz worker {slot.index} (pid {slot.pid}) hung")
 
     def _bury(self, slot: _Slot) -> None:

@@ -180,3 +180,21 @@ def test_what_a_decision_reads_is_part_of_the_key():
     assert len(svc.answers) == 3
     svc.swap(AuthzBundle.build(load(REQUEST_AUTHN)))  # a new bundle version: nothing is reused
     assert asyncio.run(svc.check(check())).status.code == code_pb2.OK
+
+
+def test_a_jwks_fetch_is_bounded_by_the_rules_timeout():
+    """Envoy's remote_jwks ``http_uri.timeout`` is the jwtRule ``timeout``: a JWKS server slower
+    than that is a failed fetch (401), never a Check that waits for it."""
+    token = KEY.sign({"iss": ISS, "sub": "alice", "exp": NOW + 60})
+
+    async def slow(uri: str) -> str:
+        await asyncio.sleep(0.3)
+        return jwks_text(KEY)
+
+    def with_timeout(timeout: str) -> CheckService:
+        rule = {"issuer": ISS, "jwksUri": "https://keys.example.com/jwks", "timeout": timeout}
+        authn = policy_doc({"jwtRules": [rule]}, name="jwt", kind="RequestAuthentication")
+        return CheckService(AuthzBundle.build(load(REQUIRE_JWT, authn)), fetch=slow, clock=lambda: NOW)
+
+    assert asyncio.run(with_timeout("50ms").check(check(token))).denied_response.status.code == 401
+    assert asyncio.run(with_timeout("2s").check(check(token))).status.code == code_pb2.OK
