@@ -15,8 +15,9 @@
 
 ``seal_consumer`` turns a Consumer document as a user wrote it (``key``, ``password``, ``secret``)
 into the stored form (``keyHash``, ``passwordHash``, ``secretSealed``) and gives every credential
-an ``id`` (Kong's credential UUID, sent upstream as ``X-Credential-Identifier``). The admin APIs
-call it before writing; ``get`` and the APIs then only ever show hashes and sealed values.
+an ``id`` (Kong's credential UUID, sent upstream as ``X-Credential-Identifier``; derived from
+what names the credential, ``credential_id``). The admin APIs call it before writing; ``get``
+and the APIs then only ever show hashes and sealed values.
 """
 
 from __future__ import annotations
@@ -103,9 +104,15 @@ def open_secret(sealed: str, credential_key: bytes) -> str | None:
         return None
 
 
-def credential_id(consumer: str, kind: str, index: int) -> str:
-    """A stable id for a credential written without one (files under ``--config``)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pilotfish:{consumer}:{kind}:{index}"))
+# What names a credential within its consumer (its id derives from it when none is given).
+IDENTITY = {"keyAuth": "keyHash", "basicAuth": "username", "jwt": "key", "acls": "group"}
+
+
+def credential_id(consumer: str, kind: str, identity: str) -> str:
+    """The id of a credential written without one: stable for the consumer (namespace/name),
+    the credential kind and what names it (key hash, username, JWT key, group), so applying
+    the same document twice gives the same ids."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pilotfish:{consumer}:{kind}:{identity}"))
 
 
 def seal_consumer(doc: Mapping[str, Any], credential_key: bytes) -> dict[str, Any]:
@@ -116,6 +123,9 @@ def seal_consumer(doc: Mapping[str, Any], credential_key: bytes) -> dict[str, An
     if out.get("kind") != "Consumer" or not isinstance(spec, Mapping):
         return out
     spec = dict(spec)
+    metadata = out.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    consumer = f"{metadata.get('namespace') or 'default'}/{metadata.get('name')}"
     for field, secret, stored, seal in (
         ("keyAuth", "key", "keyHash", lambda v: hash_api_key(v, credential_key)),
         ("basicAuth", "password", "passwordHash", hash_password),
@@ -131,7 +141,8 @@ def seal_consumer(doc: Mapping[str, Any], credential_key: bytes) -> dict[str, An
             if isinstance(item, dict):
                 if secret is not None and stored is not None and seal is not None and item.get(secret):
                     item[stored] = seal(str(item.pop(secret)))
-                item.setdefault("id", str(uuid.uuid4()))
+                identity = str(item.get(IDENTITY[field], ""))
+                item.setdefault("id", credential_id(consumer, field, identity))
             sealed.append(item)
         spec.pop(_snake(field), None)
         spec[field] = sealed

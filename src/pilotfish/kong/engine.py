@@ -126,8 +126,8 @@ class Engine:
             if plugin is None:
                 continue
             anonymous = plugin.config.anonymous
-            if who is not None and anonymous:
-                continue  # already authenticated: an OR-ed plugin is skipped
+            if who is not None and not who.anonymous and anonymous:
+                continue  # already authenticated by a credential: an OR-ed plugin is skipped
             if req.request.method == "OPTIONS" and not getattr(plugin.config, "run_on_preflight", True):
                 continue
             found = self._authenticate(config, plugin, req, outcome)
@@ -137,7 +137,8 @@ class Engine:
                 consumer = config.find_consumer(anonymous)
                 if consumer is None:
                     return outcome.deny(500, "anonymous consumer not found", name)
-                outcome.allow, outcome.status, outcome.message, outcome.response_headers = True, 200, "", []
+                outcome.allow, outcome.status, outcome.message, outcome.reason = True, 200, "", ""
+                outcome.response_headers = []
                 found = Authenticated(consumer, "", anonymous=True)
                 if who is not None:
                     continue

@@ -162,14 +162,14 @@ class KongConfig:
             self.by_username.setdefault(spec.username, consumer)
         for i, k in enumerate(spec.key_auth):
             digest = k.key_hash or credentials.hash_api_key(k.key, self.credential_key)
-            cred_id = k.id or credentials.credential_id(ref, "key-auth", i)
+            cred_id = k.id or credentials.credential_id(ref, "keyAuth", digest)
             self._claim(self.keys, digest, KeyCredential(consumer, cred_id), f"key-auth #{i}")
-        for i, b in enumerate(spec.basic_auth):
-            cred_id = b.id or credentials.credential_id(ref, "basic-auth", i)
+        for b in spec.basic_auth:
+            cred_id = b.id or credentials.credential_id(ref, "basicAuth", b.username)
             basic = BasicCredential(consumer, cred_id, b.password_hash, b.password)
             self._claim(self.basic, b.username, basic, f"basic-auth username {b.username!r}")
-        for i, j in enumerate(spec.jwt):
-            cred_id = j.id or credentials.credential_id(ref, "jwt", i)
+        for j in spec.jwt:
+            cred_id = j.id or credentials.credential_id(ref, "jwt", j.key)
             if j.algorithm == "HS256":
                 secret = j.secret or credentials.open_secret(j.secret_sealed, self.credential_key)
                 if secret is None:
