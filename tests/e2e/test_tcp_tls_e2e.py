@@ -9,7 +9,9 @@ One mesh for the module (namespace ``db``, addresses 127.0.15.x):
   the client's outbound listener; the split is read from each server sidecar's inbound cluster;
 - an ingress gateway with a TLS ``PASSTHROUGH`` server routing by SNI (``tls`` rules) to a TLS
   backend with its own certificate, an HTTPS ``MUTUAL`` server whose client CA is a file, and a
-  TCP server whose ``tcp`` rule sends ``psql`` to ``pg-b`` (mTLS from the gateway, STRICT there).
+  TCP server whose ``tcp`` rule sends ``psql`` to ``pg-b`` (mTLS from the gateway, STRICT there),
+  a TLS server that terminates into a ``tcp`` rule, and an AUTO_PASSTHROUGH server that routes the
+  client's own mesh mTLS by its SNI (``outbound_.<port>_._.<host>``) to ``pg-a``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def ports_free_everywhere(count: int) -> list[int]:
 
 
 def mesh_config(
-    front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int, tcp: int
+    front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int, tcp: int, terminate: int
 ) -> str:
     return f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -156,6 +158,9 @@ spec:
     tls: {{mode: PASSTHROUGH}}
   - port: {{number: {tcp}, name: tcp-postgres, protocol: TCP}}
     hosts: ["*"]
+  - port: {{number: {terminate}, name: tls-terminate, protocol: TLS}}
+    hosts: [{MUTUAL_HOST}]
+    tls: {{mode: SIMPLE, serverCertificate: {{server_cert}}, privateKey: {{server_key}}}}
   - port: {{number: {mutual}, name: https-mutual, protocol: HTTPS}}
     hosts: [{MUTUAL_HOST}]
     tls:
@@ -173,6 +178,16 @@ spec:
   tls:
   - match: [{{sniHosts: [{SECURE_HOST}], port: {passthrough}}}]
     route: [{{destination: {{host: {SECURE_HOST}, port: {{number: {backend}}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo-over-tls, namespace: db}}
+spec:
+  hosts: [{MUTUAL_HOST}]
+  gateways: [edge]
+  tcp:
+  - match: [{{port: {terminate}}}]
+    route: [{{destination: {{host: echo.db.svc.cluster.local, port: {{number: {echo}}}}}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -195,14 +210,52 @@ spec:
 """
 
 
+def cross_network_config(back: int, remote: int, cross: int) -> str:
+    """An AUTO_PASSTHROUGH server on the gateway, and ``pg-remote``: a service whose only endpoint
+    is that gateway port, reached with the mesh certificate and the SNI of ``pg-a``'s cluster
+    (what a sidecar in another network sends): the gateway routes by that SNI, unread."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: cross-network, namespace: db}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {cross}, name: tls-cross, protocol: TLS}}
+    hosts: ["*.local"]
+    tls: {{mode: AUTO_PASSTHROUGH}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: pg-remote, namespace: db}}
+spec:
+  hosts: [pg-remote.db.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {remote}, name: tcp-postgres}}]
+  endpoints: [{{address: {GATEWAY}, ports: {{tcp-postgres: {cross}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: pg-remote, namespace: db}}
+spec:
+  host: pg-remote.db.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+      sni: outbound_.{back}_._.pg-a.db.svc.cluster.local
+      subjectAltNames: [spiffe://cluster.local/ns/db/sa/pg]
+"""
+
+
 class L4Mesh:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.config = root / "config"
         self.stack = ExitStack()
         self.envoys: dict[str, EnvoyProcess] = {}
-        ports = ports_free_everywhere(6)
-        self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.tcp = ports
+        ports = ports_free_everywhere(9)
+        self.front, self.back, self.passthrough, self.mutual, self.backend_port = ports[:5]
+        self.tcp, self.terminate, self.remote, self.cross = ports[5:]
 
     def start(self) -> L4Mesh:
         self.config.mkdir(parents=True)
@@ -238,10 +291,18 @@ class L4Mesh:
         self.stack.callback(self.echo.stop)
         self.echo.start()
         text = mesh_config(
-            self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.echo.port, self.tcp
+            self.front,
+            self.back,
+            self.passthrough,
+            self.mutual,
+            self.backend_port,
+            self.echo.port,
+            self.tcp,
+            self.terminate,
         )
         text = text.replace("{server_cert}", str(server_cert)).replace("{server_key}", str(server_key))
         (self.config / "mesh.yaml").write_text(text.replace("{client_ca}", str(client_ca)))
+        (self.config / "cross.yaml").write_text(cross_network_config(self.back, self.remote, self.cross))
 
         self.tls_backend = TlsServer(BACKEND, self.backend_port, backend, name="secure-backend")
         self.stack.callback(self.tls_backend.stop)
@@ -346,6 +407,31 @@ def test_psql_through_a_gateway_tcp_server_to_a_strict_mtls_sidecar(mesh: L4Mesh
         if name.endswith("ssl.handshake") and "||pg-b.db.svc.cluster.local" in name
     )
     assert handshakes >= 1
+
+
+def test_a_tls_server_terminates_and_forwards_the_stream_by_its_tcp_rule(mesh: L4Mesh) -> None:
+    """TLS ends at the gateway (its own certificate, SNI matched); the bytes inside go on as
+    plain TCP to the echo server, which sees an ordinary HTTP request."""
+    ca = ("--cacert", str(mesh.server_ca))
+    ok = wait_for(lambda: ok_or_none(curl(mesh, MUTUAL_HOST, mesh.terminate, *ca)), timeout=20)
+    assert json.loads(ok.stdout)["name"] == "echo-mutual"
+    assert curl(mesh, MUTUAL_HOST, mesh.terminate).returncode == 60  # not the system roots' certificate
+
+
+def test_auto_passthrough_gateway_routes_mesh_mtls_by_its_sni(mesh: L4Mesh) -> None:
+    """The client's mTLS (its own certificate, pg-a's SNI) passes through the gateway untouched:
+    pg-a's STRICT sidecar sees the client's certificate and serves psql."""
+    before = inbound_connections(mesh, "pg-a")
+    first = wait_for(lambda: (r := psql(CLIENT, mesh.remote)).returncode == 0 and r, timeout=30)
+    assert first.stdout.strip() == "42"
+    assert inbound_connections(mesh, "pg-a") > before
+    gateway = mesh.envoys["gateway"]
+    sni_cluster = f"outbound_.{mesh.back}_._.pg-a.db.svc.cluster.local"
+    assert (gateway.stat(f"cluster.{sni_cluster}.upstream_cx_total") or 0) >= 1
+    assert not any(  # the gateway terminated nothing: no TLS of its own towards pg-a
+        name.endswith("ssl.handshake") and value and sni_cluster in name
+        for name, value in gateway.stats().items()
+    )
 
 
 def curl(mesh: L4Mesh, host: str, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
