@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.workers import AuthzWorkers
+from pilotfish.kong.credentials import load_key, seal_consumer
 from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
@@ -115,6 +117,9 @@ class ServeOptions:
     # How RequestAuthentication/AuthorizationPolicy are enforced: "ext_authz" or "native".
     authz_mode: str = "ext_authz"
     supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
+    # Consumer credentials' key (kong/credentials.py); None: credential.key in the CA directory,
+    # or a key in memory when the CA is in memory too.
+    credential_key_file: Path | None = None
 
 
 __all__ = ["ProxyClass", "proxy_class", "translate"]
@@ -187,6 +192,7 @@ class ControlPlane:
         self._stop_watch = asyncio.Event()
         self.xds_port = 0
         self.authz: AuthzWorkers | None = None
+        self.credential_key = credential_key(opts)
         self.authz_port = 0
         self.admin_port = 0
         self.pushes = 0
@@ -321,7 +327,8 @@ class ControlPlane:
         )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
-            self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
+            bundle = AuthzBundle.build(self.mesh.resources, self.mesh_config, self.credential_key)
+            self.authz.publish(bundle)  # no-op if unchanged
 
     def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
         """Log each endpoint newly left out of xDS once (not on every push), count them all."""
@@ -662,6 +669,14 @@ def renew(store: Store, leases: tuple[Registration, ...], now: float) -> None:
             store.register(lease, now)
 
 
+def credential_key(opts: ServeOptions) -> bytes:
+    path = opts.credential_key_file or (opts.ca.ca_dir / "credential.key" if opts.ca.ca_dir else None)
+    if path is None:
+        log.warning("no --credential-key or --ca-dir: Consumer credentials are keyed for this process only")
+        return secrets.token_bytes(32)
+    return load_key(path)
+
+
 class StoreApi:
     """What the resource and registration API may use (``admin.api.RegistryBackend``)."""
 
@@ -681,6 +696,9 @@ class StoreApi:
 
     def now(self) -> float:
         return time.time()
+
+    def seal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return seal_consumer(doc, self.cp.credential_key)
 
 
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:

@@ -9,7 +9,9 @@ One mesh for the module (namespace ``db``, addresses 127.0.15.x):
   the client's outbound listener; the split is read from each server sidecar's inbound cluster;
 - an ingress gateway with a TLS ``PASSTHROUGH`` server routing by SNI (``tls`` rules) to a TLS
   backend with its own certificate, an HTTPS ``MUTUAL`` server whose client CA is a file, and a
-  TCP server whose ``tcp`` rule sends ``psql`` to ``pg-b`` (mTLS from the gateway, STRICT there).
+  TCP server whose ``tcp`` rule sends ``psql`` to ``pg-b`` (mTLS from the gateway, STRICT there),
+  a TLS server that terminates into a ``tcp`` rule, and an AUTO_PASSTHROUGH server that routes the
+  client's own mesh mTLS by its SNI (``outbound_.<port>_._.<host>``) to ``pg-a``.
 """
 
 from __future__ import annotations
@@ -172,9 +174,11 @@ kind: VirtualService
 metadata: {{name: secure-sni, namespace: db}}
 spec:
   hosts: [{SECURE_HOST}]
-  gateways: [edge]
+  gateways: [edge, mesh]
   tls:
-  - match: [{{sniHosts: [{SECURE_HOST}], port: {passthrough}}}]
+  - match: [{{sniHosts: [{SECURE_HOST}], port: {passthrough}, gateways: [edge]}}]
+    route: [{{destination: {{host: {SECURE_HOST}, port: {{number: {backend}}}}}}}]
+  - match: [{{sniHosts: [{SECURE_HOST}], port: {backend}, gateways: [mesh]}}]
     route: [{{destination: {{host: {SECURE_HOST}, port: {{number: {backend}}}}}}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -208,16 +212,52 @@ spec:
 """
 
 
+def cross_network_config(back: int, remote: int, cross: int) -> str:
+    """An AUTO_PASSTHROUGH server on the gateway, and ``pg-remote``: a service whose only endpoint
+    is that gateway port, reached with the mesh certificate and the SNI of ``pg-a``'s cluster
+    (what a sidecar in another network sends): the gateway routes by that SNI, unread."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: cross-network, namespace: db}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {cross}, name: tls-cross, protocol: TLS}}
+    hosts: ["*.local"]
+    tls: {{mode: AUTO_PASSTHROUGH}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: pg-remote, namespace: db}}
+spec:
+  hosts: [pg-remote.db.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {remote}, name: tcp-postgres}}]
+  endpoints: [{{address: {GATEWAY}, ports: {{tcp-postgres: {cross}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: pg-remote, namespace: db}}
+spec:
+  host: pg-remote.db.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+      sni: outbound_.{back}_._.pg-a.db.svc.cluster.local
+      subjectAltNames: [spiffe://cluster.local/ns/db/sa/pg]
+"""
+
+
 class L4Mesh:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.config = root / "config"
         self.stack = ExitStack()
         self.envoys: dict[str, EnvoyProcess] = {}
-        ports = ports_free_everywhere(7)
-        self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.tcp, self.terminate = (
-            ports
-        )
+        ports = ports_free_everywhere(9)
+        self.front, self.back, self.passthrough, self.mutual, self.backend_port = ports[:5]
+        self.tcp, self.terminate, self.remote, self.cross = ports[5:]
 
     def start(self) -> L4Mesh:
         self.config.mkdir(parents=True)
@@ -264,6 +304,7 @@ class L4Mesh:
         )
         text = text.replace("{server_cert}", str(server_cert)).replace("{server_key}", str(server_key))
         (self.config / "mesh.yaml").write_text(text.replace("{client_ca}", str(client_ca)))
+        (self.config / "cross.yaml").write_text(cross_network_config(self.back, self.remote, self.cross))
 
         self.tls_backend = TlsServer(BACKEND, self.backend_port, backend, name="secure-backend")
         self.stack.callback(self.tls_backend.stop)
@@ -379,8 +420,26 @@ def test_a_tls_server_terminates_and_forwards_the_stream_by_its_tcp_rule(mesh: L
     assert curl(mesh, MUTUAL_HOST, mesh.terminate).returncode == 60  # not the system roots' certificate
 
 
-def curl(mesh: L4Mesh, host: str, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = ["curl", "-sS", "--max-time", "5", "--resolve", f"{host}:{port}:{GATEWAY}", *extra]
+def test_auto_passthrough_gateway_routes_mesh_mtls_by_its_sni(mesh: L4Mesh) -> None:
+    """The client's mTLS (its own certificate, pg-a's SNI) passes through the gateway untouched:
+    pg-a's STRICT sidecar sees the client's certificate and serves psql."""
+    before = inbound_connections(mesh, "pg-a")
+    first = wait_for(lambda: (r := psql(CLIENT, mesh.remote)).returncode == 0 and r, timeout=30)
+    assert first.stdout.strip() == "42"
+    assert inbound_connections(mesh, "pg-a") > before
+    gateway = mesh.envoys["gateway"]
+    sni_cluster = f"outbound_.{mesh.back}_._.pg-a.db.svc.cluster.local"
+    assert (gateway.stat(f"cluster.{sni_cluster}.upstream_cx_total") or 0) >= 1
+    assert not any(  # the gateway terminated nothing: no TLS of its own towards pg-a
+        name.endswith("ssl.handshake") and value and sni_cluster in name
+        for name, value in gateway.stats().items()
+    )
+
+
+def curl(
+    mesh: L4Mesh, host: str, port: int, *extra: str, via: str = GATEWAY
+) -> subprocess.CompletedProcess[str]:
+    args = ["curl", "-sS", "--max-time", "5", "--resolve", f"{host}:{port}:{via}", *extra]
     return subprocess.run([*args, f"https://{host}:{port}/"], capture_output=True, text=True, timeout=15)
 
 
@@ -406,7 +465,20 @@ def test_passthrough_gateway_routes_by_sni_to_a_backend_with_its_own_certificate
     assert ("DNS", SECURE_HOST) in peer["subjectAltName"]
     # another SNI matches no chain: the gateway closes the connection
     other = curl(mesh, "other.example.com", mesh.passthrough, "--cacert", ca)
-    assert other.returncode != 0
+    assert other.returncode not in (0, 60), other.stderr  # closed before any certificate
+
+
+def test_a_sidecar_routes_tls_by_sni_without_terminating_it(mesh: L4Mesh) -> None:
+    """The client sidecar's outbound TLS port: a ``tls`` rule (gateways: mesh) matched on the SNI
+    by the tls_inspector; the backend's own certificate reaches the client."""
+    ca = ("--cacert", str(mesh.backend_ca))
+    port = mesh.backend_port
+    ok = wait_for(lambda: ok_or_none(curl(mesh, SECURE_HOST, port, *ca, via=CLIENT)), timeout=20)
+    assert json.loads(ok.stdout) == {"server": "secure-backend", "sni": SECURE_HOST}
+    listener = mesh.envoys["client"].listeners()
+    assert f"{CLIENT}_{port}" in listener
+    other = curl(mesh, "other.example.com", port, *ca, via=CLIENT)
+    assert other.returncode not in (0, 60), other.stderr  # closed before any certificate: no chain
 
 
 def test_mutual_gateway_refuses_clients_without_a_certificate_from_the_configured_ca(mesh: L4Mesh) -> None:

@@ -99,6 +99,11 @@ class RegistryBackend(Protocol):
 
     def now(self) -> float: ...
 
+    def seal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The document as stored: a Consumer's clear-text secrets hashed or sealed
+        (``kong.credentials.seal_consumer``); other documents unchanged."""
+        ...
+
 
 REGISTRY: web.AppKey[RegistryBackend] = web.AppKey("registry")
 POLICY: web.AppKey[rbac.Policy] = web.AppKey("rbac_policy")
@@ -363,7 +368,8 @@ async def apply(request: web.Request) -> web.Response:
     guard = Guard(request, "apply")
     await guard.allow_any(path_kind, "apis")
     docs, warnings = _validated(await read_text(request), request.query.get("file", "<request>"), path_kind)
-    plain = [_strip_server_fields(d.data) for d in docs]
+    backend = request.app[REGISTRY]
+    plain = [backend.seal(_strip_server_fields(d.data)) for d in docs]  # secrets never stored in the clear
     keys = [_key_of(d) for d in plain]
     for key in keys:
         await guard.allow(key[0], key[1], "/".join(key))

@@ -329,6 +329,17 @@ TRANSLATED: Mapping[str, frozenset[str]] = {
     "network_policy.NetworkPolicyPeer": frozenset({"podSelector", "namespaceSelector", "ipBlock"}),
     "network_policy.IPBlock": frozenset({"cidr", "except"}),
     "network_policy.NetworkPolicyEgressRule": frozenset({"ports", "to"}),
+    # pilotfish.io Consumer and Plugin (Kong's model, enforced by the Check server: pilotfish/kong/)
+    "consumer.ConsumerSpec": frozenset(
+        {"username", "customId", "tags", "keyAuth", "basicAuth", "jwt", "acls"}
+    ),
+    "consumer.KeyAuthCredential": frozenset({"key", "keyHash", "id", "tags"}),
+    "consumer.BasicAuthCredential": frozenset({"username", "password", "passwordHash", "id", "tags"}),
+    "consumer.JwtCredential": frozenset(
+        {"key", "algorithm", "secret", "secretSealed", "rsaPublicKey", "id", "tags"}
+    ),
+    "consumer.AclGroup": frozenset({"group", "id", "tags"}),
+    "plugin.PluginSpec": frozenset({"plugin", "config", "enabled", "service", "route", "consumer", "tags"}),
 }
 
 _NO_AGENT = "pilotfish has no node agent to run it"

@@ -49,6 +49,7 @@ from pilotfish.extauthz.jwt import (
     provider_from_rule,
 )
 from pilotfish.extauthz.policy import CompiledPolicy, compile_policies, policies_for_workload
+from pilotfish.kong.model import KONG_KINDS, KongConfig
 
 SECURITY_KINDS = frozenset({"AuthorizationPolicy", "RequestAuthentication"})
 MEMO_LIMIT = 4096  # distinct workloads remembered; the memo is cleared when it grows past this
@@ -102,25 +103,38 @@ class AuthzBundle:
         "jwks_timeouts",
         "headers_read",
         "_memo",
+        "kong",
+        "credential_key",
     )
 
-    def __init__(self, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH) -> None:
-        self.resources = tuple(r for r in resources if r.kind in SECURITY_KINDS)
+    def __init__(
+        self, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH, credential_key: bytes = b""
+    ) -> None:
+        self.resources = tuple(r for r in resources if r.kind in SECURITY_KINDS or r.kind in KONG_KINDS)
         self.mesh = mesh
+        self.credential_key = credential_key
         self.version = bundle_version(self.resources, mesh)
         self.policies = compile_policies(self.resources, mesh)
         self.jwks_uris = _remote_key_uris(self.resources)
         self.jwks_timeouts = jwks_timeouts(self.resources)
-        self.headers_read = headers_read(self.resources)
+        kong = [r for r in self.resources if r.kind in KONG_KINDS]
+        # Kong's Consumers and Plugins (pilotfish.kong): run at gateways after the Istio decision.
+        self.kong = KongConfig.build(kong, credential_key) if kong else None
+        self.headers_read = headers_read(self.resources) | (
+            self.kong.headers_read() if self.kong else frozenset()
+        )
         self._memo: dict[WorkloadKey, WorkloadAuthz] = {}
 
     @classmethod
-    def build(cls, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH) -> AuthzBundle:
+    def build(
+        cls, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH, credential_key: bytes = b""
+    ) -> AuthzBundle:
         """The bundle of ``resources`` (other kinds are ignored) under ``mesh``."""
-        return cls(resources, mesh)
+        return cls(resources, mesh, credential_key)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (AuthzBundle, (self.resources, self.mesh))  # pickles as source, recompiles on load
+        # pickles as source, recompiles on load
+        return (AuthzBundle, (self.resources, self.mesh, self.credential_key))
 
     def __repr__(self) -> str:
         return f"AuthzBundle(version={self.version}, resources={len(self.resources)})"

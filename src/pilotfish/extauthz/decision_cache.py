@@ -75,6 +75,7 @@ def key(
         attrs.source.principal,
         _address(attrs.destination.address),
         attrs.tls_session.sni,
+        attrs.route_metadata_context.SerializeToString(deterministic=True),  # Kong: route, service
     )
 
 

@@ -49,6 +49,9 @@ from pilotfish.extauthz.jwt import MESSAGES, Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
 from pilotfish.extauthz.tally import CheckTally
+from pilotfish.kong import check as kong_check
+from pilotfish.kong.engine import Engine
+from pilotfish.kong.ratelimit import RateLimiter
 from pilotfish.lograte import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -162,6 +165,7 @@ class CheckService:
         # header value or a token.
         self.denials: deque[dict[str, Any]] = deque(maxlen=RECENT_DENIALS)
         self.answers = decision_cache.DecisionCache()
+        self.kong = Engine(RateLimiter())  # Kong's plugins at gateways (pilotfish.kong)
         self._headers_for: AuthzBundle | None = None
         self._headers: tuple[str, ...] = ()
 
@@ -202,7 +206,7 @@ class CheckService:
             return cached.response
         try:
             entry = check_input(request, now, metadata)
-            decision, response, valid_until = await self._decide(bundle, request, entry.attributes)
+            decision, response, valid_until = await self._decide(bundle, request, entry.attributes, metadata)
         except BaseException:
             self.counts["error"] += 1
             raise
@@ -217,14 +221,28 @@ class CheckService:
         return self._headers
 
     async def _decide(
-        self, bundle: AuthzBundle, request: external_auth_pb2.CheckRequest, attributes: Attributes
+        self,
+        bundle: AuthzBundle,
+        request: external_auth_pb2.CheckRequest,
+        attributes: Attributes,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> tuple[Decision, external_auth_pb2.CheckResponse, float | None]:
-        """CUSTOM (ask the provider) first, then the rest of the decision; and until when the
-        answer may be reused (``None``: never, a provider was asked)."""
+        """CUSTOM (ask the provider) first, then the rest of the decision, then Kong's plugins at
+        a gateway; and until when the answer may be reused (``None``: never, a provider was
+        asked or a rate limit counted the request)."""
         custom = bundle.custom_step(attributes)
         if custom is None:
             decision, authn = await bundle.decide_detailed(attributes, self.authenticator)
-            return decision, check_response(decision), self.answers.expiry(attributes.now, authn.valid_until)
+            until = self.answers.expiry(attributes.now, authn.valid_until)
+            if decision.allow and bundle.kong is not None and kong_check.at_gateway(metadata):
+                outcome = await self.kong.run(bundle.kong, kong_check.kong_request(request, attributes))
+                decision = kong_check.combined(decision, outcome)
+                return (
+                    decision,
+                    kong_check.kong_response(decision, outcome),
+                    None if outcome.stateful else until,
+                )
+            return decision, check_response(decision), until
         name, match = custom
         answer = await self.providers.ask(name, bundle.ext_authz_provider(name), request, attributes)
         self.hooks.on_custom_provider(name, answer.result)
@@ -242,6 +260,8 @@ class CheckService:
     async def close(self) -> None:
         """Release the CUSTOM provider connections (when the server stops)."""
         await self.providers.close()
+        if self.kong.limiter is not None:
+            await self.kong.limiter.close()
 
     def _record(self, entry: CheckInput, decision: Decision, seconds: float) -> None:
         verdict = "allow" if decision.allow else "deny"
