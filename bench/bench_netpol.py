@@ -40,6 +40,7 @@ from harness.waiting import wait_for  # noqa: E402
 from pilotfish.bootstrap import BootstrapOptions, bootstrap  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+NONE = "# no NetworkPolicy\n"  # not an empty file: one truncated to 0 bytes keeps its last content
 API_IP, WEB_IP = "127.0.14.11", "127.0.14.21"
 HOST = "api.prod.svc.cluster.local"
 POLICY = """apiVersion: networking.k8s.io/v1
@@ -125,7 +126,7 @@ def rbac_present(server: EnvoyProcess) -> bool:
 
 
 def switch(policies: Path, server: EnvoyProcess, port: int, on: bool) -> None:
-    policies.write_text(POLICY.replace("PORT", str(port)) if on else "")
+    policies.write_text(POLICY.replace("PORT", str(port)) if on else NONE)
     wait_for(lambda: rbac_present(server) == on, timeout=20, message=f"enforcement {'on' if on else 'off'}")
     time.sleep(1.5)  # connections of the previous config drain (--drain-time-s 1)
     keep_alive(port, 50)  # warm the pools
@@ -136,21 +137,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(rounds: int, requests: int) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
+def run(
+    rounds: int, requests: int
+) -> tuple[dict[str, dict[str, list[float]]], dict[tuple[str, str], list[float]]]:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="bench-netpol-"))
     config = workdir / "config"
     config.mkdir()
     (config / "world.yaml").write_text(world(port))
     policies = config / "policies.yaml"
-    policies.write_text("")
+    policies.write_text(NONE)
     echo = EchoProcess("api", labels={"app": "api"})
     pf = PilotfishProcess(config, workdir / "pilotfish")
     envoys: list[EnvoyProcess] = []
     samples: dict[str, dict[str, list[float]]] = {
         mode: {"keep-alive": [], "new-conn": []} for mode in ("off", "on")
     }
-    rounds_p50: dict[str, list[float]] = {"off": [], "on": []}  # keep-alive median per round
+    # The median of each series in each round, by (mode, series): the noise between rounds.
+    rounds_p50: dict[tuple[str, str], list[float]] = {}
     try:
         echo.start()
         pf.start()
@@ -171,10 +175,12 @@ def run(rounds: int, requests: int) -> tuple[dict[str, dict[str, list[float]]], 
         for _ in range(rounds):
             for mode in ("off", "on"):
                 switch(policies, server, port, mode == "on")
-                series = keep_alive(port, requests)
-                rounds_p50[mode].append(statistics.median(series))
-                samples[mode]["keep-alive"] += series
-                samples[mode]["new-conn"] += new_connections(port, requests // 3)
+                for name, values in (
+                    ("keep-alive", keep_alive(port, requests)),
+                    ("new-conn", new_connections(port, requests // 3)),
+                ):
+                    rounds_p50.setdefault((mode, name), []).append(statistics.median(values))
+                    samples[mode][name] += values
     finally:
         for envoy in envoys:
             envoy.stop()
@@ -184,7 +190,10 @@ def run(rounds: int, requests: int) -> tuple[dict[str, dict[str, list[float]]], 
 
 
 def report(
-    samples: dict[str, dict[str, list[float]]], rounds_p50: dict[str, list[float]], rounds: int, requests: int
+    samples: dict[str, dict[str, list[float]]],
+    rounds_p50: dict[tuple[str, str], list[float]],
+    rounds: int,
+    requests: int,
 ) -> str:
     lines = [
         "| series | enforcement | requests | p50 | p90 | p99 |",
@@ -204,14 +213,13 @@ def report(
         + ", ".join(ratios)
         + f" ({rounds} alternating rounds, {requests} keep-alive requests each)."
     )
-    noise = max(rounds_p50["off"]) / min(rounds_p50["off"])
-    per_round = ", ".join(
-        f"{on / off:.3f}" for off, on in zip(rounds_p50["off"], rounds_p50["on"], strict=True)
-    )
-    lines.append(
-        f"Noise: the keep-alive p50 of the off rounds alone varies by a factor of {noise:.3f}; "
-        f"on/off per round: {per_round}."
-    )
+    for series in ("keep-alive", "new-conn"):
+        off, on = rounds_p50[("off", series)], rounds_p50[("on", series)]
+        per_round = ", ".join(f"{b / a:.3f}" for a, b in zip(off, on, strict=True))
+        lines.append(
+            f"Noise ({series}): the p50 of the off rounds alone spans a factor of {max(off) / min(off):.3f}; "
+            f"on/off per round: {per_round}."
+        )
     return "\n".join(lines)
 
 

@@ -2,11 +2,13 @@
 the admin HTTP API. All the logic lives in the pure modules; this file only wires them and owns
 the I/O (sockets, file watching, signals).
 
-Flow: a file change (or a proxy connecting) triggers the debouncer; a push re-reads the config
-directory (files with errors keep their last good content), builds one ``MeshSnapshot``, and
-publishes a translated snapshot for every connected proxy. Proxies of the same class (type,
-namespace, labels) share one translation; the cache shares resource bytes across all of them.
-Versions are content hashes, so a push that changes nothing for a proxy sends it nothing.
+Flow: a file change triggers the debouncer; a push re-reads the config directory (files with
+errors keep their last good content), builds one ``MeshSnapshot``, and publishes a snapshot for
+every connected proxy — all of it on the translation worker thread (``xds.publisher``), never on
+the event loop. Snapshots are assembled from parts shared by scope and cached by their inputs
+(``xds.builder``), so a change costs what it touches. A proxy that connects gets its first
+snapshot from the same worker. Versions are content hashes, so a push that changes nothing for
+a proxy sends it nothing.
 
 With a store (``--store``), the mesh is the store's resources plus the config directory's (which
 wins a key both define: the directory is read-only through the API), and the store's
@@ -24,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,10 +48,12 @@ from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.workers import AuthzWorkers
+from pilotfish.kong.credentials import load_key, seal_consumer
 from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
     auto_registration,
+    registered_workloads,
     registration_endpoints,
     registration_namespace,
 )
@@ -56,10 +61,12 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.store import Registration, ResourceKey, Store, Subscription, open_store
 from pilotfish.supervise import Backoff, Supervisor
 from pilotfish.xds import resources as rt
-from pilotfish.xds.cache import InconsistentSnapshot, Snapshot, SnapshotCache
+from pilotfish.xds.builder import ProxyClass, proxy_class
+from pilotfish.xds.cache import SnapshotCache
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.server import AggregatedDiscoveryService
-from pilotfish.xds.status import PushStatus, StatusHooks, proxy_states
+from pilotfish.xds.publisher import Publisher, PublishHooks
+from pilotfish.xds.server import AggregatedDiscoveryService, PushGate
+from pilotfish.xds.status import PushStatus, StatusHooks, TypeStatus, proxy_states
 from pilotfish.xds.translate.authz import authz_clusters, enforcement
 from pilotfish.xds.translate.clusters import translate_clusters
 from pilotfish.xds.translate.endpoint_checks import DroppedEndpoint, dropped_endpoints
@@ -110,31 +117,18 @@ class ServeOptions:
     # How RequestAuthentication/AuthorizationPolicy are enforced: "ext_authz" or "native".
     authz_mode: str = "ext_authz"
     supervision: Backoff = Backoff()  # restart delays of failed background tasks (supervise.py)
+    # Consumer credentials' key (kong/credentials.py); None: credential.key in the CA directory,
+    # or a key in memory when the CA is in memory too.
+    credential_key_file: Path | None = None
 
 
-ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
-
-
-def proxy_class(proxy: Proxy) -> ProxyClass:
-    """Proxies that get identical config: same type, namespace and labels, and — since inbound
-    and gateway listeners bind the proxy's own IP — same IP and listener metadata, and — since
-    the snapshot carries the workload's key (SDS ``default``) — the same service account: two
-    identities never share a key."""
-    metadata = {**proxy.metadata, **{f"APP_PORTS.{k}": str(v) for k, v in proxy.app_ports.items()}}
-    return (
-        str(proxy.type),
-        proxy.namespace,
-        tuple(sorted(proxy.labels.items())),
-        proxy.ip,
-        tuple(sorted(metadata.items())),
-        proxy.service_account,
-        proxy.locality,  # EDS priorities and weights follow it
-    )
+__all__ = ["ProxyClass", "proxy_class", "translate"]
 
 
 def translate(mesh: MeshSnapshot, proxy: Proxy) -> list[Any]:
     """Every Envoy resource for one proxy (pure): outbound and inbound clusters, their endpoints,
-    the listeners, and the route configurations the listeners name over RDS."""
+    the listeners, and the route configurations the listeners name over RDS. The reference
+    ``xds.builder`` must equal (it builds the same from shared, cached parts)."""
     clusters = [*translate_clusters(mesh, proxy), *translate_inbound_clusters(mesh, proxy)]
     listeners = translate_listeners(mesh, proxy)
     routes = translate_routes(mesh, proxy, route_names(listeners))
@@ -158,6 +152,15 @@ class ControlPlane:
         self.problems: tuple[Problem, ...] = ()
         self.mesh = MeshSnapshot(mesh=self.mesh_config)
         self.cache = SnapshotCache()
+        self.publisher = Publisher(
+            self.cache,
+            self.ca.secrets,
+            PublishHooks(
+                translated=self.metrics.on_translate,
+                skipped=self.metrics.on_pushes_skipped,
+                pass_done=self.metrics.on_push_pass,
+            ),
+        )
         self.status = PushStatus(
             StatusHooks(
                 pushed=lambda t: self.metrics.on_push(rt.short_name(t)),
@@ -174,15 +177,22 @@ class ControlPlane:
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
             authorize=self.ca.authorize_stream,
+            gate=PushGate(on_length=self.metrics.on_push_queue),
         )
         self.proxies: dict[str, Proxy] = {}
-        self.debouncer = Debouncer(self.push, opts.debounce_quiet, opts.debounce_max)
+        self.debouncer = Debouncer(
+            self.push,
+            opts.debounce_quiet,
+            opts.debounce_max,
+            on_failure=lambda exc: self.supervisor.report("push", f"{type(exc).__name__}: {exc}"),
+        )
         self.supervisor = Supervisor(opts.supervision, self.metrics.on_task_failure)
         self._grpc: grpc.aio.Server | None = None
         self._admin: Any = None
         self._stop_watch = asyncio.Event()
         self.xds_port = 0
         self.authz: AuthzWorkers | None = None
+        self.credential_key = credential_key(opts)
         self.authz_port = 0
         self.admin_port = 0
         self.pushes = 0
@@ -203,7 +213,7 @@ class ControlPlane:
     async def start(self) -> None:
         await self._refresh_store()
         await self._start_authz()  # before the first snapshot: it carries the Check server's port
-        self._reload()
+        await self.publisher.run(self._reload_for_publisher)
         self._grpc = grpc.aio.server(options=GRPC_OPTIONS)
         self.ads.register(self._grpc)
         self.xds_port = self._grpc.add_insecure_port(f"{self.opts.host}:{self.opts.xds_port}")
@@ -253,6 +263,7 @@ class ControlPlane:
             await asyncio.to_thread(self.store.close)
         if self.authz is not None:
             await asyncio.to_thread(self.authz.stop)
+        await asyncio.to_thread(self.publisher.close)
 
     async def _start_authz(self) -> None:
         """The ext_authz Check server: worker processes sharing one port (SO_REUSEPORT), fed with
@@ -280,9 +291,10 @@ class ControlPlane:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._published.wait(), self.ca.seconds_to_next_rotation())
             self._published.clear()
-            self.ca.retain(self.mesh, self.proxies.values())
+            proxies = list(self.proxies.values())
+            await self.publisher.run(partial(self.ca.retain, self.mesh, proxies))
             if self.ca.due():
-                self.publish_all()
+                await self.publish_all()
 
     async def _watch(self, root: Path) -> None:
         """Survives the directory being removed or replaced (``configdir.watch_directory``)."""
@@ -306,11 +318,17 @@ class ControlPlane:
         extra = registration_endpoints(self.stored.registrations, resources)
         authz_address = (self.opts.host, self.authz_port) if self.authz_port else None
         self.mesh = MeshSnapshot.build(
-            resources, self.mesh_config, extra, authz_address=authz_address, authz_mode=self.opts.authz_mode
+            resources,
+            self.mesh_config,
+            extra,
+            authz_address=authz_address,
+            authz_mode=self.opts.authz_mode,
+            registered=registered_workloads(self.stored.registrations, resources),  # NetworkPolicy pods
         )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
-            self.authz.publish(AuthzBundle.build(self.mesh.resources, self.mesh_config))  # no-op if unchanged
+            bundle = AuthzBundle.build(self.mesh.resources, self.mesh_config, self.credential_key)
+            self.authz.publish(bundle)  # no-op if unchanged
 
     def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
         """Log each endpoint newly left out of xDS once (not on every push), count them all."""
@@ -321,32 +339,33 @@ class ControlPlane:
         self.dropped = dropped
         self.metrics.on_dropped_endpoints(len(dropped))
 
-    async def push(self) -> None:
-        """Debounced: rebuild the mesh and publish every connected proxy's snapshot."""
-        await self._refresh_store()
+    def _reload_for_publisher(self) -> None:
+        """Worker thread: reload and make the new mesh the one snapshots are built from."""
         self._reload()
+        self.publisher.use(self.mesh)
+
+    async def push(self) -> None:
+        """Debounced: rebuild the mesh and publish every connected proxy's snapshot, on the
+        translation worker (the loop keeps serving streams and /healthz meanwhile)."""
+        await self._refresh_store()
+        proxies = list(self.proxies.values())
+
+        def job() -> None:
+            self._reload_for_publisher()
+            self.publisher.publish_all(proxies, self._alive)
+
+        await self.publisher.run(job)
         self.pushes += 1
-        self.publish_all()
-
-    def publish_all(self) -> None:
-        memo: dict[ProxyClass, Snapshot] = {}
-        for proxy in list(self.proxies.values()):
-            self.publish(proxy, memo)
-
-    def publish(self, proxy: Proxy, memo: dict[ProxyClass, Snapshot] | None = None) -> None:
-        key = proxy_class(proxy)
-        snapshot = memo.get(key) if memo is not None else None
-        if snapshot is None:
-            try:
-                secrets = self.ca.secrets(self.mesh, proxy)
-                snapshot = self.cache.build([*translate(self.mesh, proxy), *secrets])
-            except InconsistentSnapshot as exc:  # a translation bug: keep the last good snapshot
-                log.error("not publishing an inconsistent snapshot for %s: %s", proxy.id, exc)
-                return
-            if memo is not None:
-                memo[key] = snapshot
-        self.cache.set_snapshot(proxy.id, snapshot)
         self._published.set()
+
+    async def publish_all(self) -> None:
+        """Rebuild every connected proxy's snapshot from the current mesh (new certificates)."""
+        proxies = list(self.proxies.values())
+        await self.publisher.run(partial(self.publisher.publish_all, proxies, self._alive))
+        self._published.set()
+
+    def _alive(self, proxy_id: str) -> bool:
+        return proxy_id in self.proxies
 
     # ---- ADS hooks ---------------------------------------------------------------------------
 
@@ -358,14 +377,15 @@ class ControlPlane:
             self.metrics.on_disconnect(str(replaced.type))
         self.proxies[proxy.id] = proxy
         self.metrics.on_connect(str(proxy.type))
-        self.publish(proxy)
+        self.publisher.connected(proxy, self._alive)
+        self._published.set()
         self._auto_register(proxy)
 
     def _on_disconnect(self, proxy: Proxy) -> None:
         """The proxy's live stream ended (a replaced stream's end is not reported)."""
         self.metrics.on_disconnect(str(proxy.type))
         self.proxies.pop(proxy.id, None)
-        self.cache.clear(proxy.id)
+        self.publisher.forget(proxy.id)
         self._auto_unregister(proxy)
 
     def _on_ack(self, type_name: str, push_to_ack: float) -> None:
@@ -498,7 +518,7 @@ class AdminBackend:
         out = []
         for connection in self.cp.status.connections():
             types = {
-                rt.short_name(t): {**dataclasses.asdict(s), "state": str(s.state)}
+                rt.short_name(t): {**_type_status(s), "state": str(s.state)}
                 for t, s in connection.types.items()
             }
             out.append(
@@ -560,6 +580,14 @@ class AdminBackend:
             }
             for r in self.cp.mesh.resources
         ]
+
+
+def _type_status(status: TypeStatus) -> dict[str, Any]:
+    """A type's push status as JSON, without the names of the last response (thousands, on a
+    large mesh; ``rejected`` names what matters)."""
+    out = dataclasses.asdict(dataclasses.replace(status, sent_names=None, sent_changed=None))
+    del out["sent_names"], out["sent_changed"]
+    return out
 
 
 _TYPE_ALIASES: dict[str, Callable[[str], bool]] = {
@@ -641,6 +669,14 @@ def renew(store: Store, leases: tuple[Registration, ...], now: float) -> None:
             store.register(lease, now)
 
 
+def credential_key(opts: ServeOptions) -> bytes:
+    path = opts.credential_key_file or (opts.ca.ca_dir / "credential.key" if opts.ca.ca_dir else None)
+    if path is None:
+        log.warning("no --credential-key or --ca-dir: Consumer credentials are keyed for this process only")
+        return secrets.token_bytes(32)
+    return load_key(path)
+
+
 class StoreApi:
     """What the resource and registration API may use (``admin.api.RegistryBackend``)."""
 
@@ -660,6 +696,9 @@ class StoreApi:
 
     def now(self) -> float:
         return time.time()
+
+    def seal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return seal_consumer(doc, self.cp.credential_key)
 
 
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:

@@ -153,6 +153,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         authz_port=args.authz_port,
         authz_workers=args.authz_workers,
         authz_mode=args.authz_mode,
+        credential_key_file=Path(args.credential_key) if args.credential_key else None,
         debounce_max=args.debounce_max,
         store_url=args.store or default_store_url(),
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
@@ -718,6 +719,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="ext_authz",
         help="enforce RequestAuthentication/AuthorizationPolicy in the Check server (ext_authz) or in "
         "Envoy's jwt_authn + RBAC filters (native); a workload may override it (bootstrap --annotations)",
+    )
+    p.add_argument(
+        "--credential-key",
+        default=None,
+        help="key file for Consumer credentials (API key HMACs, sealed JWT secrets); replicas share "
+        "it (default: credential.key in --ca-dir, created when missing)",
     )
     p.add_argument("--debounce-after", type=float, default=0.1, help="quiet period before a push (seconds)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest delay of a push under churn")

@@ -16,6 +16,11 @@ Editing accidents keep the last good content too, said once in the log and liste
 A file's resources are withdrawn only when the file is gone while its directory exists: absent
 now, from a directory that was there, the same directory (device and inode), at the previous
 load as well.
+
+A file whose bytes did not change since the last load is not parsed again: its resources are the
+very objects loaded before. A change to one small file then costs reading the directory, not
+parsing every ServiceEntry of the mesh (~0.4 s for 2,000 documents), and the translation caches
+downstream see unchanged resources as identical objects.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class ConfigDirectory:
     # Directory -> its identity at the last load: a file's absence counts only in the same one.
     _seen: dict[str, Identity] = field(default_factory=dict)
     _problems: tuple[Problem, ...] = ()
+    # File -> its bytes and what loading them gave, to skip parsing an unchanged file.
+    _parsed: dict[str, tuple[bytes, LoadResult]] = field(default_factory=dict)
 
     @property
     def present(self) -> bool:
@@ -73,6 +80,7 @@ class ConfigDirectory:
         current: dict[str, tuple[Resource[Any], ...]] = {}
         kept: dict[str, str] = {}
         problems: list[Problem] = []
+        parsed: dict[str, tuple[bytes, LoadResult]] = {}
         seen = {str(self.root): identity(self.root)}
         for path in iter_yaml_files([self.root]):
             key = str(path)
@@ -81,7 +89,7 @@ class ConfigDirectory:
                 current[key] = self.last_good[key]
                 kept[key] = "the file is empty (0 bytes): taken for a save in progress"
                 continue
-            result: LoadResult = load_paths([path])
+            result = self._parse(path, key, parsed)
             problems.extend(result.problems)
             if result.errors:
                 current[key] = self.last_good.get(key, ())
@@ -99,7 +107,7 @@ class ConfigDirectory:
             if reason is not None:  # not a deletion: keep it
                 current[key], kept[key] = resources, reason
         self._note_kept(kept)
-        self.last_good, self._seen = current, seen
+        self.last_good, self._seen, self._parsed = current, seen, parsed
         resources, duplicates = self._merged()
         warnings = analyze(resources)
         for warning in warnings:
@@ -107,6 +115,20 @@ class ConfigDirectory:
         self._problems = (*problems, *duplicates, *warnings)
         self.on_problems(self._problems)
         return resources
+
+    def _parse(self, path: Path, key: str, parsed: dict[str, tuple[bytes, LoadResult]]) -> LoadResult:
+        """``load_paths([path])``, or the last result for these very bytes."""
+        try:
+            content = path.read_bytes()
+        except OSError:
+            return load_paths([path])  # vanished or unreadable: let the loader report it
+        before = self._parsed.get(key)
+        if before is not None and before[0] == content:
+            parsed[key] = before
+            return before[1]
+        result: LoadResult = load_paths([path])
+        parsed[key] = (content, result)
+        return result
 
     def _keep_all(self) -> tuple[Resource[Any], ...]:
         """The directory is gone: everything stays as it was."""

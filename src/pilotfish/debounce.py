@@ -28,8 +28,10 @@ class Debouncer:
         quiet: float = 0.1,
         max_delay: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        on_failure: Callable[[Exception], None] = lambda _exc: None,
     ) -> None:
         self._push = push
+        self._on_failure = on_failure  # a failed push is logged here and reported (supervise.py)
         self.quiet = quiet
         self.max_delay = max_delay
         self._clock = clock
@@ -58,5 +60,6 @@ class Debouncer:
             self.first_change_of_last_push, self._first = self._first, None
             try:
                 await self._push()
-            except Exception:  # a failed push must not stop future pushes
+            except Exception as exc:  # a failed push must not stop future pushes
                 log.exception("push failed")
+                self._on_failure(exc)

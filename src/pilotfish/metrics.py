@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 # Istio's names where Istio has one (pilot/pkg/xds/monitoring.go), prefixed pilotfish_.
 _PUSH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30)
 # ext_authz Check latency: the budget is ~1 ms p50 / 3 ms p99 added through Envoy.
+_TRANSLATE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
 _CHECK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.1, 0.5)
 
 
@@ -86,6 +87,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.decision_cache = Counter(
+            "pilotfish_authz_decision_cache_lookups",
+            "Check answers served again from the decision cache (hit) or decided (miss)",
+            ["result"],
+            registry=r,
+        )
         self.custom_providers = Counter(
             "pilotfish_authz_custom_provider_calls",
             "CUSTOM extension provider calls by provider and result",
@@ -114,6 +121,44 @@ class Metrics:
         self.csr_denied = Counter(
             "pilotfish_csr_denied", "CreateCertificate calls refused, by gRPC status", ["reason"], registry=r
         )
+
+        self._xds_scale_metrics(r)
+
+    def _xds_scale_metrics(self, r: CollectorRegistry) -> None:
+        """The push pipeline (xds.builder, xds.publisher, server.PushGate)."""
+        self.translate_seconds = Histogram(
+            "pilotfish_xds_translate_seconds",
+            "Time translating one proxy's resources of a type (shared parts count once)",
+            ["type"],
+            buckets=_TRANSLATE_BUCKETS,
+            registry=r,
+        )
+        self.pushes_skipped = Counter(
+            "pilotfish_xds_pushes_skipped", "Proxies not pushed because nothing changed for them", registry=r
+        )
+        self.push_pass_seconds = Histogram(
+            "pilotfish_xds_push_pass_seconds",
+            "Time to rebuild and publish every connected proxy's snapshot",
+            buckets=_PUSH_BUCKETS,
+            registry=r,
+        )
+        self.push_queue = Gauge(
+            "pilotfish_xds_push_queue",
+            "ADS streams with a snapshot to push, waiting for or holding a push slot",
+            registry=r,
+        )
+
+    def on_translate(self, type_name: str, seconds: float) -> None:
+        self.translate_seconds.labels(type_name).observe(seconds)
+
+    def on_pushes_skipped(self, count: int) -> None:
+        self.pushes_skipped.inc(count)
+
+    def on_push_pass(self, seconds: float, proxies: int) -> None:
+        self.push_pass_seconds.observe(seconds)
+
+    def on_push_queue(self, length: int) -> None:
+        self.push_queue.set(length)
 
     def on_connect(self, kind: str) -> None:
         self.connected.labels(kind).inc()
@@ -146,7 +191,13 @@ class Metrics:
     def use_authz_workers(self, source: Callable[[], Sequence[dict[str, Any]]]) -> None:
         """Check serving runs in worker processes: replace the in-process authz collectors with
         one that sums the workers' tallies (``extauthz.tally``) when ``/metrics`` is scraped."""
-        in_process = (self.authz_checks, self.authz_check_seconds, self.jwks_fetches, self.token_cache)
+        in_process = (
+            self.authz_checks,
+            self.authz_check_seconds,
+            self.jwks_fetches,
+            self.token_cache,
+            self.decision_cache,
+        )
         for collector in (*in_process, self.custom_providers):
             self.registry.unregister(collector)
         self.registry.register(WorkerAuthzCollector(source))
@@ -166,6 +217,9 @@ class Metrics:
 
     def on_token_cache(self, hit: bool) -> None:
         self.token_cache.labels("hit" if hit else "miss").inc()
+
+    def on_decision_cache(self, hit: bool) -> None:
+        self.decision_cache.labels("hit" if hit else "miss").inc()
 
     def on_custom_provider(self, provider: str, result: str) -> None:
         """``result``: allow, deny, failed_open or failed_closed."""
@@ -256,6 +310,12 @@ class WorkerAuthzCollector:
             "Verified-JWT cache lookups (hit, miss)",
             tallies,
             "token_cache",
+        )
+        yield _counter(
+            "pilotfish_authz_decision_cache_lookups",
+            "Check answers served again from the decision cache (hit) or decided (miss)",
+            tallies,
+            "decision_cache",
         )
         yield _custom_providers(tallies)
 

@@ -18,6 +18,7 @@ so it changes no other case).
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import http.client
 import json
@@ -33,7 +34,7 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 from harness.echo import EchoProcess
 from harness.envoy import EnvoyProcess
@@ -117,9 +118,45 @@ def when(key: str, values: list[str] | None = None, not_values: list[str] | None
     return out
 
 
+WEIRD_ISSUER = "weird-keys"
+
+
+def weird_keys_authn() -> dict[str, Any]:
+    """A RequestAuthentication whose inline JWKS holds keys Envoy may refuse, beside good ones."""
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "RequestAuthentication",
+        "metadata": {"name": "weird-keys", "namespace": NS},
+        "spec": {
+            "selector": {"matchLabels": LABELS},
+            "jwtRules": [
+                {
+                    "issuer": WEIRD_ISSUER,
+                    "jwks": json.dumps(WEIRD.jwks()),
+                    "fromHeaders": [{"name": "x-weird"}],
+                }
+            ],
+        },
+    }
+
+
 def groups(port: int) -> list[Group]:
     p = str(port)
     return [
+        Group(
+            "jwk-key-parameters",
+            [weird_keys_authn()],
+            [
+                Req(200, headers={"x-weird": WEIRD.token("ec-good")}),
+                Req(200, headers={"x-weird": WEIRD.token("ec-no-crv")}),  # the curve of its alg
+                Req(401, headers={"x-weird": WEIRD.token("ec-wrong-crv")}),
+                Req(200, headers={"x-weird": WEIRD.token("rsa-e3")}),
+                Req(401, headers={"x-weird": WEIRD.token("rsa-e-even")}),
+                Req(200, headers={"x-weird": WEIRD.token("okp-ed25519")}),
+                Req(401, headers={"x-weird": WEIRD.token("okp-x25519")}),
+                Req(200, headers={"x-weird": WEIRD.token("oct-hs256")}),
+            ],
+        ),
         Group(
             "authn-only",
             [],
@@ -140,6 +177,22 @@ def groups(port: int) -> list[Group]:
                 Req(200, token="bearer-empty"),  # Envoy trims the value to "Bearer": no prefix, no token
                 Req(401, token="null-sub"),
                 Req(200, token="no-sub"),
+                Req(200, token="exp-fraction"),  # truncated to whole seconds
+                Req(401, token="exp-negative"),
+                Req(401, token="exp-huge"),
+                Req(200, token="exp-zero"),
+                Req(401, token="exp-string"),
+                Req(401, token="nbf-future"),
+                Req(200, token="nbf-within-skew"),
+                Req(401, token="iat-string"),
+                Req(401, token="kid-number"),
+                Req(200, token="no-kid"),
+                Req(401, token="no-alg"),
+                Req(401, token="alg-none"),
+                Req(401, token="alg-hs256"),
+                Req(401, token="payload-array"),
+                Req(401, token="two-segments"),
+                Req(401, token="aud-number"),
             ],
         ),
         Group(
@@ -524,6 +577,62 @@ def groups(port: int) -> list[Group]:
     ]
 
 
+# ---- keys with unusual parameters (JVL jwks.cc decides which Envoy accepts) --------------------------
+
+
+class WeirdKeys:
+    """Private keys and their JWKs; some JWKs are edited into shapes Envoy may refuse."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+        from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+        ec_key = ec.generate_private_key(ec.SECP256R1())
+        ec_jwk = json.loads(ECAlgorithm.to_jwk(ec_key.public_key()))
+        rsa3 = rsa.generate_private_key(public_exponent=3, key_size=2048)
+        rsa_good = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        even = json.loads(RSAAlgorithm.to_jwk(rsa_good.public_key()))
+        even["e"] = base64.urlsafe_b64encode((65536).to_bytes(3, "big")).rstrip(b"=").decode()
+        ed = ed25519.Ed25519PrivateKey.generate()
+        ed_jwk = json.loads(OKPAlgorithm.to_jwk(ed.public_key()))
+        self.signers: dict[str, tuple[Any, str]] = {
+            "ec-good": (ec_key, "ES256"),
+            "ec-no-crv": (ec_key, "ES256"),
+            "ec-wrong-crv": (ec_key, "ES256"),
+            "rsa-e3": (rsa3, "RS256"),
+            "rsa-e-even": (rsa_good, "RS256"),
+            "okp-ed25519": (ed, "EdDSA"),
+            "okp-x25519": (ed, "EdDSA"),
+            "oct-hs256": (b"0123456789abcdef0123456789abcdef", "HS256"),
+        }
+        self.jwks_list = [
+            {**ec_jwk, "kid": "ec-good", "alg": "ES256"},
+            {k: v for k, v in {**ec_jwk, "kid": "ec-no-crv", "alg": "ES256"}.items() if k != "crv"},
+            {**ec_jwk, "kid": "ec-wrong-crv", "alg": "ES256", "crv": "P-384"},
+            {**json.loads(RSAAlgorithm.to_jwk(rsa3.public_key())), "kid": "rsa-e3", "alg": "RS256"},
+            {**even, "kid": "rsa-e-even", "alg": "RS256"},
+            {**ed_jwk, "kid": "okp-ed25519", "alg": "EdDSA"},
+            {**ed_jwk, "kid": "okp-x25519", "alg": "EdDSA", "crv": "X25519"},
+            {
+                "kty": "oct",
+                "kid": "oct-hs256",
+                "alg": "HS256",
+                "k": base64.urlsafe_b64encode(b"0123456789abcdef0123456789abcdef").rstrip(b"=").decode(),
+            },
+        ]
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": self.jwks_list}
+
+    def token(self, kid: str) -> str:
+        key, alg = self.signers[kid]
+        claims = {"iss": WEIRD_ISSUER, "sub": kid, "exp": int(time.time()) + 3600}
+        return pyjwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+WEIRD = WeirdKeys()
+
+
 # ---- the mesh ---------------------------------------------------------------------------------------
 
 
@@ -643,12 +752,77 @@ def tokens(jwks: Jwks) -> dict[str, tuple[str, str]]:
         "null-sub": ("bearer", jwks.token("k1", claims={"sub": None})),  # a claim of the wrong type
         "no-sub": ("bearer", signed(jwks, "k1", {"iss": ISSUER, "exp": exp})),
         "bearer-empty": ("bearer-empty", ""),
+        # Envoy jwt_authn (jwt_verify_lib) edge cases: header field types, claim types and limits
+        "exp-fraction": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp + 0.5}),
+        ),
+        "exp-negative": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": -5}),
+        ),
+        "exp-huge": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": 10**20}),
+        ),
+        "exp-zero": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": 0}),
+        ),
+        "exp-string": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": "soon"}),
+        ),
+        "nbf-future": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp, "nbf": exp}),
+        ),
+        "nbf-within-skew": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "nbf": exp - 3570}),
+        ),
+        "iat-string": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "iat": "x"}),
+        ),
+        "kid-number": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": 1}, {"iss": ISSUER, "sub": "a", "exp": exp}),
+        ),
+        "no-kid": ("bearer", forge(jwks, {"alg": "RS256"}, {"iss": ISSUER, "sub": "a", "exp": exp})),
+        "no-alg": ("bearer", forge(jwks, {"kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp})),
+        "alg-none": (
+            "bearer",
+            forge(jwks, {"alg": "none", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp}),
+        ),
+        "alg-hs256": (
+            "bearer",
+            forge(jwks, {"alg": "HS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "exp": exp}),
+        ),
+        "payload-array": ("bearer", forge(jwks, {"alg": "RS256", "kid": "k1"}, [ISSUER])),
+        "two-segments": ("bearer", ".".join(alice.split(".")[:2])),
+        "aud-number": (
+            "bearer",
+            forge(jwks, {"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "sub": "a", "aud": 5}),
+        ),
     }
 
 
 def signed(jwks: Jwks, key: str, payload: dict[str, Any], kid: str | None = None) -> str:
     """A token with exactly ``payload``, signed with ``key``, its header naming ``kid``."""
     return pyjwt.encode(payload, jwks.keys[key], algorithm="RS256", headers={"kid": kid or key})
+
+
+def forge(jwks: Jwks, header: dict[str, Any], payload: Any, key: str = "k1") -> str:
+    """A token with exactly this header and payload, RS256-signed with ``key`` whatever the
+    header says (PyJWT refuses to write most of these)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    signature = jwks.keys[key].sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
 
 
 def place(req: Req, token: tuple[str, str] | None) -> tuple[str, dict[str, str]]:
@@ -849,7 +1023,7 @@ def test_the_table_has_at_least_150_cases() -> None:
 
 
 def test_each_mode_gets_its_own_filters(mesh: Mesh) -> None:
-    group = groups(mesh.port)[1]  # require-jwt
+    group = next(g for g in groups(mesh.port) if g.name == "require-jwt")
     mesh.write_group(group)
     mesh.wait_enforced(group)
     names = {mode: filter_names(envoy) for mode, envoy in mesh.envoys.items()}

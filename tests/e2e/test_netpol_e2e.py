@@ -38,6 +38,8 @@ CLIENTS = {"web": ("prod", "127.0.14.21"), "other": ("prod", "127.0.14.22"), "to
 ADDRESSES = ("127.0.0.1", API_IP, RESOLVER_IP, *(ip for _, ip in CLIENTS.values()))
 HOST = "api.prod.svc.cluster.local"
 OK, REFUSED, UNAVAILABLE = "ok", "refused", "http 503"
+# No policy: a comment, not an empty file (a file truncated to 0 bytes keeps its last good content).
+NONE = "# no NetworkPolicy\n"
 
 
 def free_everywhere(taken: set[int]) -> int:
@@ -217,7 +219,7 @@ def test_network_policy_recipes_through_real_sidecars(
             wrong = {k: (v, expected[k]) for k, v in last["seen"].items() if v != expected[k]}
             raise AssertionError(f"{step}: (seen, expected) differ: {wrong}") from None
 
-    apply("", expect(), "no policy: everything connects")
+    apply(NONE, expect(), "no policy: everything connects")
     apply(
         policy("deny-all", "prod", "{podSelector: {}, policyTypes: [Ingress]}"),
         expect(**DENIED),
@@ -282,7 +284,7 @@ def test_network_policy_recipes_through_real_sidecars(
         expect(web_http=REFUSED, web_tcp_a=REFUSED, web_tcp_b=REFUSED, web_dns=REFUSED),
         "default-deny egress without the exception",
     )
-    apply("", expect(), "policies removed: everything connects again")
+    apply(NONE, expect(), "policies removed: everything connects again")
 
     assert [e.pid for e in envoys] == pids and all(e.running for e in envoys), "an Envoy restarted"
 

@@ -8,7 +8,10 @@ One mesh for the module (namespace ``db``, addresses 127.0.15.x):
   whose VirtualService ``tcp`` rule splits connections 75/25 between them. ``psql`` runs through
   the client's outbound listener; the split is read from each server sidecar's inbound cluster;
 - an ingress gateway with a TLS ``PASSTHROUGH`` server routing by SNI (``tls`` rules) to a TLS
-  backend with its own certificate, and an HTTPS ``MUTUAL`` server whose client CA is a file.
+  backend with its own certificate, an HTTPS ``MUTUAL`` server whose client CA is a file, and a
+  TCP server whose ``tcp`` rule sends ``psql`` to ``pg-b`` (mTLS from the gateway, STRICT there),
+  a TLS server that terminates into a ``tcp`` rule, and an AUTO_PASSTHROUGH server that routes the
+  client's own mesh mTLS by its SNI (``outbound_.<port>_._.<host>``) to ``pg-a``.
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ def ports_free_everywhere(count: int) -> list[int]:
     raise RuntimeError("no ports free on all test addresses")
 
 
-def mesh_config(front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int) -> str:
+def mesh_config(
+    front: int, back: int, passthrough: int, mutual: int, backend: int, echo: int, tcp: int, terminate: int
+) -> str:
     return f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: pg, namespace: db}}
@@ -151,6 +156,11 @@ spec:
   - port: {{number: {passthrough}, name: tls-passthrough, protocol: TLS}}
     hosts: [{SECURE_HOST}]
     tls: {{mode: PASSTHROUGH}}
+  - port: {{number: {tcp}, name: tcp-postgres, protocol: TCP}}
+    hosts: ["*"]
+  - port: {{number: {terminate}, name: tls-terminate, protocol: TLS}}
+    hosts: [{MUTUAL_HOST}]
+    tls: {{mode: SIMPLE, serverCertificate: {{server_cert}}, privateKey: {{server_key}}}}
   - port: {{number: {mutual}, name: https-mutual, protocol: HTTPS}}
     hosts: [{MUTUAL_HOST}]
     tls:
@@ -171,6 +181,26 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
+metadata: {{name: echo-over-tls, namespace: db}}
+spec:
+  hosts: [{MUTUAL_HOST}]
+  gateways: [edge]
+  tcp:
+  - match: [{{port: {terminate}}}]
+    route: [{{destination: {{host: echo.db.svc.cluster.local, port: {{number: {echo}}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: pg-edge, namespace: db}}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  tcp:
+  - match: [{{port: {tcp}}}]
+    route: [{{destination: {{host: pg-b.db.svc.cluster.local, port: {{number: {back}}}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
 metadata: {{name: mutual, namespace: db}}
 spec:
   hosts: [{MUTUAL_HOST}]
@@ -180,13 +210,52 @@ spec:
 """
 
 
+def cross_network_config(back: int, remote: int, cross: int) -> str:
+    """An AUTO_PASSTHROUGH server on the gateway, and ``pg-remote``: a service whose only endpoint
+    is that gateway port, reached with the mesh certificate and the SNI of ``pg-a``'s cluster
+    (what a sidecar in another network sends): the gateway routes by that SNI, unread."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: cross-network, namespace: db}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {cross}, name: tls-cross, protocol: TLS}}
+    hosts: ["*.local"]
+    tls: {{mode: AUTO_PASSTHROUGH}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: pg-remote, namespace: db}}
+spec:
+  hosts: [pg-remote.db.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {remote}, name: tcp-postgres}}]
+  endpoints: [{{address: {GATEWAY}, ports: {{tcp-postgres: {cross}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: pg-remote, namespace: db}}
+spec:
+  host: pg-remote.db.svc.cluster.local
+  trafficPolicy:
+    tls:
+      mode: ISTIO_MUTUAL
+      sni: outbound_.{back}_._.pg-a.db.svc.cluster.local
+      subjectAltNames: [spiffe://cluster.local/ns/db/sa/pg]
+"""
+
+
 class L4Mesh:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.config = root / "config"
         self.stack = ExitStack()
         self.envoys: dict[str, EnvoyProcess] = {}
-        self.front, self.back, self.passthrough, self.mutual, self.backend_port = ports_free_everywhere(5)
+        ports = ports_free_everywhere(9)
+        self.front, self.back, self.passthrough, self.mutual, self.backend_port = ports[:5]
+        self.tcp, self.terminate, self.remote, self.cross = ports[5:]
 
     def start(self) -> L4Mesh:
         self.config.mkdir(parents=True)
@@ -222,10 +291,18 @@ class L4Mesh:
         self.stack.callback(self.echo.stop)
         self.echo.start()
         text = mesh_config(
-            self.front, self.back, self.passthrough, self.mutual, self.backend_port, self.echo.port
+            self.front,
+            self.back,
+            self.passthrough,
+            self.mutual,
+            self.backend_port,
+            self.echo.port,
+            self.tcp,
+            self.terminate,
         )
         text = text.replace("{server_cert}", str(server_cert)).replace("{server_key}", str(server_key))
         (self.config / "mesh.yaml").write_text(text.replace("{client_ca}", str(client_ca)))
+        (self.config / "cross.yaml").write_text(cross_network_config(self.back, self.remote, self.cross))
 
         self.tls_backend = TlsServer(BACKEND, self.backend_port, backend, name="secure-backend")
         self.stack.callback(self.tls_backend.stop)
@@ -265,7 +342,8 @@ class L4Mesh:
         self.envoys[name] = envoy.start(wait=False)
 
     def diagnostics(self) -> str:
-        parts = [f"--- pilotfish\n{self.pilotfish.log_text()[-3000:]}"]
+        pilotfish = getattr(self, "pilotfish", None)
+        parts = [f"--- pilotfish\n{pilotfish.log_text()[-3000:]}"] if pilotfish is not None else []
         parts += [f"--- envoy {name}\n{envoy.log_tail(30)}" for name, envoy in self.envoys.items()]
         return "\n".join(parts)
 
@@ -315,6 +393,45 @@ def test_psql_through_strict_mtls_sidecars_with_a_weighted_tcp_route(mesh: L4Mes
     assert handshakes >= runs, {k: v for k, v in client.stats().items() if "ssl" in k}
     direct = psql(PG_A, mesh.back)
     assert direct.returncode != 0
+
+
+def test_psql_through_a_gateway_tcp_server_to_a_strict_mtls_sidecar(mesh: L4Mesh) -> None:
+    before = inbound_connections(mesh, "pg-b")
+    first = wait_for(lambda: (r := psql(GATEWAY, mesh.tcp)).returncode == 0 and r, timeout=20)
+    assert first.stdout.strip() == "42"
+    assert inbound_connections(mesh, "pg-b") > before  # the tcp rule's destination, over mTLS
+    gateway = mesh.envoys["gateway"]
+    handshakes = sum(
+        value
+        for name, value in gateway.stats().items()
+        if name.endswith("ssl.handshake") and "||pg-b.db.svc.cluster.local" in name
+    )
+    assert handshakes >= 1
+
+
+def test_a_tls_server_terminates_and_forwards_the_stream_by_its_tcp_rule(mesh: L4Mesh) -> None:
+    """TLS ends at the gateway (its own certificate, SNI matched); the bytes inside go on as
+    plain TCP to the echo server, which sees an ordinary HTTP request."""
+    ca = ("--cacert", str(mesh.server_ca))
+    ok = wait_for(lambda: ok_or_none(curl(mesh, MUTUAL_HOST, mesh.terminate, *ca)), timeout=20)
+    assert json.loads(ok.stdout)["name"] == "echo-mutual"
+    assert curl(mesh, MUTUAL_HOST, mesh.terminate).returncode == 60  # not the system roots' certificate
+
+
+def test_auto_passthrough_gateway_routes_mesh_mtls_by_its_sni(mesh: L4Mesh) -> None:
+    """The client's mTLS (its own certificate, pg-a's SNI) passes through the gateway untouched:
+    pg-a's STRICT sidecar sees the client's certificate and serves psql."""
+    before = inbound_connections(mesh, "pg-a")
+    first = wait_for(lambda: (r := psql(CLIENT, mesh.remote)).returncode == 0 and r, timeout=30)
+    assert first.stdout.strip() == "42"
+    assert inbound_connections(mesh, "pg-a") > before
+    gateway = mesh.envoys["gateway"]
+    sni_cluster = f"outbound_.{mesh.back}_._.pg-a.db.svc.cluster.local"
+    assert (gateway.stat(f"cluster.{sni_cluster}.upstream_cx_total") or 0) >= 1
+    assert not any(  # the gateway terminated nothing: no TLS of its own towards pg-a
+        name.endswith("ssl.handshake") and value and sni_cluster in name
+        for name, value in gateway.stats().items()
+    )
 
 
 def curl(mesh: L4Mesh, host: str, port: int, *extra: str) -> subprocess.CompletedProcess[str]:

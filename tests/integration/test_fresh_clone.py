@@ -1,5 +1,5 @@
-"""The repository stands alone: a fresh clone of HEAD, with nothing beside it (no ``../shared``),
-collects the whole suite without errors. A clone once stopped at collection because a test
+"""The repository stands alone: a fresh clone of HEAD, with nothing beside it (no shared folder
+next to the clone), collects the whole suite without errors. A clone once stopped at collection because a test
 oracle lived outside the repository, so ``make test`` ran 0 tests."""
 
 from __future__ import annotations

@@ -39,13 +39,14 @@ def test_debouncer_merges_a_burst_into_one_push() -> None:
 
 def test_a_failing_push_does_not_stop_the_debouncer() -> None:
     calls: list[int] = []
+    reported: list[Exception] = []
 
     async def scenario() -> None:
         async def push() -> None:
             calls.append(1)
             raise RuntimeError("boom")
 
-        d = Debouncer(push, quiet=0.01)
+        d = Debouncer(push, quiet=0.01, on_failure=reported.append)
         task = asyncio.create_task(d.run())
         d.trigger()
         await asyncio.sleep(0.1)
@@ -55,3 +56,4 @@ def test_a_failing_push_does_not_stop_the_debouncer() -> None:
 
     asyncio.run(scenario())
     assert len(calls) == 2
+    assert [str(e) for e in reported] == ["boom", "boom"], "each failure is reported (counted, /healthz)"

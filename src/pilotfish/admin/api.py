@@ -50,6 +50,7 @@ from pilotfish.config.loader import load_documents, namespace_of
 from pilotfish.config.source import RawDocument, parse_documents, to_plain
 from pilotfish.errors import ConfigError, Problem, StoreUnavailable
 from pilotfish.limits import MAX_TEXT_BYTES, loads_json
+from pilotfish.registry.from_config import LOCALITY_LABEL, label_locality
 from pilotfish.store.base import Registration, ResourceKey, Store, StoredResource
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ REGISTRATION_FIELDS: Mapping[str, tuple[str, tuple[type, ...]]] = {
     "draining": ("draining", (bool,)),
 }
 REQUIRED_REGISTRATION_FIELDS = ("service", "address", "port")
+# ``locality`` (region/zone/subzone) travels as Istio's ``istio-locality`` label (region.zone.subzone).
+LOCALITY_FIELD = "locality"
 
 
 class RegistryBackend(Protocol):
@@ -95,6 +98,11 @@ class RegistryBackend(Protocol):
         ...
 
     def now(self) -> float: ...
+
+    def seal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The document as stored: a Consumer's clear-text secrets hashed or sealed
+        (``kong.credentials.seal_consumer``); other documents unchanged."""
+        ...
 
 
 REGISTRY: web.AppKey[RegistryBackend] = web.AppKey("registry")
@@ -360,7 +368,8 @@ async def apply(request: web.Request) -> web.Response:
     guard = Guard(request, "apply")
     await guard.allow_any(path_kind, "apis")
     docs, warnings = _validated(await read_text(request), request.query.get("file", "<request>"), path_kind)
-    plain = [_strip_server_fields(d.data) for d in docs]
+    backend = request.app[REGISTRY]
+    plain = [backend.seal(_strip_server_fields(d.data)) for d in docs]  # secrets never stored in the clear
     keys = [_key_of(d) for d in plain]
     for key in keys:
         await guard.allow(key[0], key[1], "/".join(key))
@@ -484,17 +493,19 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 def registration_json(reg: Registration) -> dict[str, Any]:
     out = {name: getattr(reg, attr) for name, (attr, _types) in REGISTRATION_FIELDS.items()}
-    return {**out, "labels": dict(reg.labels), "expiresAt": reg.expires_at}
+    locality = {LOCALITY_FIELD: label_locality(reg.labels)} if label_locality(reg.labels) else {}
+    return {**out, "labels": dict(reg.labels), **locality, "expiresAt": reg.expires_at}
 
 
 def parse_registration(body: Mapping[str, Any]) -> Registration:
     """A registration from a request body; ``ConfigError`` naming each bad field. Without an
     ``id``, the target's address names it, so registering the same target again renews it."""
-    problems = [
-        Problem(f"unknown field (known: {', '.join(REGISTRATION_FIELDS)})", name)
-        for name in body
-        if name not in REGISTRATION_FIELDS
-    ]
+    known = (*REGISTRATION_FIELDS, LOCALITY_FIELD)
+    unknown = f"unknown field (known: {', '.join(known)})"
+    problems = [Problem(unknown, name) for name in body if name not in known]
+    locality = body.get(LOCALITY_FIELD, "")
+    if not isinstance(locality, str) or (locality and not _locality_ok(locality)):
+        problems.append(Problem("must be REGION[/ZONE[/SUBZONE]] with no empty level", LOCALITY_FIELD))
     problems += [Problem("required", name) for name in REQUIRED_REGISTRATION_FIELDS if name not in body]
     problems += [
         Problem(f"must be {' or '.join(t.__name__ for t in types)}", name)
@@ -505,7 +516,14 @@ def parse_registration(body: Mapping[str, Any]) -> Registration:
         raise ConfigError(problems)
     fields = {attr: body[name] for name, (attr, _types) in REGISTRATION_FIELDS.items() if name in body}
     fields.setdefault("id", f"{body['address']}:{body['port']}@{body['service']}")
+    if locality:
+        fields["labels"] = {**fields.get("labels", {}), LOCALITY_LABEL: locality.replace("/", ".")}
     return Registration(**fields)
+
+
+def _locality_ok(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) <= 3 and all(part and "." not in part for part in parts)
 
 
 def _of_type(value: Any, types: tuple[type, ...]) -> bool:

@@ -217,7 +217,7 @@ TRANSLATED: Mapping[str, frozenset[str]] = {
     "selector.WorkloadSelector": frozenset({"matchLabels"}),
     # Gateway
     "gateway.GatewaySpec": frozenset({"servers", "selector"}),
-    "gateway.Server": frozenset({"port", "hosts", "bind", "tls", "name"}),
+    "gateway.Server": frozenset({"port", "hosts", "bind", "tls"}),
     "gateway.Port": frozenset({"number", "protocol", "name"}),
     "gateway.ServerTLSSettings": frozenset(
         {
@@ -329,6 +329,17 @@ TRANSLATED: Mapping[str, frozenset[str]] = {
     "network_policy.NetworkPolicyPeer": frozenset({"podSelector", "namespaceSelector", "ipBlock"}),
     "network_policy.IPBlock": frozenset({"cidr", "except"}),
     "network_policy.NetworkPolicyEgressRule": frozenset({"ports", "to"}),
+    # pilotfish.io Consumer and Plugin (Kong's model, enforced by the Check server: pilotfish/kong/)
+    "consumer.ConsumerSpec": frozenset(
+        {"username", "customId", "tags", "keyAuth", "basicAuth", "jwt", "acls"}
+    ),
+    "consumer.KeyAuthCredential": frozenset({"key", "keyHash", "id", "tags"}),
+    "consumer.BasicAuthCredential": frozenset({"username", "password", "passwordHash", "id", "tags"}),
+    "consumer.JwtCredential": frozenset(
+        {"key", "algorithm", "secret", "secretSealed", "rsaPublicKey", "id", "tags"}
+    ),
+    "consumer.AclGroup": frozenset({"group", "id", "tags"}),
+    "plugin.PluginSpec": frozenset({"plugin", "config", "enabled", "service", "route", "consumer", "tags"}),
 }
 
 _NO_AGENT = "pilotfish has no node agent to run it"
@@ -373,6 +384,7 @@ UNSUPPORTED: Mapping[tuple[str, str], Unsupported] = {
         "unix:// gateway servers are not built: no listener binds a socket path",
         lambda value: isinstance(value, str) and value.startswith(UNIX),
     ),
+    ("gateway.Server", "name"): Unsupported("server names do not prefix stats: Envoy's are per listener"),
     ("gateway.Port", "targetPort"): Unsupported("gateway listeners bind the server port itself"),
     ("gateway.ServerTLSSettings", "insecureSkipVerify"): Unsupported(
         "client certificates are verified whenever the mode asks for them"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pilotfish.config import kubernetes, networking, security
+from pilotfish.config import kong, kubernetes, networking, security
 from pilotfish.config.resource import KindInfo
 
 KINDS: dict[str, KindInfo] = {
-    info.kind: info for info in (*networking.KINDS, *security.KINDS, *kubernetes.KINDS)
+    info.kind: info for info in (*networking.KINDS, *security.KINDS, *kubernetes.KINDS, *kong.KINDS)
 }

@@ -61,8 +61,16 @@ def short_host(host: str) -> str:
     return host.removesuffix(".svc.cluster.local")
 
 
+def _named_workload(endpoint: Endpoint) -> bool:
+    """A WorkloadEntry or a registration names one workload; a ServiceEntry's inline endpoints
+    all carry the ServiceEntry's name, so they are told apart by address."""
+    return bool(endpoint.workload) and not endpoint.workload.startswith("ServiceEntry/")
+
+
 def _workload_id(endpoint: Endpoint) -> str:
-    return f"wl:{endpoint.workload or endpoint.address}"
+    if _named_workload(endpoint):
+        return f"wl:{endpoint.workload}"
+    return f"wl:{endpoint.namespace}/{endpoint.address}"
 
 
 # ---- graph ------------------------------------------------------------------------------------
@@ -91,10 +99,35 @@ def edge_tls(mesh: MeshSnapshot, service: Service, endpoint: Endpoint | None = N
     return f"{client} · {server}"
 
 
+NODE_KINDS = {"service": SERVICE_KIND, "workload": WORKLOAD_KIND, "gateway": "Gateway"}  # node → RBAC kind
+
+
 def graph(mesh: MeshSnapshot, visible: Visible) -> dict[str, Any]:
+    """The graph as ``visible`` may see it: nodes whose resource kind it may list in their
+    namespace, endpoint edges between visible nodes, route edges labelled only by the
+    VirtualServices it may list (an edge no visible VirtualService makes is left out). The
+    whole graph is computed once per snapshot (``_full_graph``); each poll only filters it."""
+    full = mesh.derived(_full_graph)
+    nodes = [n for n in full["nodes"] if visible(NODE_KINDS[n["kind"]], n["namespace"])]
+    shown = {n["id"] for n in nodes}
+    edges = []
+    for edge in full["edges"]:
+        if edge["source"] not in shown or edge["target"] not in shown:
+            continue
+        labels = [label for namespace, label in edge["routes"] if visible("VirtualService", namespace)]
+        if edge["kind"] == "route" and not labels:
+            continue
+        public = {k: v for k, v in edge.items() if k != "routes"}
+        edges.append({**public, "label": "; ".join(dict.fromkeys(labels))})
+    return {"nodes": nodes, "edges": edges}
+
+
+def _full_graph(mesh: MeshSnapshot) -> dict[str, Any]:
+    """Every node and edge (pure, per snapshot). A route edge keeps ``routes``: the
+    (namespace, label) of each VirtualService route that makes it."""
     nodes: dict[str, dict[str, Any]] = {}
-    edges: list[dict[str, Any]] = []
-    services = {s.hostname: s for s in mesh.services if visible(SERVICE_KIND, s.namespace)}
+    edges: Edges = {}
+    services = {s.hostname: s for s in mesh.services}
     for service in services.values():
         nodes[f"svc:{service.hostname}"] = {
             "id": f"svc:{service.hostname}",
@@ -105,45 +138,55 @@ def graph(mesh: MeshSnapshot, visible: Visible) -> dict[str, Any]:
         }
         for endpoint in _endpoints(mesh, service):
             wid = _workload_id(endpoint)
+            named = _named_workload(endpoint)
             nodes.setdefault(
                 wid,
                 {
                     "id": wid,
                     "kind": "workload",
-                    "label": endpoint.workload.rsplit("/", 1)[-1] or endpoint.address,
+                    "label": endpoint.workload.rsplit("/", 1)[-1] if named else endpoint.address,
                     "namespace": endpoint.namespace,
                     "address": endpoint.address,
                 },
             )
-            _add_edge(
-                edges, f"svc:{service.hostname}", wid, "endpoint", "", edge_tls(mesh, service, endpoint)
-            )
+            tls = edge_tls(mesh, service, endpoint)
+            _add_edge(edges, f"svc:{service.hostname}", wid, "endpoint", None, tls)
     for gateway in mesh.of_kind("Gateway"):
-        if visible("Gateway", gateway.namespace):
-            gid = f"gw:{gateway.namespace}/{gateway.name}"
-            nodes[gid] = {"id": gid, "kind": "gateway", "label": gateway.name, "namespace": gateway.namespace}
+        gid = f"gw:{gateway.namespace}/{gateway.name}"
+        nodes[gid] = {"id": gid, "kind": "gateway", "label": gateway.name, "namespace": gateway.namespace}
     for vs in mesh.of_kind("VirtualService"):
-        if visible("VirtualService", vs.namespace):
-            edges.extend(_route_edges(mesh, vs, services, nodes))
-    return {"nodes": sorted(nodes.values(), key=lambda n: (n["kind"], n["id"])), "edges": edges}
+        _route_edges(mesh, vs, services, nodes, edges)
+    return {
+        "nodes": sorted(nodes.values(), key=lambda n: (n["kind"], n["id"])),
+        "edges": list(edges.values()),
+    }
 
 
 def _endpoints(mesh: MeshSnapshot, service: Service) -> list[Endpoint]:
     return [e for port in service.ports for e in mesh.endpoints_for(service.hostname, port.number)]
 
 
-def _add_edge(edges: list[dict[str, Any]], source: str, target: str, kind: str, label: str, tls: str) -> None:
-    for edge in edges:
-        if (edge["source"], edge["target"], edge["kind"]) == (source, target, kind):
-            if label and label not in edge["label"].split("; "):
-                edge["label"] = f"{edge['label']}; {label}" if edge["label"] else label
-            return
-    edges.append({"source": source, "target": target, "kind": kind, "label": label, "mtls": tls})
+Edges = dict[tuple[str, str, str], dict[str, Any]]  # (source, target, kind) → edge, in insertion order
+
+
+def _add_edge(
+    edges: Edges, source: str, target: str, kind: str, route: tuple[str, str] | None, tls: str
+) -> None:
+    """One edge per (source, target, kind); the routes that share it are all listed."""
+    edge = edges.setdefault(
+        (source, target, kind), {"source": source, "target": target, "kind": kind, "mtls": tls, "routes": []}
+    )
+    if route is not None and route not in edge["routes"]:
+        edge["routes"].append(route)
 
 
 def _route_edges(
-    mesh: MeshSnapshot, vs: Resource[Any], services: Mapping[str, Service], nodes: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+    mesh: MeshSnapshot,
+    vs: Resource[Any],
+    services: Mapping[str, Service],
+    nodes: Mapping[str, Any],
+    edges: Edges,
+) -> None:
     """Edges from where a VirtualService applies (its gateways, or its hosts inside the mesh) to
     each route destination: the subset's workloads when a subset is named, else the service."""
     spec = vs.spec
@@ -154,22 +197,21 @@ def _route_edges(
             sources += [f"svc:{h}" for h in hosts if f"svc:{h}" in nodes]
         else:
             sources.append(f"gw:{resolve_gateway_name(name, vs.namespace)}")
-    edges: list[dict[str, Any]] = []
     for destination, weight in _destinations(spec):
         host = resolve_host(destination.host, vs.namespace)
         service = services.get(host)
         if service is None:
             continue
         label = f"{vs.name}: {destination.subset or short_host(host)}" + (f" {weight}%" if weight else "")
+        route = (vs.namespace, label)
         targets = _subset_workloads(mesh, service, destination.subset) if destination.subset else []
         for source in sources:
             if not targets or source != f"svc:{host}":
-                _add_edge(edges, source, f"svc:{host}", "route", label, edge_tls(mesh, service))
+                _add_edge(edges, source, f"svc:{host}", "route", route, edge_tls(mesh, service))
             else:  # a service routing to its own subsets: straight to those workloads
                 for endpoint in targets:
                     tls = edge_tls(mesh, service, endpoint)
-                    _add_edge(edges, source, _workload_id(endpoint), "route", label, tls)
-    return edges
+                    _add_edge(edges, source, _workload_id(endpoint), "route", route, tls)
 
 
 def _destinations(spec: Any) -> Iterable[tuple[Any, int]]:

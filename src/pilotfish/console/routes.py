@@ -76,10 +76,15 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _visible(request: web.Request, caller: api.Caller) -> model.Visible:
+    decided: dict[tuple[str, str], bool] = {}  # one request: a few kinds × namespaces, asked per item
+
     def visible(kind: str, namespace: str) -> bool:
-        # Endpoint kinds are granted with ``get`` (as their endpoints are), resources with ``list``.
-        verb = "get" if kind in ENDPOINT_KINDS else "list"
-        return api.decide(request, caller, verb, kind, namespace).allowed
+        found = decided.get((kind, namespace))
+        if found is None:
+            # Endpoint kinds are granted with ``get`` (as their endpoints are), resources with ``list``.
+            verb = "get" if kind in ENDPOINT_KINDS else "list"
+            found = decided[(kind, namespace)] = api.decide(request, caller, verb, kind, namespace).allowed
+        return found
 
     return visible
 
@@ -123,9 +128,12 @@ async def mesh(request: web.Request) -> web.Response:
         for s in snapshot.services
         if visible(model.SERVICE_KIND, s.namespace)
     ]
+    # The first poll after a change computes the whole graph (hundreds of ms for thousands of
+    # endpoints): in a thread, so the event loop keeps serving xDS meanwhile.
+    graph = await asyncio.to_thread(model.graph, snapshot, visible)
     return _json(
         {
-            "graph": model.graph(snapshot, visible),
+            "graph": graph,
             "proxies": model.proxies(source.syncz(), visible, PROXY_KIND),
             "services": sorted(services, key=lambda s: s["host"]),
         }
@@ -135,9 +143,8 @@ async def mesh(request: web.Request) -> web.Response:
 @api.endpoint
 async def service(request: web.Request) -> web.Response:
     caller = api.authenticate(request)
-    page = model.service_page(
-        request.app[SOURCE].mesh(), request.query.get("host", ""), _visible(request, caller)
-    )
+    host, snapshot = request.query.get("host", ""), request.app[SOURCE].mesh()
+    page = await asyncio.to_thread(model.service_page, snapshot, host, _visible(request, caller))
     if page is None:
         raise api.ApiError(404, {"error": f"no service {request.query.get('host', '')!r} you may see"})
     return _json(page)

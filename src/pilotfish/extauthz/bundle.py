@@ -38,10 +38,18 @@ from pilotfish.config.mesh import (
     MeshConfig,
 )
 from pilotfish.config.resource import Resource
+from pilotfish.config.security.request_authentication import DEFAULT_JWKS_TIMEOUT
 from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.evaluate import Decision, PolicyMatch, evaluate
-from pilotfish.extauthz.jwt import Authenticator, JwtProvider, compile_providers, provider_from_rule
+from pilotfish.extauthz.jwt import (
+    Authenticator,
+    AuthnResult,
+    JwtProvider,
+    compile_providers,
+    provider_from_rule,
+)
 from pilotfish.extauthz.policy import CompiledPolicy, compile_policies, policies_for_workload
+from pilotfish.kong.model import KONG_KINDS, KongConfig
 
 SECURITY_KINDS = frozenset({"AuthorizationPolicy", "RequestAuthentication"})
 MEMO_LIMIT = 4096  # distinct workloads remembered; the memo is cleared when it grows past this
@@ -86,23 +94,47 @@ class AuthzBundle:
     """A compiled, versioned snapshot of the authorization config. Immutable once built (the
     per-workload memo only caches pure results), so a worker swaps bundles by assignment."""
 
-    __slots__ = ("resources", "mesh", "version", "policies", "jwks_uris", "_memo")
+    __slots__ = (
+        "resources",
+        "mesh",
+        "version",
+        "policies",
+        "jwks_uris",
+        "jwks_timeouts",
+        "headers_read",
+        "_memo",
+        "kong",
+        "credential_key",
+    )
 
-    def __init__(self, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH) -> None:
-        self.resources = tuple(r for r in resources if r.kind in SECURITY_KINDS)
+    def __init__(
+        self, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH, credential_key: bytes = b""
+    ) -> None:
+        self.resources = tuple(r for r in resources if r.kind in SECURITY_KINDS or r.kind in KONG_KINDS)
         self.mesh = mesh
+        self.credential_key = credential_key
         self.version = bundle_version(self.resources, mesh)
         self.policies = compile_policies(self.resources, mesh)
         self.jwks_uris = _remote_key_uris(self.resources)
+        self.jwks_timeouts = jwks_timeouts(self.resources)
+        kong = [r for r in self.resources if r.kind in KONG_KINDS]
+        # Kong's Consumers and Plugins (pilotfish.kong): run at gateways after the Istio decision.
+        self.kong = KongConfig.build(kong, credential_key) if kong else None
+        self.headers_read = headers_read(self.resources) | (
+            self.kong.headers_read() if self.kong else frozenset()
+        )
         self._memo: dict[WorkloadKey, WorkloadAuthz] = {}
 
     @classmethod
-    def build(cls, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH) -> AuthzBundle:
+    def build(
+        cls, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH, credential_key: bytes = b""
+    ) -> AuthzBundle:
         """The bundle of ``resources`` (other kinds are ignored) under ``mesh``."""
-        return cls(resources, mesh)
+        return cls(resources, mesh, credential_key)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (AuthzBundle, (self.resources, self.mesh))  # pickles as source, recompiles on load
+        # pickles as source, recompiles on load
+        return (AuthzBundle, (self.resources, self.mesh, self.credential_key))
 
     def __repr__(self) -> str:
         return f"AuthzBundle(version={self.version}, resources={len(self.resources)})"
@@ -125,9 +157,15 @@ class AuthzBundle:
 
     async def decide(self, attributes: Attributes, authenticator: Authenticator) -> Decision:
         """Authenticate, then evaluate, one request (the server's and ``authz check``'s path)."""
+        return (await self.decide_detailed(attributes, authenticator))[0]
+
+    async def decide_detailed(
+        self, attributes: Attributes, authenticator: Authenticator
+    ) -> tuple[Decision, AuthnResult]:
+        """``decide``, and the authentication result it rests on (token expiry, for caches)."""
         scope = self.for_workload(attributes.workload.namespace, attributes.workload.labels)
         authn = await authenticator.authenticate(scope.providers, attributes.request, attributes.now)
-        return evaluate(scope.policies, attributes, authn)
+        return evaluate(scope.policies, attributes, authn), authn
 
     def custom_step(self, attributes: Attributes) -> tuple[str, PolicyMatch] | None:
         """The extension provider to ask first and the CUSTOM rule that matched; ``None`` when no
@@ -156,3 +194,46 @@ def _remote_key_uris(resources: Iterable[Resource[Any]]) -> tuple[str, ...]:
         if not rule.jwks
     )
     return tuple(sorted(set(uris)))
+
+
+def jwks_timeouts(resources: Iterable[Resource[Any]]) -> Mapping[str, float]:
+    """Seconds a fetch of each remote JWKS may take: the jwtRule ``timeout`` (Istio's default
+    5 s; Envoy ``remote_jwks.http_uri.timeout``), the longest when several rules share a URI."""
+    out: dict[str, float] = {}
+    for r in resources:
+        if r.kind != "RequestAuthentication":
+            continue
+        for rule in r.spec.jwt_rules:
+            if not rule.jwks:
+                uri = provider_from_rule(rule).key_uri
+                seconds = (rule.timeout or DEFAULT_JWKS_TIMEOUT).total_seconds()
+                out[uri] = max(out.get(uri, 0.0), seconds)
+    return out
+
+
+# Headers a decision can depend on whatever the policies say: CORS preflight detection (jwt_authn
+# bypass) and the scheme of the WWW-Authenticate realm.
+ALWAYS_READ = frozenset({"origin", "access-control-request-method", "x-forwarded-proto"})
+HEADER_KEYS = ("request.headers", "request.experimental.inline.headers")
+
+
+def headers_read(resources: Iterable[Resource[Any]]) -> frozenset[str]:
+    """Every request header a decision under these resources can read: token locations (and
+    ``cookie`` when a rule reads cookies), ``request.headers[...]`` conditions, ``ALWAYS_READ``.
+    A decision is a function of these, the method, path, host, peer and workload, and time."""
+    names = set(ALWAYS_READ)
+    for r in resources:
+        if r.kind == "RequestAuthentication":
+            for rule in r.spec.jwt_rules:
+                provider = provider_from_rule(rule)
+                names.update(h.name for h in provider.locations.headers)
+                names.update(provider.output_headers)
+                if provider.locations.cookies:
+                    names.add("cookie")
+        elif r.kind == "AuthorizationPolicy":
+            for rule in r.spec.rules:
+                for condition in rule.when:
+                    name, _, rest = condition.key.partition("[")
+                    if name in HEADER_KEYS:
+                        names.add(rest.rstrip("]").lower())
+    return frozenset(names)

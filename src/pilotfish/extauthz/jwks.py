@@ -95,6 +95,10 @@ def _read_key(item: object) -> Jwk | None:
     reader = _KEY_READERS.get(item["kty"])
     if reader is None:
         return None
+    if item["kty"] == "EC" and "crv" not in item:
+        item = _ec_curve_from_alg(item)
+        if item is None:
+            return None
     try:
         key = reader(json.dumps(item))
     except Exception:  # PyJWT raises several types for a malformed key  # noqa: BLE001
@@ -102,6 +106,19 @@ def _read_key(item: object) -> Jwk | None:
         return None
     text = {name: item.get(name) for name in ("kid", "alg", "crv", "use")}
     return Jwk(item["kty"], **{k: v if isinstance(v, str) else "" for k, v in text.items()}, key=key)
+
+
+# jwt_verify_lib ``jwks.cc`` ``extractJwkFromJwkEC``: an EC key without ``crv`` takes the curve of
+# its ``alg``, or P-256 when it names no alg; another alg makes the key unusable.
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+def _ec_curve_from_alg(item: dict[str, Any]) -> dict[str, Any] | None:
+    alg = item.get("alg")
+    if alg is None:
+        return {**item, "crv": "P-256"}
+    curve = _EC_CURVES.get(alg) if isinstance(alg, str) else None
+    return {**item, "crv": curve} if curve else None
 
 
 # ---- the JWKS cache -------------------------------------------------------------------------------
@@ -130,6 +147,7 @@ class JwksCache:
         self.ttl, self.retry_after, self.kid_refetch_interval = ttl, retry_after, kid_refetch_interval
         self._entries: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self.generation = 0  # bumped whenever some URI's keys are replaced (decision caches key on it)
 
     def current(self, uri: str) -> KeySet | None:
         """The last good keys for ``uri`` without fetching."""
@@ -187,6 +205,7 @@ class JwksCache:
             log.warning("JWKS fetch from %s failed (%s); serving %s", uri, exc, _serving(entry))
             return
         entry.keys, entry.fetched_at, entry.failed_at = keys, now, None
+        self.generation += 1
 
 
 def _serving(entry: _Entry) -> str:

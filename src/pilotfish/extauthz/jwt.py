@@ -73,6 +73,7 @@ MESSAGES: Mapping[str, str] = {
     "JwtHeaderParseError": "Jwt header is an invalid Base64url encoded JSON",
     "JwtHeaderBadAlg": "Jwt header [alg] field is required and must be a string",
     "JwtHeaderNotImplementedAlg": "Jwt header [alg] is not supported",
+    "JwtHeaderBadKid": "Jwt header [kid] field is not a string",
     "JwtPayloadParseError": "Jwt payload is an invalid Base64url encoded JSON",
     "JwtPayloadBadClaim": "Jwt payload has a claim of the wrong type",
     "JwtUnknownIssuer": "Jwt issuer is not configured",
@@ -268,7 +269,7 @@ class Verified:
     claims: Claims  # the payload with space-delimited claims split (Envoy payload_in_metadata)
     payload: Claims  # the payload as sent
     payload_segment: str  # the base64url payload, for outputPayloadToHeader
-    expires_at: float | None  # exp + skew: when the TokenCache must drop it
+    expires_at: float | None  # exp + skew: when caches drop it (a re-check may still pass within that second)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +318,8 @@ def parse_jwt(raw: str) -> ParsedJwt | Failure:
         return Failure("JwtHeaderBadAlg")
     if header["alg"] not in ALGORITHMS:
         return Failure("JwtHeaderNotImplementedAlg")
+    if "kid" in header and not isinstance(header["kid"], str):
+        return Failure("JwtHeaderBadKid")
     if payload is None:
         return Failure("JwtPayloadParseError")
     if not _claim_types_ok(payload):
@@ -328,11 +331,20 @@ def parse_jwt(raw: str) -> ParsedJwt | Failure:
     return ParsedJwt(header, payload, f"{parts[0]}.{parts[1]}".encode(), signature, parts[1])
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
 def _is_time(value: Any) -> bool:
-    """JVL reads exp/nbf/iat as non-negative integers."""
+    """JVL ``StructUtils::GetInt64``: a JSON number within int64; fractions are truncated
+    (``claim_time``), so ``exp: 1.5e9 + 0.5`` is fine and ``exp: 1e20`` is a bad claim."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False
-    return math.isfinite(value) and value >= 0 and value == int(value)
+    return math.isfinite(value) and INT64[0] <= value <= INT64[1]
+
+
+def claim_time(payload: Claims, name: str) -> int:
+    """A time claim as JVL reads it (C++ ``static_cast<int64_t>``: toward zero); 0 when absent."""
+    return int(payload.get(name, 0))
 
 
 def _claim_types_ok(payload: Claims) -> bool:
@@ -371,11 +383,14 @@ def audience_allowed(configured: tuple[str, ...], token: tuple[str, ...]) -> boo
 
 
 def _time_failure(payload: Claims, now: float) -> Failure | None:
-    """JVL ``verifyTimeConstraint``: reject if now > exp + skew or now + skew < nbf."""
-    if "exp" in payload and now > payload["exp"] + CLOCK_SKEW:
-        return Failure("JwtExpired")
-    if "nbf" in payload and now + CLOCK_SKEW < payload["nbf"]:
+    """JVL ``verifyTimeConstraint`` on whole seconds (Envoy passes ``absl::ToUnixSeconds``):
+    not yet valid if now + skew < nbf; expired if exp is set (non-zero) and now > exp + skew."""
+    seconds = math.floor(now)
+    if seconds + CLOCK_SKEW < claim_time(payload, "nbf"):
         return Failure("JwtNotYetValid")
+    exp = claim_time(payload, "exp")
+    if exp and seconds > exp + CLOCK_SKEW:
+        return Failure("JwtExpired")
     return None
 
 
@@ -453,12 +468,12 @@ def verify_token(
         failure = step(provider, token, keys, now, strict)
         if failure:
             return failure
-    exp = token.payload.get("exp")
+    exp = claim_time(token.payload, "exp")
     return Verified(
         claims=normalize_claims(token.payload, provider.space_delimited_claims),
         payload=token.payload,
         payload_segment=token.payload_segment,
-        expires_at=None if exp is None else float(exp) + CLOCK_SKEW,
+        expires_at=float(exp + CLOCK_SKEW) if exp else None,
     )
 
 
@@ -484,6 +499,7 @@ class AuthnResult:
     headers_to_remove: tuple[str, ...] = ()
     response_headers: tuple[tuple[str, str], ...] = ()  # sent to the client on failure
     unknown_kid_uris: frozenset[str] = field(default_factory=frozenset)
+    valid_until: float | None = None  # the earliest expiry (exp + skew) of the tokens it accepted
 
     @property
     def ok(self) -> bool:
@@ -564,11 +580,13 @@ def _passed(ok: list[_Outcome], sanitized: tuple[str, ...]) -> AuthnResult:
     to_set = dict(kv for o in ok for v in o.verified for kv in _output_headers(o.provider, v))
     dropped = [t.header for o in ok if not o.provider.forward_original_token for t in o.tokens if t.header]
     remove = tuple(dict.fromkeys(h for h in (*sanitized, *dropped) if h not in to_set))
+    expiries = [v.expires_at for o in ok for v in o.verified if v.expires_at is not None]
     return AuthnResult(
         reason=f"JWT verified by {ok[0].provider.origin or ok[0].provider.issuer}",
         claims=ok[0].verified[0].claims,
         headers_to_set=tuple(to_set.items()),
         headers_to_remove=remove,
+        valid_until=min(expiries, default=None),
     )
 
 

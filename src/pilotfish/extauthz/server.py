@@ -37,6 +37,8 @@ from typing import Any, Protocol
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
+from pilotfish.config.security.request_authentication import DEFAULT_JWKS_TIMEOUT
+from pilotfish.extauthz import decision_cache
 from pilotfish.extauthz.attributes import Attributes
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.custom import ProviderClients, allowed_with, denied_with, request_view
@@ -47,6 +49,9 @@ from pilotfish.extauthz.jwt import MESSAGES, Authenticator, Verified
 from pilotfish.extauthz.request import BadCheckRequest, CheckInput, check_input
 from pilotfish.extauthz.response import check_response
 from pilotfish.extauthz.tally import CheckTally
+from pilotfish.kong import check as kong_check
+from pilotfish.kong.engine import Engine
+from pilotfish.kong.ratelimit import RateLimiter
 from pilotfish.lograte import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,8 @@ class CheckHooks(Protocol):
 
     def on_token_cache(self, hit: bool) -> None: ...
 
+    def on_decision_cache(self, hit: bool) -> None: ...
+
     def on_custom_provider(self, provider: str, result: str) -> None:
         """One CUSTOM provider call; ``result`` is one of ``custom.RESULTS``."""
 
@@ -84,6 +91,9 @@ class NoHooks:
         pass
 
     def on_token_cache(self, hit: bool) -> None:
+        pass
+
+    def on_decision_cache(self, hit: bool) -> None:
         pass
 
     def on_custom_provider(self, provider: str, result: str) -> None:
@@ -144,7 +154,7 @@ class CheckService:
     ) -> None:
         self.bundle = bundle
         self.hooks: CheckHooks = hooks or NoHooks()
-        self.jwks = JwksCache(counted_fetch(fetch, self.hooks))
+        self.jwks = JwksCache(counted_fetch(self._timed(fetch), self.hooks))
         self.authenticator = Authenticator(
             self.jwks, strict=strict, token_cache=CountingTokenCache(self.hooks)
         )
@@ -154,6 +164,20 @@ class CheckService:
         # The latest denials, for the web console: what was asked and what decided — never a
         # header value or a token.
         self.denials: deque[dict[str, Any]] = deque(maxlen=RECENT_DENIALS)
+        self.answers = decision_cache.DecisionCache()
+        self.kong = Engine(RateLimiter())  # Kong's plugins at gateways (pilotfish.kong)
+        self._headers_for: AuthzBundle | None = None
+        self._headers: tuple[str, ...] = ()
+
+    def _timed(self, fetch: Fetch) -> Fetch:
+        """``fetch`` bounded by the jwtRule ``timeout`` of the URI (the bundle in force says it):
+        a JWKS server that answers too slowly is a failed fetch, as in Envoy's remote_jwks."""
+
+        async def timed(uri: str) -> str:
+            limit = self.bundle.jwks_timeouts.get(uri, DEFAULT_JWKS_TIMEOUT.total_seconds())
+            return await asyncio.wait_for(fetch(uri), limit)
+
+        return timed
 
     def swap(self, bundle: AuthzBundle) -> bool:
         """Install ``bundle``; False (and nothing changes) when it is the version in force."""
@@ -170,28 +194,60 @@ class CheckService:
         workload); raises ``BadCheckRequest`` when it cannot be placed."""
         started = time.perf_counter()
         bundle = self.bundle  # one version decides the whole Check, across the provider call too
+        metadata = tuple(metadata)
+        now = self.clock()
+        cache_key = decision_cache.key(
+            bundle.version, self.jwks.generation, self._header_names(bundle), request, metadata
+        )
+        cached = self.answers.get(cache_key, now)
+        self.hooks.on_decision_cache(cached is not None)
+        if cached is not None:
+            self._record(cached.entry, cached.decision, time.perf_counter() - started)
+            return cached.response
         try:
-            entry = check_input(request, self.clock(), metadata)
-            decision, response = await self._decide(bundle, request, entry.attributes)
+            entry = check_input(request, now, metadata)
+            decision, response, valid_until = await self._decide(bundle, request, entry.attributes, metadata)
         except BaseException:
             self.counts["error"] += 1
             raise
+        if valid_until is not None:
+            self.answers.put(cache_key, decision_cache.Answer(decision, response, entry, valid_until))
         self._record(entry, decision, time.perf_counter() - started)
         return response
 
+    def _header_names(self, bundle: AuthzBundle) -> tuple[str, ...]:
+        if self._headers_for is not bundle:
+            self._headers_for, self._headers = bundle, tuple(sorted(bundle.headers_read))
+        return self._headers
+
     async def _decide(
-        self, bundle: AuthzBundle, request: external_auth_pb2.CheckRequest, attributes: Attributes
-    ) -> tuple[Decision, external_auth_pb2.CheckResponse]:
-        """CUSTOM (ask the provider) first, then the rest of the decision."""
+        self,
+        bundle: AuthzBundle,
+        request: external_auth_pb2.CheckRequest,
+        attributes: Attributes,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> tuple[Decision, external_auth_pb2.CheckResponse, float | None]:
+        """CUSTOM (ask the provider) first, then the rest of the decision, then Kong's plugins at
+        a gateway; and until when the answer may be reused (``None``: never, a provider was
+        asked or a rate limit counted the request)."""
         custom = bundle.custom_step(attributes)
         if custom is None:
-            decision = await bundle.decide(attributes, self.authenticator)
-            return decision, check_response(decision)
+            decision, authn = await bundle.decide_detailed(attributes, self.authenticator)
+            until = self.answers.expiry(attributes.now, authn.valid_until)
+            if decision.allow and bundle.kong is not None and kong_check.at_gateway(metadata):
+                outcome = await self.kong.run(bundle.kong, kong_check.kong_request(request, attributes))
+                decision = kong_check.combined(decision, outcome)
+                return (
+                    decision,
+                    kong_check.kong_response(decision, outcome),
+                    None if outcome.stateful else until,
+                )
+            return decision, check_response(decision), until
         name, match = custom
         answer = await self.providers.ask(name, bundle.ext_authz_provider(name), request, attributes)
         self.hooks.on_custom_provider(name, answer.result)
         if not answer.allow:
-            return answer.denial(name, match), answer.response
+            return answer.denial(name, match), answer.response, None
         seen = dataclasses.replace(
             attributes, request=request_view(attributes.request, answer.response.ok_response)
         )
@@ -199,11 +255,13 @@ class CheckService:
             await bundle.decide(seen, self.authenticator), custom_provider=name, custom_match=match
         )
         merge = allowed_with if decision.allow else denied_with
-        return decision, merge(answer.response, check_response(decision))
+        return decision, merge(answer.response, check_response(decision)), None
 
     async def close(self) -> None:
         """Release the CUSTOM provider connections (when the server stops)."""
         await self.providers.close()
+        if self.kong.limiter is not None:
+            await self.kong.limiter.close()
 
     def _record(self, entry: CheckInput, decision: Decision, seconds: float) -> None:
         verdict = "allow" if decision.allow else "deny"

@@ -24,6 +24,7 @@ class CheckTally:
     latency_sum: float = 0.0
     jwks: Counter[str] = field(default_factory=Counter)
     token_cache: Counter[str] = field(default_factory=Counter)
+    decision_cache: Counter[str] = field(default_factory=Counter)
     custom_providers: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def on_authz_check(self, decision: str, reason: str, policy: str, seconds: float) -> None:
@@ -37,6 +38,9 @@ class CheckTally:
     def on_token_cache(self, hit: bool) -> None:
         self.token_cache["hit" if hit else "miss"] += 1
 
+    def on_decision_cache(self, hit: bool) -> None:
+        self.decision_cache["hit" if hit else "miss"] += 1
+
     def on_custom_provider(self, provider: str, result: str) -> None:
         self.custom_providers[(provider, result)] += 1
 
@@ -46,5 +50,6 @@ class CheckTally:
             "latency": {"bounds": list(CHECK_BUCKETS), "counts": list(self.latency), "sum": self.latency_sum},
             "jwks": dict(self.jwks),
             "token_cache": dict(self.token_cache),
+            "decision_cache": dict(self.decision_cache),
             "custom_providers": [[*key, count] for key, count in self.custom_providers.items()],
         }

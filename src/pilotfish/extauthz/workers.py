@@ -120,6 +120,9 @@ def _mailbox(
             kind, payload = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             kind, payload = "stop", None
+        except Exception:  # unreadable, or a bundle that does not compile here: keep serving
+            log.exception("unreadable message from the control plane; keeping the current bundle")
+            continue
         if kind == "bundle":
             loop.call_soon_threadsafe(service.swap, payload)
         elif kind == "stats":
@@ -377,6 +380,7 @@ class AuthzWorkers:
                     self.probe_timeout,
                 )
                 slot.process.kill()  # SIGKILL: a stopped process would hold SIGTERM until continued
+                slot.process.join(STOP_GRACE)  # gone before the next probe: reported and killed once
                 self._on_failure(f"authz worker {slot.index} (pid {slot.pid}) hung")
 
     def _bury(self, slot: _Slot) -> None:

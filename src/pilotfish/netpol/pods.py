@@ -3,9 +3,11 @@
 - a WorkloadEntry: its name, namespace, labels, address, service account; its ``ports`` (service
   port name → workload port) are the pod's named ports, as a container's named ports would be;
 - a ServiceEntry's inline endpoint: ``<entry>-<i>`` in the entry's namespace;
-- a registration or an auto-registered proxy (``registry/from_registrations.py``): its endpoints
-  in the snapshot carry address, labels, namespace and service account; the named ports are the
-  service ports' names with the endpoint's port.
+- a registration or an auto-registered proxy (``registry/from_registrations.py``
+  ``registered_workloads``, kept in the snapshot when a NetworkPolicy exists): its address,
+  labels, namespace, service account and named ports, whether or not a service selects it; a
+  snapshot built from endpoints alone gets them from the endpoints (the named ports are the
+  service ports' names with the endpoint's port).
 
 Only workloads with an IP address are pods: a hostname or a unix socket cannot be the address a
 connection comes from. Two sources for one address keep the first (config before registrations).
@@ -44,6 +46,21 @@ def _pod(namespace: str, name: str, spec: Any, source: str) -> Pod:
         spec.service_account,
         source,
     )
+
+
+def registered_workload_pods(snapshot: MeshSnapshot) -> Iterator[Pod]:
+    """Registrations and auto-registered proxies, whether or not a service selects them."""
+    for w in snapshot.registered:
+        name = w.id.rsplit("/", 1)[-1] if "/" in w.id else w.id
+        yield Pod(
+            w.namespace,
+            name,
+            w.address,
+            MappingProxyType(dict(w.labels)),
+            MappingProxyType(dict(w.ports)),
+            w.service_account,
+            f"Registration/{w.id}",
+        )
 
 
 def registered_pods(snapshot: MeshSnapshot) -> Iterator[Pod]:
@@ -90,5 +107,7 @@ def world_of(snapshot: MeshSnapshot) -> World:
 
 
 def _world(snapshot: MeshSnapshot) -> World:
-    pods = addressed([*config_pods(snapshot.resources), *registered_pods(snapshot)])
+    pods = addressed(
+        [*config_pods(snapshot.resources), *registered_workload_pods(snapshot), *registered_pods(snapshot)]
+    )
     return World.build(snapshot.resources, pods)

@@ -34,17 +34,23 @@ def label_locality(labels: Mapping[str, str]) -> str:
     return labels.get(LOCALITY_LABEL, "").replace(".", "/")
 
 
-def port_protocol(protocol: str, name: str) -> str:
-    """The protocol of a service port, upper case: the declared one; else Istio's port-name
-    convention (``kube.ConvertProtocol``: ``<protocol>`` or ``<protocol>-<suffix>``, e.g.
-    ``http-web``, ``grpc``, ``tcp-db``, ``mongo``); else TCP. Istio would sniff an undeclared
-    protocol; pilotfish has no sniffing, so anything unknown (``postgres``, ``amqp``...) is opaque TCP."""
-    if protocol:
-        return protocol.upper()
+def named_protocol(name: str) -> str | None:
+    """Istio's port-name convention (``kube.ConvertProtocol``): ``<protocol>`` or
+    ``<protocol>-<suffix>`` (``http-web``, ``grpc``, ``tcp-db``, ``mongo``), upper case; ``None``
+    when the name names no protocol."""
     lower = name.lower()
     grpc_web = lower == "grpc-web" or lower.startswith("grpc-web-")
     prefix = "grpc-web" if grpc_web else lower.split("-", 1)[0]
-    return prefix.upper() if prefix in PROTOCOLS else "TCP"
+    return prefix.upper() if prefix in PROTOCOLS else None
+
+
+def port_protocol(protocol: str, name: str) -> str:
+    """The protocol of a service port, upper case: the declared one; else the name's
+    (``named_protocol``); else TCP. Istio would sniff an undeclared protocol; pilotfish has no
+    sniffing, so anything unknown (``postgres``, ``amqp``...) is opaque TCP."""
+    if protocol:
+        return protocol.upper()
+    return named_protocol(name) or "TCP"
 
 
 def services_of(entry: Resource[Any]) -> list[Service]:

@@ -29,7 +29,7 @@ from typing import Any
 from pilotfish.config.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.config.resource import Resource
 from pilotfish.registry.from_config import LOCALITY_LABEL, endpoint_port, label_locality, services_of
-from pilotfish.registry.model import Endpoint, HealthStatus, Service
+from pilotfish.registry.model import Endpoint, HealthStatus, RegisteredWorkload, Service
 from pilotfish.store.base import Registration
 
 GROUP_PREFIX = "WorkloadGroup/"
@@ -94,6 +94,38 @@ def registration_endpoints(
             out.extend(_host_endpoints(reg, services.get(reg.service)))
         elif group in groups:
             out.extend(_group_endpoints(reg, groups[group], entries))
+    return tuple(out)
+
+
+def registered_workloads(
+    registrations: Iterable[Registration], resources: Iterable[Resource[Any]]
+) -> tuple[RegisteredWorkload, ...]:
+    """The workload of each registration: in its WorkloadGroup's namespace with the group's
+    labels and named ports merged in, or in its service's namespace with the service's port names
+    on the registration's port. A registration nothing declares yet has no namespace: left out."""
+    resources = tuple(resources)
+    entries = sorted((r for r in resources if r.kind == "ServiceEntry"), key=lambda r: (r.namespace, r.name))
+    services = _first_by_host(s for entry in entries for s in services_of(entry))
+    groups = {(r.namespace, r.name): r for r in resources if r.kind == "WorkloadGroup"}
+    out: list[RegisteredWorkload] = []
+    for reg in sorted(registrations, key=lambda r: r.id):
+        group_key = parse_group_ref(reg.service)
+        group = groups.get(group_key) if group_key is not None else None
+        service = services.get(reg.service)
+        if group is not None:
+            spec = _workload(reg, group)
+            out.append(
+                RegisteredWorkload(
+                    reg.id, group.namespace, reg.address, spec.labels, spec.ports, spec.service_account
+                )
+            )
+        elif service is not None:
+            ports = {p.name: reg.port for p in service.ports}
+            out.append(
+                RegisteredWorkload(
+                    reg.id, service.namespace, reg.address, reg.labels, ports, reg.service_account
+                )
+            )
     return tuple(out)
 
 

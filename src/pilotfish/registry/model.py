@@ -75,3 +75,17 @@ class Endpoint:
     @property
     def key(self) -> tuple[str, int]:
         return (self.hostname, self.service_port)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredWorkload:
+    """A workload a registration or an auto-registered proxy brings, whether or not a service
+    selects it: NetworkPolicy sees it as a pod (``pilotfish.netpol.pods``). ``ports``: named
+    ports (service port name → workload port)."""
+
+    id: str
+    namespace: str
+    address: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ports: Mapping[str, int] = field(default_factory=dict)
+    service_account: str = ""

@@ -9,9 +9,18 @@ share one ``bytes`` body and one pre-encoded ``google.protobuf.Any``, built once
 rather than by object identity costs one upb serialization per hand-off, about a microsecond per
 KB, and stays correct if a producer reuses and mutates message objects.)
 
-A resource's version is the hash of its bytes; a type's version is a hash of the sorted
-``(name, version)`` pairs. An identical rebuild therefore yields identical versions, and the server,
-which compares versions, pushes nothing (xds_protocol.rst "When to send an update").
+A resource's version is the hash of its bytes; a type's version is a hash of the set of
+``(name, version)`` pairs: the sum, modulo 2**96, of one 96-bit hash per pair (``Resource.digest``,
+computed once per distinct resource). An identical rebuild therefore yields identical versions, and
+the server, which compares versions, pushes nothing (xds_protocol.rst "When to send an update").
+The sum needs no sorting and composes: the version of a union of disjoint sets is the sum of their
+sums, so a snapshot assembled from shared parts (``Snapshot.compose``) gets its versions in
+O(parts), and a stream that holds all of a type knows its version without hashing anything.
+
+A snapshot may record, per type, what changed since an earlier snapshot (``Snapshot.changes``:
+the earlier type version and the names whose resource differs or went away). A stream whose
+client holds exactly that earlier version then diffs only those names ("work proportional to the
+change": an endpoint change touches one ClusterLoadAssignment, not every proxy's thousands).
 
 ``Snapshot.of`` groups resources by type URL and checks consistency before anything is published,
 like go-control-plane's ``Snapshot.Consistent``: every EDS name referenced by an EDS cluster and
@@ -33,7 +42,7 @@ import hashlib
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -57,6 +66,11 @@ class Resource:
     body: bytes
     any_bytes: bytes
     references: frozenset[str] = frozenset()
+    digest: int = -1  # pair_digest(name, version), for type versions; computed when left out
+
+    def __post_init__(self) -> None:
+        if self.digest < 0:
+            object.__setattr__(self, "digest", pair_digest(self.name, self.version))
 
 
 class InconsistentSnapshot(ValueError):
@@ -67,11 +81,25 @@ class InconsistentSnapshot(ValueError):
         super().__init__("inconsistent snapshot: " + "; ".join(self.problems))
 
 
+_VERSION_BITS = 96
+_VERSION_MASK = (1 << _VERSION_BITS) - 1
+
+
+def pair_digest(name: str, version: str) -> int:
+    """The 96-bit hash of one ``(name, version)`` pair."""
+    digest = hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=_VERSION_BITS // 8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def version_of_sum(total: int) -> str:
+    """The version text of a sum of pair digests."""
+    return f"{total & _VERSION_MASK:024x}"
+
+
 def content_version(pairs: Iterable[tuple[str, str]]) -> str:
-    """A version for a set of ``(name, version)`` pairs: equal sets give equal versions."""
-    # One update with the joined text hashes exactly what one update per pair would.
-    text = "".join(f"{name}\0{version}\n" for name, version in sorted(pairs))
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    """A version for a set of ``(name, version)`` pairs: equal sets give equal versions, whatever
+    their order (a sum of per-pair hashes, see the module doc)."""
+    return version_of_sum(sum(pair_digest(name, version) for name, version in pairs))
 
 
 class ResourceInterner:
@@ -185,11 +213,23 @@ _REFERENCE_FINDERS: Mapping[str, Callable[[Any], Iterator[str]]] = MappingProxyT
 
 
 @dataclass(frozen=True, slots=True)
+class TypeChange:
+    """What changed in one type since the snapshot whose version of it was ``since``: the names
+    whose resource differs, appeared or went away. Anything not named is identical."""
+
+    since: str
+    names: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Immutable: for each type URL, name -> Resource, and the type's content version."""
+    """Immutable: for each type URL, name -> Resource, and the type's content version.
+    ``changes`` optionally says, per type, what differs from an earlier snapshot (a hint the
+    server may use to diff less; a type without one is diffed in full)."""
 
     resources: Mapping[str, Mapping[str, Resource]]
     versions: Mapping[str, str]
+    changes: Mapping[str, TypeChange] = field(default_factory=dict)
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> Snapshot:
@@ -209,6 +249,40 @@ class Snapshot:
             versions=MappingProxyType({t: _type_version(n) for t, n in by_type.items()}),
         )
 
+    @classmethod
+    def compose(cls, parts: Iterable[ResourceSet], previous: Snapshot | None = None) -> Snapshot:
+        """The snapshot made of ``parts`` (disjoint by name; each consistent on its own but for
+        references to other parts, which are checked here). A type held by one part shares that
+        part's mapping (no copy); versions are sums of the parts'. With ``previous`` (this proxy's
+        last snapshot), each type records what changed since it (``TypeChange``)."""
+        parts = [p for p in parts if p.named]
+        by_type: dict[str, list[ResourceSet]] = {t: [] for t in rt.ADS_ORDER}
+        for part in parts:
+            for type_url in part.named:
+                by_type.setdefault(type_url, []).append(part)
+        resources: dict[str, Mapping[str, Resource]] = {}
+        versions: dict[str, str] = {}
+        problems: list[str] = []
+        for type_url, holders in by_type.items():
+            if len(holders) == 1:
+                resources[type_url] = holders[0].named[type_url]
+            else:
+                merged: dict[str, Resource] = {}
+                for holder in holders:
+                    named = holder.named[type_url]
+                    if not merged.keys().isdisjoint(named.keys()):
+                        twice = sorted(merged.keys() & named.keys())
+                        problems.extend(f"{rt.short_name(type_url)} {n!r} appears twice" for n in twice)
+                    merged.update(named)
+                resources[type_url] = MappingProxyType(merged)
+            versions[type_url] = version_of_sum(sum(h.sums.get(type_url, 0) for h in holders))
+        for part in parts:
+            problems.extend(_unresolved(part, resources))
+        if problems:
+            raise InconsistentSnapshot(problems)
+        changes = _changes(previous, by_type, resources, versions) if previous is not None else {}
+        return cls(MappingProxyType(resources), MappingProxyType(versions), MappingProxyType(changes))
+
     def named(self, type_url: str) -> Mapping[str, Resource]:
         return self.resources.get(type_url, _EMPTY)
 
@@ -226,7 +300,111 @@ _EMPTY_VERSION = content_version(())
 
 
 def _type_version(named: Mapping[str, Resource]) -> str:
-    return content_version((name, r.version) for name, r in named.items())
+    return version_of_sum(sum(r.digest for r in named.values()))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ResourceSet:
+    """A consistent-but-for-``external`` group of resources, shared by every snapshot built from
+    it (``Snapshot.compose``): the outbound clusters and endpoints of one scope, say. ``sums``
+    are the types' digest sums; ``external`` the child names its parents reference that another
+    part must supply."""
+
+    named: Mapping[str, Mapping[str, Resource]]
+    sums: Mapping[str, int]
+    external: Mapping[str, frozenset[tuple[str, str]]]
+    changes: Mapping[str, TypeChange] = field(default_factory=dict)
+
+    def version(self, type_url: str) -> str:
+        return version_of_sum(self.sums.get(type_url, 0))
+
+    @classmethod
+    def of(
+        cls, resources: Iterable[Resource], local_children: bool = True, previous: ResourceSet | None = None
+    ) -> ResourceSet:
+        """Group ``resources``; duplicate names raise ``InconsistentSnapshot``. With
+        ``local_children`` a reference to a child type held here must resolve here. With
+        ``previous`` (the same part's last build) each type records what changed since it, once
+        for every snapshot that shares this part."""
+        by_type: dict[str, dict[str, Resource]] = {}
+        problems: list[str] = []
+        for resource in resources:
+            of_type = by_type.setdefault(resource.type_url, {})
+            if resource.name in of_type:
+                problems.append(f"{rt.short_name(resource.type_url)} {resource.name!r} appears twice")
+            of_type[resource.name] = resource
+        external: dict[str, frozenset[tuple[str, str]]] = {}
+        for parent, child in rt.CHILD_TYPE.items():
+            children = by_type.get(child, {})
+            refs = [
+                (name, ref)
+                for name, resource in by_type.get(parent, {}).items()
+                for ref in resource.references
+                if ref not in children
+            ]
+            if refs and local_children and child in by_type:
+                problems.extend(
+                    f"{rt.short_name(parent)} {name!r} references {rt.short_name(child)} {ref!r}, "
+                    "which is not in the snapshot"
+                    for name, ref in sorted(refs)
+                )
+            elif refs:
+                external[parent] = frozenset(refs)
+        if problems:
+            raise InconsistentSnapshot(problems)
+        named: dict[str, Mapping[str, Resource]] = {t: MappingProxyType(n) for t, n in by_type.items()}
+        sums = {t: sum(r.digest for r in n.values()) for t, n in by_type.items()}
+        changes: dict[str, TypeChange] = {}
+        if previous is not None:
+            for type_url, now in named.items():
+                old = previous.named.get(type_url, _EMPTY)
+                if sums[type_url] == previous.sums.get(type_url, 0):
+                    changes[type_url] = TypeChange(previous.version(type_url), frozenset())
+                else:
+                    changes[type_url] = TypeChange(previous.version(type_url), _differing(old, now))
+        return cls(MappingProxyType(named), MappingProxyType(sums), MappingProxyType(external), changes)
+
+
+def _differing(old: Mapping[str, Resource], new: Mapping[str, Resource]) -> frozenset[str]:
+    """Names whose resource is not the same object (the interner makes equal bytes one object)."""
+    changed = {n for n, r in new.items() if old.get(n) is not r}
+    changed.update(n for n in old if n not in new)
+    return frozenset(changed)
+
+
+def _unresolved(part: ResourceSet, resources: Mapping[str, Mapping[str, Resource]]) -> Iterator[str]:
+    for parent, refs in part.external.items():
+        children = resources.get(rt.CHILD_TYPE[parent], _EMPTY)
+        for name, reference in sorted(refs):
+            if reference not in children:
+                yield (
+                    f"{rt.short_name(parent)} {name!r} references {rt.short_name(rt.CHILD_TYPE[parent])} "
+                    f"{reference!r}, which is not in the snapshot"
+                )
+
+
+def _changes(
+    previous: Snapshot,
+    holders: Mapping[str, list[ResourceSet]],
+    resources: Mapping[str, Mapping[str, Resource]],
+    versions: Mapping[str, str],
+) -> dict[str, TypeChange]:
+    """Per type, the names that differ from ``previous``. A type whose version did not move
+    changed nothing; a type held by one part that knows its change since ``previous``'s version
+    reuses it (computed once per part, not per proxy); otherwise names are compared by identity."""
+    out: dict[str, TypeChange] = {}
+    for type_url, named in resources.items():
+        since = previous.version(type_url)
+        if versions[type_url] == since:
+            out[type_url] = TypeChange(since, frozenset())
+            continue
+        parts = holders.get(type_url, [])
+        known = parts[0].changes.get(type_url) if len(parts) == 1 else None
+        if known is not None and known.since == since:
+            out[type_url] = known
+        else:
+            out[type_url] = TypeChange(since, _differing(previous.named(type_url), named))
+    return out
 
 
 def _dangling_references(by_type: Mapping[str, Mapping[str, Resource]]) -> Iterator[str]:
@@ -255,7 +433,7 @@ class SnapshotCache:
     """The latest snapshot per proxy id, with change callbacks. Thread-safe."""
 
     def __init__(self, interner: ResourceInterner | None = None) -> None:
-        self.interner = interner or ResourceInterner()
+        self.interner = interner if interner is not None else ResourceInterner()
         self._snapshots: dict[str, Snapshot] = {}
         self._watchers: dict[str, list[SnapshotCallback]] = {}
         self._lock = threading.Lock()

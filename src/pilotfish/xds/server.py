@@ -37,6 +37,19 @@ snapshot against it gives every rule of xds_protocol.rst at once:
   warming"), so the EDS names of updated clusters are resent right after the CDS response, and
   the RDS names of updated listeners right after LDS.
 
+Work proportional to the change: after a pass, ``Subscription.synced`` records the type version
+the client's view was reconciled against. While the subscription itself does not change (an ACK
+changes nothing), the next pass diffs only what can differ: nothing when the version is the same,
+and only the names the new snapshot says changed since that version (``Snapshot.changes``) when
+there is such a record; anything else is diffed in full. A SotW response of a per-resource type
+carries only the changed resources (EDS, RDS, SDS need not be complete in SotW), so an endpoint
+change sends one ClusterLoadAssignment to each proxy that watches it.
+
+Pushes are bounded (``PushGate``, Istio's push throttle): at most ``limit`` streams compute and
+write a push at once, the rest wait their turn, in order. A write that does not complete within
+``slow_after`` seconds (a proxy that stopped reading) gives its slot back and finishes outside
+the gate, so a stuck proxy never holds up the others.
+
 A proxy id has one stream at a time (``PushStatus.connect``): a newer stream of the same id
 closes the older one, which ends with ABORTED and never reports its proxy gone, so closing either
 stream leaves the status, and the metadata the config is built from, those of the live one.
@@ -56,7 +69,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +135,8 @@ class Subscription:
     known: dict[str, str] = field(default_factory=dict)
     nonce: str = ""
     must_respond: bool = False
+    # The type version the client's view was last reconciled against; None: diff in full next.
+    synced: str | None = None
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -143,6 +158,58 @@ class Outgoing:
     carried: tuple[str, ...] = ()  # every resource in the response (SotW CDS/LDS: the full state)
 
 
+class PushGate:
+    """Bounded push concurrency shared by every stream of a server (see the module doc).
+    ``on_length`` is told the number of streams waiting for or holding a slot."""
+
+    def __init__(
+        self, limit: int = 100, slow_after: float = 5.0, on_length: Callable[[int], None] | None = None
+    ) -> None:
+        self.limit, self.slow_after = limit, slow_after
+        self._on_length = on_length
+        self._slots = asyncio.Semaphore(limit)
+        self.length = 0
+
+    def _count(self, delta: int) -> None:
+        self.length += delta
+        if self._on_length is not None:
+            self._on_length(self.length)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[_Slot]:
+        self._count(1)
+        try:
+            await self._slots.acquire()
+            slot = _Slot(self)
+            try:
+                yield slot
+            finally:
+                slot.release()
+        finally:
+            self._count(-1)
+
+
+class _Slot:
+    """One held push slot; ``send`` gives it back early when a write is slow."""
+
+    def __init__(self, gate: PushGate) -> None:
+        self._gate, self._held = gate, True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._gate._slots.release()
+
+    async def send(self, write: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(write)
+        if self._held:
+            done, _ = await asyncio.wait({task}, timeout=self._gate.slow_after)
+            if not done:
+                log.info("a slow ADS write gave its push slot back")
+                self.release()
+        await task
+
+
 class _Stream(abc.ABC):
     """The per-stream loop shared by SotW and delta; subclasses handle requests and diffs."""
 
@@ -156,8 +223,10 @@ class _Stream(abc.ABC):
         on_disconnect: ProxyHook = _ignore,
         authorize: Authorizer | None = None,
         peer: StreamPeer | None = None,
+        gate: PushGate | None = None,
     ) -> None:
         self._cache, self._status = cache, status
+        self._gate = gate or PushGate()
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
         self._authorize, self.peer = authorize, peer
         self.subscriptions: dict[str, Subscription] = {}
@@ -232,17 +301,18 @@ class _Stream(abc.ABC):
                 self._handle(self._inbox.popleft())
             if self._pending is not None:
                 self._snapshot, self._pending = self._pending, None
-            for outgoing in self._pass():
-                await send(outgoing.payload)
-                assert self._connection is not None
-                self._status.sent(
-                    self._connection,
-                    outgoing.type_url,
-                    outgoing.version,
-                    outgoing.nonce,
-                    outgoing.carried,
-                    outgoing.updated,
-                )
+            async with self._gate.slot() as slot:
+                for outgoing in self._pass():
+                    await slot.send(send(outgoing.payload))
+                    assert self._connection is not None
+                    self._status.sent(
+                        self._connection,
+                        outgoing.type_url,
+                        outgoing.version,
+                        outgoing.nonce,
+                        outgoing.carried,
+                        outgoing.updated,
+                    )
             if self._closed and not self._inbox:
                 return
 
@@ -258,11 +328,15 @@ class _Stream(abc.ABC):
             subscription = self.subscriptions.get(type_url)
             if subscription is None:
                 continue
-            _force(subscription, forced.get(type_url, set()))
-            outgoing = self._respond(type_url, subscription, snapshot)
+            forced_names = forced.get(type_url, set())
+            _force(subscription, forced_names)
+            names = _to_diff(type_url, subscription, snapshot, forced_names)
+            outgoing = self._respond(type_url, subscription, snapshot, names) if names != () else None
+            subscription.synced = snapshot.version(type_url)
             self._prune_rejected(type_url, subscription)
             if outgoing is None:
-                self._note_held(type_url, subscription, snapshot)
+                if names is None:
+                    self._note_held(type_url, subscription, snapshot)
                 continue
             out.append(outgoing)
             child = rt.CHILD_TYPE.get(type_url)
@@ -312,8 +386,32 @@ class _Stream(abc.ABC):
         """Apply one request to ``subscriptions`` (and book its ACK or NACK)."""
 
     @abc.abstractmethod
-    def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
-        """The response that brings the client's view of ``type_url`` to ``snapshot``, if any."""
+    def _respond(
+        self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None
+    ) -> Outgoing | None:
+        """The response that brings the client's view of ``type_url`` to ``snapshot``, if any;
+        ``names``, when given, are the only ones that can differ (``_to_diff``)."""
+
+
+def _to_diff(
+    type_url: str, subscription: Subscription, snapshot: Snapshot, forced: set[str]
+) -> Collection[str] | None:
+    """The names whose state can differ from what the client holds: ``None`` when unknown (diff
+    every name), else a (possibly empty) collection. Known only while the subscription is
+    unchanged since it was reconciled against a version this snapshot knows the changes since."""
+    if subscription.synced is None or subscription.must_respond:
+        return None
+    version = snapshot.version(type_url)
+    if subscription.synced == version:
+        names: Collection[str] = forced
+    else:
+        change = snapshot.changes.get(type_url)
+        if change is None or change.since != subscription.synced:
+            return None
+        names = change.names | forced if forced else change.names
+    if not names:
+        return ()
+    return names
 
 
 def _force(subscription: Subscription, names: Iterable[str]) -> None:
@@ -323,8 +421,13 @@ def _force(subscription: Subscription, names: Iterable[str]) -> None:
             subscription.known[name] = _RESEND
 
 
-def _desired(subscription: Subscription, snapshot: Snapshot, type_url: str) -> dict[str, Resource]:
-    return {n: r for n, r in snapshot.named(type_url).items() if subscription.wants(n)}
+def _desired(
+    subscription: Subscription, snapshot: Snapshot, type_url: str, names: Collection[str] | None = None
+) -> dict[str, Resource]:
+    named = snapshot.named(type_url)
+    if names is None:
+        return {n: r for n, r in named.items() if subscription.wants(n)}
+    return {n: named[n] for n in names if n in named and subscription.wants(n)}
 
 
 def _changed(subscription: Subscription, desired: dict[str, Resource]) -> list[Resource]:
@@ -362,35 +465,61 @@ class SotwStream(_Stream):
             self._record_reply(type_url, subscription, request.response_nonce, error, request.version_info)
         _set_sotw_names(subscription, request.resource_names)
 
-    def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
-        desired = _desired(subscription, snapshot, type_url)
-        changed = _changed(subscription, desired)
-        gone = [n for n in subscription.known if n not in desired]
+    def _respond(
+        self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None
+    ) -> Outgoing | None:
         full_state = type_url in rt.FULL_STATE_TYPES
+        if full_state:
+            names = None  # the response must carry the whole state anyway
+        desired = _desired(subscription, snapshot, type_url, names)
+        changed = _changed(subscription, desired)
+        candidates = subscription.known if names is None else [n for n in names if n in subscription.known]
+        gone = [n for n in candidates if n not in desired]
         if not (changed or (full_state and gone) or subscription.must_respond):
             for name in gone:  # per-resource types cannot signal removal in SotW ("Deleting Resources")
                 del subscription.known[name]
             return None
         subscription.must_respond = False
-        subscription.known = {n: r.version for n, r in desired.items() if n in subscription.known}
+        if names is None:
+            subscription.known = {n: r.version for n, r in desired.items() if n in subscription.known}
+        else:
+            for name in gone:
+                del subscription.known[name]
         subscription.known.update((r.name, r.version) for r in changed)
         sent = [desired[n] for n in sorted(desired)] if full_state else changed
-        version = content_version(subscription.known.items())
+        version = _sotw_version(subscription, snapshot, type_url)
         nonce = self._next_nonce(subscription)
         payload = wire.encode_sotw(version, type_url, nonce, sent)
         updated = tuple(r.name for r in changed)
-        return Outgoing(type_url, version, nonce, payload, updated, tuple(r.name for r in sent))
+        carried = updated if sent is changed else tuple(r.name for r in sent)  # one tuple, kept by the status
+        return Outgoing(type_url, version, nonce, payload, updated, carried)
+
+
+def _sotw_version(subscription: Subscription, snapshot: Snapshot, type_url: str) -> str:
+    """The version of what the client now holds, ``content_version(known)``. After a response
+    the client holds exactly the wanted resources of the snapshot, so when it holds as many as
+    the snapshot has, it holds them all and the snapshot's version is that version (no hashing)."""
+    if len(subscription.known) == len(snapshot.named(type_url)):
+        return snapshot.version(type_url)
+    return content_version(subscription.known.items())
 
 
 def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -> None:
-    """SotW names replace the previous list; empty before any explicit name is the legacy wildcard."""
+    """SotW names replace the previous list; empty before any explicit name is the legacy wildcard.
+    A list that changes what is wanted makes the next pass diff in full."""
     names = set(resource_names)
     if not names and not subscription.explicit:
-        subscription.wildcard = True
+        if not subscription.wildcard:
+            subscription.wildcard, subscription.synced = True, None
         return
+    wildcard = rt.WILDCARD in names
+    names.discard(rt.WILDCARD)
+    if subscription.explicit and wildcard == subscription.wildcard and names == subscription.names:
+        return  # an ACK (or a repeat): nothing the client wants changed
     subscription.explicit = True
-    subscription.wildcard = rt.WILDCARD in names
-    subscription.names = names - {rt.WILDCARD}
+    subscription.wildcard = wildcard
+    subscription.names = names
+    subscription.synced = None
     subscription.forget_unwanted()  # a name requested again later must be resent
 
 
@@ -413,11 +542,18 @@ class DeltaStream(_Stream):
         if first and subscription.wildcard:
             subscription.must_respond = True
 
-    def _respond(self, type_url: str, subscription: Subscription, snapshot: Snapshot) -> Outgoing | None:
-        desired = _desired(subscription, snapshot, type_url)
+    def _respond(
+        self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None
+    ) -> Outgoing | None:
+        desired = _desired(subscription, snapshot, type_url, names)
         changed = _changed(subscription, desired)
-        missing = {n for n in subscription.names if n not in desired}
-        candidates = (subscription.known.keys() | missing) - desired.keys()
+        if names is None:
+            missing = {n for n in subscription.names if n not in desired}
+            candidates = (subscription.known.keys() | missing) - desired.keys()
+        else:
+            candidates = {
+                n for n in names if n not in desired and (n in subscription.known or n in subscription.names)
+            }
         removed = sorted(n for n in candidates if subscription.known.get(n) != _ABSENT)
         if not (changed or removed or subscription.must_respond):
             return None
@@ -438,6 +574,8 @@ class DeltaStream(_Stream):
 def _apply_delta_names(subscription: Subscription, request: Any, first: bool) -> None:
     """Apply ``resource_names_subscribe``/``_unsubscribe`` ("Subscribing to Resources")."""
     subscribe, unsubscribe = list(request.resource_names_subscribe), list(request.resource_names_unsubscribe)
+    if subscribe or unsubscribe:
+        subscription.synced = None  # what the client wants changed: diff in full
     if first and not subscribe and not unsubscribe:
         subscription.wildcard = True  # legacy wildcard
     for name in subscribe:
@@ -477,20 +615,22 @@ class AggregatedDiscoveryService:
         on_connect: ProxyHook = _ignore,
         on_disconnect: ProxyHook = _ignore,
         authorize: Authorizer | None = None,
+        gate: PushGate | None = None,
     ) -> None:
         self.cache = cache
         self.status = status or PushStatus()
+        self.gate = gate or PushGate()
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
         self._authorize = authorize
 
     def sotw_stream(self, peer: StreamPeer | None = None) -> SotwStream:
         return SotwStream(
-            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer
+            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer, self.gate
         )
 
     def delta_stream(self, peer: StreamPeer | None = None) -> DeltaStream:
         return DeltaStream(
-            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer
+            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer, self.gate
         )
 
     def register(self, server: grpc.aio.Server) -> None:

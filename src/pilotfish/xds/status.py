@@ -12,8 +12,8 @@ its ACK says nothing about a resource an earlier response carried and Envoy reje
 (xds_protocol.rst "ACK and NACK semantics summary"). Each type therefore keeps ``rejected``:
 resource name -> the NACK that covered it, until a response carrying that name again is ACKed or
 the name leaves the client's view. A type with a rejected resource is NACKED, never SYNCED, and
-the NACK names the resource (the names Envoy's text mentions, else every name of the rejected
-response) with Envoy's text.
+the NACK names the resource with Envoy's text: of the resources new in the rejected response
+(the others were accepted before), those Envoy's text mentions, else all of them.
 """
 
 from __future__ import annotations

@@ -232,6 +232,8 @@ def _closed_after(port: int, send: bytes, drip: bytes, limit: float) -> float:
                     return time.monotonic() - started
             except TimeoutError:
                 pass
+            except ConnectionResetError:  # closed with our unread drip in its buffer: a reset
+                return time.monotonic() - started
             try:
                 if drip:
                     sock.sendall(drip)

@@ -159,6 +159,18 @@ def test_registrations_validate_their_body_and_live_until_deregistered(api: Api)
     assert api.call("GET", "/registrations").json()["items"] == []
 
 
+def test_a_registration_carries_its_locality_as_the_istio_locality_label(api: Api) -> None:
+    body = {"service": HOST, "address": "10.0.0.2", "port": 80, "locality": "eu/west-1/a"}
+    lease = api.call("POST", "/registrations", body)
+    assert lease.status == 201, lease
+    (item,) = api.call("GET", f"/registrations?service={HOST}").json()["items"]
+    assert item["labels"]["istio-locality"] == "eu.west-1.a" and item["locality"] == "eu/west-1/a"
+    assert api.call("DELETE", f"/registrations/{lease.json()['id']}").status == 200
+    for bad in ("eu//a", "eu/west.1", 7):
+        refused = api.call("POST", "/registrations", {**body, "locality": bad})
+        assert refused.status == 400 and refused.json()["problems"][0]["path"] == "locality", bad
+
+
 def test_the_openapi_document_describes_every_route(api: Api) -> None:
     response = api.call("GET", "/openapi.yaml")
     assert response.status == 200 and response.headers["content-type"].startswith("application/yaml")

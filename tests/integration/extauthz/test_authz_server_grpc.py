@@ -143,7 +143,7 @@ def test_an_internal_failure_is_a_grpc_error_not_an_allow():
     class Broken(AuthzBundle):
         __slots__ = ()
 
-        async def decide(self, attributes, authenticator):
+        async def decide_detailed(self, attributes, authenticator):
             raise RuntimeError("boom")
 
     async def scenario(stub, service):

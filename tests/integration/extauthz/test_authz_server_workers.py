@@ -148,7 +148,8 @@ def test_a_stopped_worker_is_killed_and_replaced_and_checks_are_decided_again_wi
     """SIGSTOP leaves the worker's socket in the SO_REUSEPORT group: the kernel keeps handing it
     connections nobody accepts. The health probe finds it, kills it (which takes the socket out
     of the group) and starts a replacement."""
-    w = workers(2, bundle=bundle(deny_path("/admin*")))
+    reported: list[str] = []
+    w = workers(2, bundle=bundle(deny_path("/admin*")), on_failure=reported.append)
     victim, other = w.pids
     with Traffic(w.port) as traffic:
         time.sleep(1.0)  # requests flow before the stop
@@ -168,9 +169,21 @@ def test_a_stopped_worker_is_killed_and_replaced_and_checks_are_decided_again_wi
         f"{recovered_after:.2f}s ({failures} undecided of {len(traffic.results)})"
     )
     assert w.hung == 1 and other in w.pids
+    assert reported == [f"authz worker 0 (pid {victim}) hung"], "reported to the supervisor"
     assert recovered_after <= 2.0, f"Checks undecided for {recovered_after:.2f}s after SIGSTOP"
     before = [ok for started, ok in traffic.results if started < stopped_at - traffic.timeout]
     assert before and all(before), "every Check that ended before the stop was decided"
     wait_for(lambda: len(w.pids) == 2 and w.restarts == 1, timeout=30, message="a replacement worker")
     assert victim not in w.pids
     assert decided(w.port, timeout=5)
+
+
+def test_an_unreadable_message_does_not_silence_a_workers_mailbox(workers):
+    w = workers(1, bundle=bundle(require_jwt()))
+    slot = w._slots[0]
+    assert slot.conn is not None
+    slot.conn.send_bytes(b"not a pickle")
+    latest = bundle(deny_path("/admin*"))
+    assert w.publish(latest)
+    w.wait_version(latest.version)  # the mailbox read past the garbage and installed the bundle
+    assert check_sync(w.port, check_request()).status.code == code_pb2.OK

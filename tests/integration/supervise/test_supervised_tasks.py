@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -50,7 +52,7 @@ def test_a_failing_background_task_is_logged_counted_restarted_and_degrades_heal
         store_url=f"sqlite:///{tmp_path / 'pilotfish.db'}",
         ca=CaOptions(ca_dir=tmp_path / "ca", secure_xds_port=0),
         lease_interval=0.05,
-        supervision=Backoff(initial=0.2, maximum=1.0, stable_after=1.0),
+        supervision=Backoff(initial=0.2, maximum=1.0, stable_after=2.0),
     )
     seen: list[str] = []
 
@@ -100,3 +102,51 @@ def test_a_failing_background_task_is_logged_counted_restarted_and_degrades_heal
     assert all(r.exc_info and "lease tick exploded" in str(r.exc_info[1]) for r in failed)
     assert "lease tick exploded (1)" in caplog.text and "Traceback" in caplog.text
     assert any("background task lease-expiry restarted" in r.getMessage() for r in caplog.records)
+
+
+def test_a_hung_check_worker_is_replaced_and_reported_by_healthz_and_metrics(tmp_path: Path) -> None:
+    """The worker monitor runs in a thread; its report reaches the supervisor on the event loop."""
+    opts = ServeOptions(
+        xds_port=0,
+        admin_port=0,
+        authz_port=0,
+        authz_workers=1,
+        ca=CaOptions(ca_dir=tmp_path / "ca", secure_xds_port=0),
+        supervision=Backoff(stable_after=2.0),
+    )
+
+    async def scenario() -> None:
+        cp = ControlPlane(opts)
+        await cp.start()
+        try:
+            assert cp.authz is not None
+            base = f"http://127.0.0.1:{cp.admin_port}"
+            (victim,) = cp.authz.pids
+            os.kill(victim, signal.SIGSTOP)
+            bodies: list[str] = []
+
+            async def degraded() -> bool:
+                status, body = await asyncio.to_thread(get, f"{base}/healthz")
+                bodies.append(body)
+                return status == 503
+
+            await until(degraded, 15, "/healthz never said degraded")
+            assert "background task authz-workers failed" in bodies[-1], bodies[-1]
+            assert f"pid {victim}) hung" in bodies[-1]
+            authz = cp.authz
+
+            async def replaced() -> bool:
+                return len(authz.pids) == 1 and victim not in authz.pids
+
+            await until(replaced, 30, "no replacement worker")
+
+            async def recovered() -> bool:
+                return await asyncio.to_thread(get, f"{base}/healthz") == (200, "ok\n")
+
+            await until(recovered, 20, "/healthz never recovered")
+            _status, metrics = await asyncio.to_thread(get, f"{base}/metrics")
+            assert 'pilotfish_task_failures_total{task="authz-workers"} 1.0' in metrics
+        finally:
+            await cp.stop()
+
+    asyncio.run(scenario())

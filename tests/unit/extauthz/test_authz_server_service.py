@@ -31,10 +31,12 @@ REMOTE_AUTHN = policy_doc(
 )
 
 
-def check(token: str | None = None, namespace: str = "foo") -> external_auth_pb2.CheckRequest:
+def check(
+    token: str | None = None, namespace: str = "foo", path: str = "/get"
+) -> external_auth_pb2.CheckRequest:
     request = external_auth_pb2.CheckRequest()
     http = request.attributes.request.http
-    http.method, http.path, http.host = "GET", "/get", "httpbin.foo"
+    http.method, http.path, http.host = "GET", path, "httpbin.foo"
     if token:
         http.headers["authorization"] = f"Bearer {token}"
     if namespace:
@@ -58,20 +60,23 @@ def test_allow_and_deny_are_responses_and_are_counted():
     svc = service(REQUIRE_JWT, REQUEST_AUTHN, hooks=metrics)
     token = KEY.sign({"iss": ISS, "sub": "alice", "exp": NOW + 60})
     assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK
-    assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK
+    assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK  # the same answer again
+    assert asyncio.run(svc.check(check(token, path="/other"))).status.code == code_pb2.OK
     denied = asyncio.run(svc.check(check()))
     assert (denied.status.code, denied.denied_response.body) == (
         code_pb2.PERMISSION_DENIED,
         "RBAC: access denied",
     )
-    assert svc.stats()["allow"] == 2 and svc.stats()["deny"] == 1
+    assert svc.stats()["allow"] == 3 and svc.stats()["deny"] == 1
     allowed = {"decision": "allow", "reason": "allowed", "policy": "foo/require-jwt"}
-    assert sample(metrics, "pilotfish_authz_checks_total", **allowed) == 2
+    assert sample(metrics, "pilotfish_authz_checks_total", **allowed) == 3
     assert (
         sample(metrics, "pilotfish_authz_checks_total", decision="deny", reason="no_allow_match", policy="")
         == 1
     )
-    assert sample(metrics, "pilotfish_authz_check_duration_seconds_count") == 3
+    assert sample(metrics, "pilotfish_authz_check_duration_seconds_count") == 4
+    assert sample(metrics, "pilotfish_authz_decision_cache_lookups_total", result="hit") == 1
+    assert sample(metrics, "pilotfish_authz_decision_cache_lookups_total", result="miss") == 3
     assert sample(metrics, "pilotfish_authz_token_cache_lookups_total", result="miss") == 1
     assert sample(metrics, "pilotfish_authz_token_cache_lookups_total", result="hit") == 1
 
@@ -149,3 +154,47 @@ def test_repeated_denies_are_logged_a_few_times_then_summarised(caplog: pytest.L
     assert (
         caplog.records[-1].getMessage().startswith(f"{500 - authz_server.deny_log.burst} more like the above")
     )
+
+
+def test_a_repeated_request_is_answered_from_the_decision_cache_until_its_token_expires():
+    now = [NOW]
+    svc = CheckService(AuthzBundle.build(load(REQUIRE_JWT, REQUEST_AUTHN)), clock=lambda: now[0])
+    svc.answers.ttl = 3600.0  # so only the token's expiry can end the entry
+    token = KEY.sign({"iss": ISS, "sub": "alice", "exp": int(NOW) + 1})
+    request = check(token)
+    request.attributes.request.http.headers["x-request-id"] = "1"
+    assert asyncio.run(svc.check(request)).status.code == code_pb2.OK
+    request.attributes.request.http.headers["x-request-id"] = "2"  # a header no policy reads
+    assert asyncio.run(svc.check(request)).status.code == code_pb2.OK
+    assert len(svc.answers) == 1
+    now[0] = int(NOW) + 1 + 61  # past exp and Envoy's 60 s skew: decided again, and denied
+    assert asyncio.run(svc.check(request)).status.code != code_pb2.OK
+
+
+def test_what_a_decision_reads_is_part_of_the_key():
+    svc = service(REQUIRE_JWT, REQUEST_AUTHN)
+    token = KEY.sign({"iss": ISS, "sub": "alice", "exp": NOW + 60})
+    assert asyncio.run(svc.check(check(token))).status.code == code_pb2.OK
+    assert asyncio.run(svc.check(check())).status.code != code_pb2.OK  # the token header differs
+    assert asyncio.run(svc.check(check(token, namespace="bar"))).status.code == code_pb2.OK
+    assert len(svc.answers) == 3
+    svc.swap(AuthzBundle.build(load(REQUEST_AUTHN)))  # a new bundle version: nothing is reused
+    assert asyncio.run(svc.check(check())).status.code == code_pb2.OK
+
+
+def test_a_jwks_fetch_is_bounded_by_the_rules_timeout():
+    """Envoy's remote_jwks ``http_uri.timeout`` is the jwtRule ``timeout``: a JWKS server slower
+    than that is a failed fetch (401), never a Check that waits for it."""
+    token = KEY.sign({"iss": ISS, "sub": "alice", "exp": NOW + 60})
+
+    async def slow(uri: str) -> str:
+        await asyncio.sleep(0.3)
+        return jwks_text(KEY)
+
+    def with_timeout(timeout: str) -> CheckService:
+        rule = {"issuer": ISS, "jwksUri": "https://keys.example.com/jwks", "timeout": timeout}
+        authn = policy_doc({"jwtRules": [rule]}, name="jwt", kind="RequestAuthentication")
+        return CheckService(AuthzBundle.build(load(REQUIRE_JWT, authn)), fetch=slow, clock=lambda: NOW)
+
+    assert asyncio.run(with_timeout("50ms").check(check(token))).denied_response.status.code == 401
+    assert asyncio.run(with_timeout("2s").check(check(token))).status.code == code_pb2.OK

@@ -177,3 +177,27 @@ def test_envoy_accepts_an_auto_passthrough_gateway_with_its_sni_clusters(tmp_pat
     boot.static_resources.clusters.extend(extra)
     result = validate(boot, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+NAMED_PORTS = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: named, namespace: prod}
+spec:
+  ingress:
+  - {port: {number: 9080, name: http-web}, defaultEndpoint: '127.0.0.1:19080'}
+  - {port: {number: 5432, name: postgres}, defaultEndpoint: '127.0.0.1:15432'}
+  egress:
+  - {port: {number: 7000, name: grpc-api}, hosts: ['*/*']}
+"""
+
+
+def test_sidecar_ports_without_a_protocol_take_their_names() -> None:
+    snap = snapshot(SERVICES, NAMED_PORTS)
+    listeners = {item.name: item for item in translate_listeners(snap, client(ip="10.0.0.9"))}
+    filters = {
+        name: [f.name for c in item.filter_chains for f in c.filters] for name, item in listeners.items()
+    }
+    assert "envoy.filters.network.http_connection_manager" in filters["10.0.0.9_9080"]  # http-web
+    assert filters["10.0.0.9_5432"][-1] == "envoy.filters.network.tcp_proxy"  # postgres: TCP
+    assert "envoy.filters.network.http_connection_manager" in filters["127.0.0.1_7000"]  # grpc-api

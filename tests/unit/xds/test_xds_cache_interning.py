@@ -21,13 +21,16 @@ def test_any_bytes_are_what_protobuf_serializes(type_url: str, size: int) -> Non
     assert any_bytes(type_url, body) == any_pb2.Any(type_url=type_url, value=body).SerializeToString()
 
 
-def test_content_version_hashes_each_pair_in_name_order() -> None:
+def test_content_version_is_the_sum_of_one_hash_per_pair() -> None:
     pairs = [("b", "2"), ("a", "1"), ("c", "")]
-    digest = hashlib.blake2b(digest_size=12)
-    for name, version in sorted(pairs):
-        digest.update(f"{name}\0{version}\n".encode())
-    assert content_version(pairs) == digest.hexdigest()
-    assert content_version(()) == hashlib.blake2b(digest_size=12).hexdigest()
+
+    def one(name: str, version: str) -> int:
+        return int.from_bytes(hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=12).digest(), "big")
+
+    assert content_version(pairs) == f"{sum(one(*p) for p in pairs) % 2**96:024x}"
+    assert content_version(reversed(pairs)) == content_version(pairs)
+    assert content_version(()) == "0" * 24
+    assert content_version([("a", "12")]) != content_version([("a1", "2")])
 
 
 def test_equal_messages_share_one_resource_while_it_lives() -> None:

@@ -43,8 +43,9 @@ from google.protobuf import duration_pb2
 
 from pilotfish.config.security.enforcement import AUTHZ_MODES, MODE_ANNOTATION, AuthzMode, choose_mode
 from pilotfish.config.security.targeting import resource_in_scope
+from pilotfish.kong.check import KONG_METADATA, PROXY_TYPE_KEY
 from pilotfish.registry.snapshot import MeshSnapshot
-from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.jwt_authn import jwks_cluster, jwks_sources, jwt_authn_filter
 from pilotfish.xds.translate.rbac import rbac_filters
 
@@ -65,9 +66,10 @@ _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def authz_applies(snapshot: MeshSnapshot, proxy: Proxy) -> bool:
-    """Whether a RequestAuthentication or AuthorizationPolicy selects the proxy's workload."""
+    """Whether a RequestAuthentication or AuthorizationPolicy selects the proxy's workload (or
+    Kong's plugins apply at this gateway)."""
     root = snapshot.mesh.root_namespace
-    return any(
+    return kong_plugins_apply(snapshot, proxy) or any(
         resource_in_scope(r, proxy.namespace, proxy.labels, root)
         for kind in POLICY_KINDS
         for r in snapshot.of_kind(kind)
@@ -103,10 +105,20 @@ def _policies(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[list[Any], list[Any
     )
 
 
+def kong_plugins_apply(snapshot: MeshSnapshot, proxy: Proxy) -> bool:
+    """Kong's plugins (pilotfish.io Plugin) run in the Check server, at gateways only."""
+    return proxy.type == ProxyType.ROUTER and any(p.spec.enabled for p in snapshot.of_kind("Plugin"))
+
+
 def enforcement(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[str, str | None]:
     """Pure and cheap (no filters built), for ``/debug/syncz`` and ``proxy-status``."""
     policies, authns = _policies(snapshot, proxy)
-    return choose_mode(policies, authns, requested_mode(snapshot, proxy), snapshot.authz_address is not None)
+    check_server = snapshot.authz_address is not None
+    if kong_plugins_apply(snapshot, proxy):
+        requested = requested_mode(snapshot, proxy)
+        fallback = "Kong plugins are enforced by the Check server" if requested == "native" else None
+        return ("ext_authz" if check_server else "none"), fallback
+    return choose_mode(policies, authns, requested_mode(snapshot, proxy), check_server)
 
 
 def authz_plan(snapshot: MeshSnapshot, proxy: Proxy) -> AuthzPlan:
@@ -140,6 +152,8 @@ def ext_authz(proxy: Proxy) -> ext_authz_pb2.ExtAuthz:
         failure_mode_allow=False,
         include_peer_certificate=True,
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.Forbidden),
+        # gateway routes name their route and destination for Kong's plugin scopes (kong/check.py)
+        route_metadata_context_namespaces=[KONG_METADATA] if proxy.type == ProxyType.ROUTER else [],
     )
 
 
@@ -150,7 +164,10 @@ def workload_metadata(proxy: Proxy) -> dict[str, str]:
         "labels": json.dumps(dict(proxy.labels), sort_keys=True, separators=(",", ":")),
         "service_account": proxy.service_account,
     }
-    return {WORKLOAD_KEYS[key]: value for key, value in values.items()}
+    out = {WORKLOAD_KEYS[key]: value for key, value in values.items()}
+    if proxy.type == ProxyType.ROUTER:
+        out[PROXY_TYPE_KEY] = "router"  # Kong's plugins run at gateways (kong/check.py)
+    return out
 
 
 def _managers(

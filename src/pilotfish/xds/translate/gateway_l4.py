@@ -12,8 +12,9 @@ Istio ``pilot/pkg/networking/core/gateway.go`` (``buildGatewayListeners``,
   the name a sidecar's mTLS SNI carries) before the ``tcp_proxy`` to ``BlackHoleCluster`` that the
   filter overrides; the gateway gets those SNI-named clusters (``sni_dnat_clusters``);
 - a TLS server that terminates (SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL): one chain on
-  the server's hosts with the server's TLS context (``gateway_tls.server_tls_context``), then
-  the first ``tcp`` rule that applies, as for a TCP server;
+  the server's hosts with the server's TLS context (``gateway_tls.server_tls_context``) offering
+  no ALPN (the client and the backend speak whatever they speak), then the first ``tcp`` rule
+  that applies, as for a TCP server;
 - a TCP server (TCP, MONGO, MYSQL, REDIS): one chain, the first ``tcp`` rule whose matches apply
   (``l4MultiMatch``); no rule, no chain (Istio builds none either).
 """
@@ -145,7 +146,12 @@ def server_chains(snapshot: MeshSnapshot, proxy: Proxy, server: L4Server) -> lis
     if server.mode in TERMINATING_MODES:
         assert server.server.tls is not None
         out_chain = chain(network_filter, server_names=server.server_names or ["*"])
-        out_chain.transport_socket.CopyFrom(transport_socket(server_tls_context(server.server.tls)))
+        context = server_tls_context(server.server.tls)
+        # No ALPN: the stream inside is not HTTP the gateway speaks, so offering h2 would make an
+        # HTTP client send HTTP/2 to a backend that never agreed to it (Istio offers
+        # istio-peer-exchange, h2, http/1.1 here for its metadata exchange, which pilotfish lacks).
+        context.common_tls_context.ClearField("alpn_protocols")
+        out_chain.transport_socket.CopyFrom(transport_socket(context))
         return [out_chain]
     return [chain(network_filter)]
 

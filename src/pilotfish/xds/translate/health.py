@@ -24,8 +24,13 @@ HealthCheck: TypeAlias = health_check_pb2.HealthCheck
 
 def health_checks_for(snapshot: MeshSnapshot, service: Service) -> list[HealthCheck]:
     """The health checks of every cluster (default and subsets) of ``service``."""
-    check = snapshot.derived(_checks_by_source).get(service.source)
+    check = health_check_of(snapshot, service)
     return [_to_envoy(check)] if check is not None else []
+
+
+def health_check_of(snapshot: MeshSnapshot, service: Service) -> HttpCheck | None:
+    """The valid health check annotated on the service's ServiceEntry, if any."""
+    return snapshot.derived(_checks_by_source).get(service.source)
 
 
 def _checks_by_source(snapshot: MeshSnapshot) -> dict[str, HttpCheck]:

@@ -43,8 +43,9 @@ from pilotfish.config.networking.virtual_service import (
     HTTPRoute,
     HTTPRouteDestination,
 )
+from pilotfish.kong.check import KONG_METADATA
 from pilotfish.registry.model import Service
-from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.names import outbound_cluster_name, parse_cluster_name
 from pilotfish.xds.translate.route_hash import hash_policies
 from pilotfish.xds.translate.route_match import is_catch_all, route_match
@@ -149,6 +150,8 @@ def translate_route(
         return None
     name = f"{rule.name}.{match.name}" if match is not None and match.name else rule.name
     out = Route(name=name, match=route_match(match), metadata=config_metadata(service))
+    if options.proxy.type == ProxyType.ROUTER and rule.route:
+        add_kong_metadata(out, rule.name, rule.route[0].destination.host)
     if match is not None and match.stat_prefix:
         out.stat_prefix = match.stat_prefix
     operations = header_operations(rule.headers) if rule.headers is not None else HeaderOperationsOut()
@@ -179,6 +182,14 @@ def config_metadata(service: AppliedVirtualService) -> base_pb2.Metadata:
     istio = struct_pb2.Struct()
     istio.update({"config": service.config_path})
     return base_pb2.Metadata(filter_metadata={ISTIO_METADATA: istio})
+
+
+def add_kong_metadata(out: Route, name: str, host: str) -> None:
+    """The route's name and destination host for Kong's plugin scopes (route, service), read by
+    the Check server through ext_authz ``route_metadata_context_namespaces`` (kong/check.py)."""
+    kong = struct_pb2.Struct()
+    kong.update({"route": name, "service": host})
+    out.metadata.filter_metadata[KONG_METADATA].CopyFrom(kong)
 
 
 def add_header_operations(out: Route, operations: HeaderOperationsOut) -> None:

@@ -16,7 +16,8 @@ the app on loopback. Istio ``pilot/pkg/networking/core/listener_inbound.go``
 - the app: ``ingress.defaultEndpoint`` (``127.0.0.1:P`` / ``[::1]:P`` on loopback, ``0.0.0.0:P``,
   ``[::]:P`` or ``:P`` on the proxy IP, ``unix://PATH``), else node metadata APP_PORTS, else the
   same port on 127.0.0.1;
-- an ingress port without a protocol is served as TCP (Istio would sniff the protocol);
+- an ingress port without a protocol takes its name's (``http-web``: HTTP), else is served as TCP
+  (Istio would sniff the protocol; ``registry.from_config.port_protocol``);
 - a port whose app address is the listener's own address is left out: it would loop (this is
   what a proxy with the default IP 127.0.0.1 and no APP_PORTS would build).
 
@@ -35,6 +36,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from pilotfish.config.networking.common import is_http
 from pilotfish.config.networking.gateway import UNIX_PREFIX
 from pilotfish.config.networking.sidecar import IstioIngressListener, split_host_port
+from pilotfish.registry.from_config import port_protocol
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.clusters import (
@@ -113,7 +115,7 @@ def endpoint_ports(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[InboundPort
 def ingress_port(ingress: IstioIngressListener, proxy: Proxy, hostname: str) -> InboundPort:
     number = ingress.port.number
     address, app_port = app_endpoint(proxy, number, ingress.default_endpoint or None)
-    protocol = (ingress.port.protocol or "TCP").upper()
+    protocol = port_protocol(ingress.port.protocol, ingress.port.name)
     return InboundPort(number, protocol, ingress.bind or proxy.ip, address, app_port, hostname)
 
 

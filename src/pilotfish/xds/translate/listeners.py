@@ -60,6 +60,7 @@ from pilotfish.config.networking.common import is_http, is_tls
 from pilotfish.config.networking.gateway import UNIX_PREFIX, Server
 from pilotfish.config.networking.sidecar import IstioEgressListener
 from pilotfish.config.networking.virtual_service import MESH_GATEWAY
+from pilotfish.registry.from_config import named_protocol
 from pilotfish.registry.model import Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
@@ -219,7 +220,8 @@ def egress_ports(
     on_port = [s for s in services if s.port(number) is not None]
     first = on_port[0] if on_port else None
     declared = first.port(number) if first is not None else None
-    protocol = (egress.port.protocol or (declared.protocol if declared else "TCP")).upper()
+    named = named_protocol(egress.port.name)  # the port's protocol, else its name's, else the service's
+    protocol = (egress.port.protocol or named or (declared.protocol if declared else "TCP")).upper()
     if is_http(protocol) or first is not None:
         yield OutboundPort(bind, number, protocol, first)
 

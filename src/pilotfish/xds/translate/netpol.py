@@ -58,7 +58,7 @@ from pilotfish.netpol.model import NETWORK_POLICY, Pod, World, is_ip, normal_ip
 from pilotfish.netpol.pods import world_of
 from pilotfish.netpol.rules import EGRESS, INGRESS, Isolation, PortSpec, Rule, isolation
 from pilotfish.netpol.rules import Peer as RulePeer
-from pilotfish.registry.model import Endpoint
+from pilotfish.registry.model import Endpoint, Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.names import parse_cluster_name
@@ -317,16 +317,36 @@ def tcp_proxy_clusters(chain: listener_components_pb2.FilterChain) -> list[str]:
 # ---- source address --------------------------------------------------------------------------------
 
 
+def binds_source(snapshot: MeshSnapshot, proxy: Proxy, service: Service) -> bool:
+    """Whether the proxy's clusters of ``service`` connect from the workload's IP (``bind_source``;
+    caches key on it)."""
+    return (
+        service.location == "MESH_INTERNAL"
+        and normal_ip(proxy.ip) not in UNBOUND
+        and bool(snapshot.of_kind(NETWORK_POLICY))
+    )
+
+
 def bind_source(snapshot: MeshSnapshot, proxy: Proxy, clusters: Iterable[cluster_pb2.Cluster]) -> None:
     """Outbound clusters of mesh-internal services connect from the workload's IP."""
     if normal_ip(proxy.ip) in UNBOUND or not snapshot.of_kind(NETWORK_POLICY):
         return
-    internal = {s.hostname for s in snapshot.services if s.location == "MESH_INTERNAL"}
+    services = {s.hostname: s for s in snapshot.services}
     for cluster in clusters:
         key = parse_cluster_name(cluster.name)
-        if key is not None and key.direction == "outbound" and key.hostname in internal:
+        service = services.get(key.hostname) if key is not None and key.direction == "outbound" else None
+        if service is not None and binds_source(snapshot, proxy, service):
             cluster.upstream_bind_config.source_address.address = proxy.ip
             cluster.upstream_bind_config.source_address.port_value = 0
+
+
+def workload_scope(snapshot: MeshSnapshot, proxy: Proxy) -> tuple[str, str, str] | None:
+    """What of the proxy itself (beyond its type, namespace and labels) its outbound clusters and
+    endpoints depend on under NetworkPolicy: the workload's IP (the bound source), name and
+    service account (its pod); ``None`` without NetworkPolicy. Sidecars and gateways alike."""
+    if not snapshot.of_kind(NETWORK_POLICY):
+        return None
+    return (proxy.ip, proxy.workload_name or proxy.name, proxy.service_account)
 
 
 # ---- what enforcement depends on (for caches) -----------------------------------------------------

@@ -1,0 +1,398 @@
+"""Per-proxy snapshots assembled from shared, cached parts: work proportional to the change.
+
+Theory of operation
+-------------------
+A proxy's snapshot is the union of four parts (``cache.ResourceSet``), each built once for every
+proxy that shares what it depends on, and composed in O(parts) (``Snapshot.compose``):
+
+- **outbound** (CDS + EDS of the mesh's services): one per *outbound scope* — proxy type,
+  namespace, what its labels select (``keys.label_view``: DestinationRule, Sidecar, policy
+  selectors), locality and IP family (DNS clusters). Not per IP: a thousand sidecars of one
+  namespace share one part, its bytes and its versions. Inside, every service port's clusters
+  and every ClusterLoadAssignment come from tables keyed by their inputs (``translate.keys``,
+  Istio's XDS cache) that outlive snapshots and scopes, so a change rebuilds only the resources
+  whose inputs changed: one endpoint change, one assignment.
+- **routes** (RDS): one per route scope — type, namespace, label view, DNS domain and the route
+  names the listeners ask for; kept across snapshots while the *config epoch* holds.
+- **local** (LDS, inbound clusters, the ext_authz cluster): per proxy class (``proxy_class``:
+  these bind the proxy's IP), kept across snapshots while the config epoch holds and the
+  endpoints at the proxy's IP (its inbound ports) are the same.
+- **secrets** (SDS): per proxy, from the CA.
+
+The *config epoch* changes when anything but endpoints changes: resources other than
+WorkloadEntries, the services, the mesh config, the ext_authz address. Routes and listeners do
+not read endpoints (but for the proxy's own inbound ports, which the local part's key holds), so
+an endpoint change rebuilds none of them: it costs the registry, one pass over each scope's keys,
+the changed assignments, and an O(parts) compose per proxy. Each part remembers what changed
+since its previous build, so the server diffs only those names (``cache.TypeChange``).
+
+Not thread-safe: one worker thread owns a builder (``app.ControlPlane`` runs it off the event
+loop). Tables are swept at the end of each full pass over the proxies (``finish``): an entry no
+proxy used in the last two passes is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field, fields
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+
+from pilotfish.registry.model import Endpoint
+from pilotfish.registry.snapshot import MeshSnapshot
+from pilotfish.xds import resources as rt
+from pilotfish.xds.cache import Resource, ResourceInterner, ResourceSet, Snapshot
+from pilotfish.xds.proxy import Proxy
+from pilotfish.xds.translate.authz import authz_clusters
+from pilotfish.xds.translate.clusters import ClusterTemplates, service_port_clusters
+from pilotfish.xds.translate.endpoints import (
+    LbEndpointWriter,
+    by_locality,
+    cluster_endpoints,
+    load_assignment,
+    locality_policy,
+    visible_destinations,
+)
+from pilotfish.xds.translate.gateway_l4 import has_auto_passthrough, sni_dnat_clusters
+from pilotfish.xds.translate.inbound import translate_inbound_clusters
+from pilotfish.xds.translate.keys import (
+    Reprs,
+    assignment_key,
+    endpoints_fingerprint,
+    is_ipv6,
+    label_view,
+    netpol_scope,
+    outbound_clusters_key,
+)
+from pilotfish.xds.translate.listeners import route_names, translate_listeners
+from pilotfish.xds.translate.locality import locality_groups
+from pilotfish.xds.translate.mtls import endpoint_mtls
+from pilotfish.xds.translate.netpol import admitted, bind_source, egress_admission
+from pilotfish.xds.translate.routes import translate_routes
+
+log = logging.getLogger(__name__)
+V = TypeVar("V")
+
+# Kinds that only add endpoints: a change to them alone keeps the config epoch.
+ENDPOINT_KINDS = frozenset({"WorkloadEntry"})
+
+ProxyClass = tuple[str, str, tuple[tuple[str, str], ...], str, tuple[tuple[str, str], ...], str, str]
+SecretSource = Callable[[MeshSnapshot, Proxy], Iterable[Any]]
+# Seconds spent per part; wired to metrics by the caller.
+Timing = Callable[[str, float], None]
+
+
+def proxy_class(proxy: Proxy) -> ProxyClass:
+    """Proxies that get identical config: same type, namespace and labels, and — since inbound
+    and gateway listeners bind the proxy's own IP — same IP and listener metadata, and — since
+    the snapshot carries the workload's key (SDS ``default``) — the same service account: two
+    identities never share a key."""
+    metadata = {**proxy.metadata, **{f"APP_PORTS.{k}": str(v) for k, v in proxy.app_ports.items()}}
+    return (
+        str(proxy.type),
+        proxy.namespace,
+        tuple(sorted(proxy.labels.items())),
+        proxy.ip,
+        tuple(sorted(metadata.items())),
+        proxy.service_account,
+        proxy.locality,  # EDS priorities and weights follow it
+    )
+
+
+def outbound_scope(mesh: MeshSnapshot, proxy: Proxy) -> Hashable:
+    """What the outbound clusters and endpoints of a proxy depend on (see ``keys``): its type,
+    namespace, labels, locality and IP family, and the workload itself only under NetworkPolicy."""
+    labels = label_view(mesh, proxy)
+    family = is_ipv6(proxy.ip)
+    return (str(proxy.type), proxy.namespace, labels, proxy.locality, family, netpol_scope(mesh, proxy))
+
+
+def route_scope(mesh: MeshSnapshot, proxy: Proxy) -> Hashable:
+    """What a proxy's route configurations depend on besides their names."""
+    return (str(proxy.type), proxy.namespace, label_view(mesh, proxy), proxy.dns_domain)
+
+
+class KeyedTable(Generic[V]):
+    """Values by key, each remembering the last pass that used it (``sweep`` drops the rest)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[int, V]] = {}
+        self.generation = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, build: Callable[[], V]) -> V:
+        found = self._entries.get(key)
+        if found is not None:
+            self.hits += 1
+            if found[0] != self.generation:
+                self._entries[key] = (self.generation, found[1])
+            return found[1]
+        self.misses += 1
+        value = build()
+        self._entries[key] = (self.generation, value)
+        return value
+
+    def sweep(self) -> None:
+        """Drop what neither this pass nor the previous one used; start a new pass."""
+        oldest = self.generation - 1
+        self._entries = {k: e for k, e in self._entries.items() if e[0] >= oldest}
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# MeshSnapshot fields that are not config: the endpoints (an epoch ignores them), derived indexes.
+_NOT_EPOCH = frozenset({"resources", "endpoints", "by_kind", "_derived"})
+
+
+@dataclass(slots=True)
+class _Epoch:
+    """The non-endpoint config a snapshot was built from, to tell whether it moved: its
+    resources but WorkloadEntries, and every other field of the ``MeshSnapshot`` (services, mesh
+    config, ext_authz address and mode, and whatever is added later) but the endpoints."""
+
+    config: tuple[Any, ...] = ()
+    number: int = 0
+
+    def advance(self, mesh: MeshSnapshot) -> bool:
+        """Adopt ``mesh``'s config; True if it differs from the last one (a new epoch)."""
+        resources = tuple(r for r in mesh.resources if r.kind not in ENDPOINT_KINDS)
+        rest = tuple(getattr(mesh, f.name) for f in fields(mesh) if f.name not in _NOT_EPOCH)
+        config = (resources, rest)
+        same = self.number > 0 and config == self.config
+        self.config = config
+        if not same:
+            self.number += 1
+        return not same
+
+
+@dataclass(slots=True)
+class BuildStats:
+    """What the last pass did, for logs and metrics."""
+
+    epoch_changed: bool = False
+    scopes_built: int = 0
+    routes_built: int = 0
+    locals_built: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class SnapshotBuilder:
+    """Builds proxies' snapshots from one ``MeshSnapshot`` at a time (see the module doc)."""
+
+    def __init__(
+        self,
+        interner: ResourceInterner | None = None,
+        secrets: SecretSource | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self.interner = interner if interner is not None else ResourceInterner()
+        self._secrets = secrets
+        self._timing = timing
+        self.clusters: KeyedTable[tuple[Resource, ...]] = KeyedTable()
+        self.assignments: KeyedTable[Resource] = KeyedTable()
+        self.reprs = Reprs()
+        self._epoch = _Epoch()
+        self.mesh: MeshSnapshot | None = None
+        self._outbound: dict[Hashable, ResourceSet] = {}  # this mesh's parts, by scope
+        self._outbound_before: dict[Hashable, ResourceSet] = {}  # the previous mesh's
+        self._routes: dict[Hashable, ResourceSet] = {}  # this epoch's
+        self._local: dict[str, tuple[Hashable, ResourceSet]] = {}  # proxy id -> (key, part)
+        self._last: dict[str, Snapshot] = {}
+        self.stats = BuildStats()
+
+    # ---- passes ------------------------------------------------------------------------------
+
+    def use(self, mesh: MeshSnapshot) -> bool:
+        """Build from ``mesh`` from now on; True if its config epoch differs from the last."""
+        if mesh is self.mesh:
+            return False
+        self.mesh = mesh
+        changed = self._epoch.advance(mesh)
+        self._outbound_before = {**self._outbound_before, **self._outbound}
+        self._outbound = {}
+        if changed:
+            self._routes = {}
+            self._local = {}
+        self.stats = BuildStats(epoch_changed=changed)
+        return changed
+
+    def finish(self, connected: Iterable[str]) -> None:
+        """End of a pass over every connected proxy: drop what nothing uses any more."""
+        self.clusters.sweep()
+        self.assignments.sweep()
+        self.reprs.sweep()
+        self._outbound_before = dict(self._outbound)
+        keep = set(connected)
+        self._last = {k: v for k, v in self._last.items() if k in keep}
+        self._local = {k: v for k, v in self._local.items() if k in keep}
+
+    def forget(self, proxy_id: str) -> None:
+        self._last.pop(proxy_id, None)
+        self._local.pop(proxy_id, None)
+
+    def build(self, proxy: Proxy) -> Snapshot:
+        """The proxy's snapshot from the current mesh; ``InconsistentSnapshot`` on a bug."""
+        mesh = self.mesh
+        assert mesh is not None, "use() a mesh first"
+        outbound = self._outbound_part(mesh, proxy)
+        local, names = self._timed("LDS", lambda: self._local_part(mesh, proxy, outbound))
+        routes = self._timed("RDS", lambda: self._routes_part(mesh, proxy, names))
+        secrets = self._timed("SDS", lambda: self._secrets_part(mesh, proxy))
+        snapshot = Snapshot.compose((outbound, local, routes, secrets), self._last.get(proxy.id))
+        self._last[proxy.id] = snapshot
+        return snapshot
+
+    def outbound(self, proxy: Proxy) -> ResourceSet:
+        """The proxy's outbound part alone (CDS + EDS of the mesh's services), as ``build`` uses it."""
+        assert self.mesh is not None, "use() a mesh first"
+        return self._outbound_part(self.mesh, proxy)
+
+    def _timed(self, part: str, run: Callable[[], V]) -> V:
+        started = time.perf_counter()
+        try:
+            return run()
+        finally:
+            self._spent(part, time.perf_counter() - started)
+
+    def _spent(self, part: str, seconds: float) -> None:
+        self.stats.seconds[part] = self.stats.seconds.get(part, 0.0) + seconds
+        if self._timing is not None:
+            self._timing(part, seconds)
+
+    # ---- parts -------------------------------------------------------------------------------
+
+    def _outbound_part(self, mesh: MeshSnapshot, proxy: Proxy) -> ResourceSet:
+        scope = outbound_scope(mesh, proxy)
+        part = self._outbound.get(scope)
+        if part is None:
+            resources = self._outbound_resources(mesh, proxy)
+            part = ResourceSet.of(resources, previous=self._outbound_before.get(scope))
+            self._outbound[scope] = part
+            self.stats.scopes_built += 1
+        return part
+
+    def _outbound_resources(self, mesh: MeshSnapshot, proxy: Proxy) -> list[Resource]:
+        """``translate_clusters`` + ``translate_endpoints``, each resource through its table."""
+        started = time.perf_counter()
+        intern = self.interner.resource
+        templates = ClusterTemplates(proxy)
+        destinations = visible_destinations(mesh, proxy)
+        clusters: dict[str, Resource] = {}
+        for service, rule in destinations.values():
+            for port in service.ports:
+
+                def build_group() -> tuple[Resource, ...]:
+                    built = list(service_port_clusters(mesh, templates, service, port, rule))  # noqa: B023
+                    bind_source(mesh, proxy, built)  # NetworkPolicy: connect from the workload's IP
+                    return tuple(intern(c) for c in built)
+
+                key = outbound_clusters_key(mesh, proxy, service, port, rule, self.reprs)
+                group = self.clusters.get(key, build_group)
+                for resource in group:
+                    clusters.setdefault(resource.name, resource)
+        self._spent("CDS", time.perf_counter() - started)
+        started = time.perf_counter()
+        writer: list[LbEndpointWriter] = []
+        admit = egress_admission(mesh, proxy)  # NetworkPolicy egress: denied endpoints are left out
+
+        def build_assignment(name: str) -> Resource:
+            """``translate_endpoints`` for one name."""
+            if not writer:
+                writer.append(LbEndpointWriter(endpoint_mtls(mesh)))
+            endpoints = admitted(admit, cluster_endpoints(mesh, destinations, name))
+            policy = locality_policy(destinations, name)
+            if policy is None:
+                return intern(load_assignment(name, endpoints, writer[0]))
+            assignment = ClusterLoadAssignment(cluster_name=name)
+            groups = locality_groups(by_locality(endpoints), policy, proxy.locality, proxy.labels)
+            writer[0].add_groups(assignment.endpoints, groups)
+            return intern(assignment)
+
+        assignments: dict[str, Resource] = {}
+        for cluster in clusters.values():
+            for name in sorted(cluster.references):
+                key = assignment_key(mesh, destinations, name, proxy)
+                assignments[name] = self.assignments.get(key, partial(build_assignment, name))
+        self._spent("EDS", time.perf_counter() - started)
+        return [*clusters.values(), *assignments.values()]
+
+    def _local_part(
+        self, mesh: MeshSnapshot, proxy: Proxy, outbound: ResourceSet
+    ) -> tuple[ResourceSet, tuple[str, ...]]:
+        """Listeners, inbound clusters, the ext_authz cluster and an AUTO_PASSTHROUGH gateway's
+        SNI-named copies of the outbound clusters, with the route names the listeners use."""
+        passthrough = has_auto_passthrough(mesh, proxy)
+        copied = outbound.version(rt.CLUSTER) if passthrough else None  # the copies follow CDS
+        key = (proxy_class(proxy), self._epoch.number, _endpoints_at(mesh, proxy.ip), copied)
+        found = self._local.get(proxy.id)
+        if found is not None and found[0] == key:
+            part = found[1]
+            return part, _route_names_of(part)
+        listeners = translate_listeners(mesh, proxy)
+        clusters = translate_inbound_clusters(mesh, proxy)
+        clusters.extend(authz_clusters(mesh, listeners))
+        if passthrough:
+            originals = [Cluster.FromString(r.body) for r in outbound.named.get(rt.CLUSTER, {}).values()]
+            clusters.extend(sni_dnat_clusters(mesh, proxy, [*originals, *clusters]))
+        intern = self.interner.resource
+        resources = [intern(m) for m in [*clusters, *listeners]]
+        part = ResourceSet.of(resources, local_children=False)
+        self._local[proxy.id] = (key, part)
+        self.stats.locals_built += 1
+        assert set(_route_names_of(part)) == set(route_names(listeners))
+        return part, _route_names_of(part)
+
+    def _routes_part(self, mesh: MeshSnapshot, proxy: Proxy, names: tuple[str, ...]) -> ResourceSet:
+        key = (route_scope(mesh, proxy), names, _inbound_names(names) and proxy_class(proxy))
+        part = self._routes.get(key)
+        if part is None:
+            intern = self.interner.resource
+            part = ResourceSet.of([intern(r) for r in translate_routes(mesh, proxy, names)])
+            self._routes[key] = part
+            self.stats.routes_built += 1
+        return part
+
+    def _secrets_part(self, mesh: MeshSnapshot, proxy: Proxy) -> ResourceSet:
+        if self._secrets is None:
+            return ResourceSet.of(())
+        intern = self.interner.resource
+        return ResourceSet.of([intern(s) for s in self._secrets(mesh, proxy)])
+
+
+def _route_names_of(part: ResourceSet) -> tuple[str, ...]:
+    """The RDS names the part's listeners reference, in a stable order."""
+    names: dict[str, None] = {}
+    for name in sorted(part.named.get(rt.LISTENER, {})):
+        for reference in sorted(part.named[rt.LISTENER][name].references):
+            names.setdefault(reference)
+    return tuple(names)
+
+
+def _inbound_names(names: tuple[str, ...]) -> bool:
+    """Inbound route configurations depend on the proxy's own ports, so not shareable by scope."""
+    return any(n.startswith("inbound|") for n in names)
+
+
+def _endpoints_at(mesh: MeshSnapshot, ip: str) -> Hashable:
+    """What the proxy's inbound ports are read from: the endpoints whose address is its IP."""
+    index = mesh.derived(_by_address)
+    return tuple(
+        (e.hostname, e.service_port, endpoints_fingerprint(mesh, e.hostname, e.service_port))
+        for e in index.get(ip, ())
+    )
+
+
+def _by_address(mesh: MeshSnapshot) -> dict[str, list[Endpoint]]:
+    out: dict[str, list[Endpoint]] = {}
+    for endpoints in mesh.endpoints.values():
+        for endpoint in endpoints:
+            out.setdefault(endpoint.address, []).append(endpoint)
+    return out
