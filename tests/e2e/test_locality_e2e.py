@@ -4,7 +4,9 @@ A client sidecar in locality ``r1/z1`` (``pilotfish bootstrap``'s locality) call
 three endpoints: ``near`` in r1/z1, ``next`` in r1/z2 and ``remote`` in r2/z1. The
 DestinationRule has outlier detection, so pilotfish gives the localities Envoy priorities 0, 1
 and 2. Traffic stays on ``near``; when ``near`` fails, outlier detection ejects it and traffic
-moves to ``next`` (never ``remote``); when ``near`` recovers, traffic comes back.
+moves to ``next`` (never ``remote``); when ``near`` recovers, traffic comes back. With
+``distribute`` instead (r1/z1 20%, r1/z2 80%), Envoy's locality-weighted balancing splits the
+traffic so, and r2 (in no ``to``) gets none.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ spec:
   resolution: STATIC
   ports: [{{number: {port}, name: http, protocol: HTTP}}]
   workloadSelector: {{labels: {{app: backend}}}}
----
-apiVersion: networking.istio.io/v1
+{entries}"""
+
+
+FAILOVER = f"""apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: backend, namespace: loc}}
 spec:
@@ -78,7 +82,7 @@ spec:
       interval: 1s
       baseEjectionTime: 8s  # long enough that the checks below finish inside it on a busy machine
       maxEjectionPercent: 100
-{entries}"""
+"""
 
 
 class Localities:
@@ -98,6 +102,7 @@ class Localities:
         directory.mkdir()
         echoes = {name: (self.echoes[name].port, locality) for name, locality in localities.items()}
         (directory / "mesh.yaml").write_text(config(self.port, echoes))
+        (directory / "rule.yaml").write_text(FAILOVER)
         self.pilotfish = PilotfishProcess(directory, self.root / "pf")
         self.stack.callback(self.pilotfish.stop)
         self.pilotfish.start()
@@ -172,3 +177,28 @@ def test_locality_failover_moves_to_the_next_locality_and_back(localities: Local
     wait_for(lambda: settled_on(mesh, "near"), timeout=40, message="back to r1/z1")
     assert served_by(mesh, 20) == Counter({"near": 20})
     assert mesh.echoes["remote"].stats()["requests"] == 0
+
+
+DISTRIBUTE = f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: backend, namespace: loc}}
+spec:
+  host: {HOST}
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        distribute:
+        - from: r1/z1/*
+          to: {{"r1/z1/*": 20, "r1/z2/*": 80}}
+"""
+
+
+def test_distribute_weights_traffic_across_localities(localities: Localities) -> None:
+    mesh = localities
+    wait_for(lambda: mesh.call() == (200, "near"), timeout=20, message="near serves")
+    (mesh.root / "config" / "rule.yaml").write_text(DISTRIBUTE)  # replaces the failover rule
+    wait_for(lambda: served_by(mesh, 20)["next"] >= 8, timeout=20, message="distribute in force")
+    counts = served_by(mesh, 200)
+    assert counts["remote"] == 0  # r2 is in no "to": its endpoints are left out
+    assert counts["near"] + counts["next"] == 200
+    assert 15 <= counts["near"] <= 70, counts  # 20% of 200 is 40; generous bounds, never 0 or all
