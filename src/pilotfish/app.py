@@ -327,7 +327,9 @@ class ControlPlane:
         )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:
-            bundle = AuthzBundle.build(self.mesh.resources, self.mesh_config, self.credential_key)
+            bundle = AuthzBundle.build(
+                self.mesh.resources, self.mesh_config, self.credential_key, self.opts.store_url or ""
+            )
             self.authz.publish(bundle)  # no-op if unchanged
 
     def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
