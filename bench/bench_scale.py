@@ -61,6 +61,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+# gRPC core logs every GOAWAY at INFO; with 1,000 connections that buries the report.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 from envoy.config.cluster.v3 import cluster_pb2  # noqa: E402
