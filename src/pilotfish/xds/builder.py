@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -51,6 +51,7 @@ from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.authz import authz_clusters
 from pilotfish.xds.translate.clusters import ClusterTemplates, service_port_clusters
 from pilotfish.xds.translate.endpoints import (
+    Destination,
     LbEndpointWriter,
     by_locality,
     cluster_endpoints,
@@ -64,6 +65,7 @@ from pilotfish.xds.translate.keys import (
     Reprs,
     assignment_key,
     endpoints_fingerprint,
+    has_network_policies,
     is_ipv6,
     label_view,
     netpol_scope,
@@ -203,6 +205,13 @@ class SnapshotBuilder:
         self.mesh: MeshSnapshot | None = None
         self._outbound: dict[Hashable, ResourceSet] = {}  # this mesh's parts, by scope
         self._outbound_before: dict[Hashable, ResourceSet] = {}  # the previous mesh's
+        # Per scope, per service port: its clusters and assignments (this mesh's, the previous).
+        self._groups: dict[Hashable, dict[tuple[str, int], _Group]] = {}
+        self._groups_before: dict[Hashable, dict[tuple[str, int], _Group]] = {}
+        self._changed_hosts: frozenset[str] | None = None
+        self._destination_memo: dict[
+            tuple[int, str, frozenset[tuple[str, str]]], Mapping[str, Destination]
+        ] = {}
         self._routes: dict[Hashable, ResourceSet] = {}  # this epoch's
         self._local: dict[str, tuple[Hashable, ResourceSet]] = {}  # proxy id -> (key, part)
         self._last: dict[str, Snapshot] = {}
@@ -214,10 +223,15 @@ class SnapshotBuilder:
         """Build from ``mesh`` from now on; True if its config epoch differs from the last."""
         if mesh is self.mesh:
             return False
+        before = self.mesh
         self.mesh = mesh
         changed = self._epoch.advance(mesh)
-        self._outbound_before = {**self._outbound_before, **self._outbound}
-        self._outbound = {}
+        self._outbound_before, self._outbound = self._outbound, {}
+        self._groups_before, self._groups = self._groups, {}
+        # An endpoint-only change: a scope's part is the previous one with the changed hosts'
+        # resources rebuilt (NetworkPolicy makes every endpoint a fact of every admission).
+        incremental = not changed and before is not None and not has_network_policies(mesh)
+        self._changed_hosts = changed_hosts(before, mesh) if incremental and before is not None else None
         if changed:
             self._routes = {}
             self._local = {}
@@ -229,7 +243,6 @@ class SnapshotBuilder:
         self.clusters.sweep()
         self.assignments.sweep()
         self.reprs.sweep()
-        self._outbound_before = dict(self._outbound)
         keep = set(connected)
         self._last = {k: v for k, v in self._last.items() if k in keep}
         self._local = {k: v for k, v in self._local.items() if k in keep}
@@ -264,42 +277,61 @@ class SnapshotBuilder:
 
     def _spent(self, part: str, seconds: float) -> None:
         self.stats.seconds[part] = self.stats.seconds.get(part, 0.0) + seconds
+
+    def report_timing(self) -> None:
+        """Hand the time spent per type since the last report to the timing hook (once per pass,
+        not per proxy: a hook call per proxy and type would cost more than the work it times)."""
         if self._timing is not None:
-            self._timing(part, seconds)
+            for part, seconds in self.stats.seconds.items():
+                self._timing(part, seconds)
+        self.stats.seconds = {}
 
     # ---- parts -------------------------------------------------------------------------------
 
     def _outbound_part(self, mesh: MeshSnapshot, proxy: Proxy) -> ResourceSet:
         scope = outbound_scope(mesh, proxy)
         part = self._outbound.get(scope)
-        if part is None:
-            resources = self._outbound_resources(mesh, proxy)
-            part = ResourceSet.of(resources, previous=self._outbound_before.get(scope))
-            self._outbound[scope] = part
+        if part is not None:
+            return part
+        previous = self._outbound_before.get(scope)
+        if previous is not None and self._changed_hosts is not None and not self._changed_hosts:
+            part = previous  # nothing this scope holds changed: the very same part
+        else:
+            reuse = self._groups_before.get(scope) if self._changed_hosts is not None else None
+            groups = self._outbound_groups(mesh, proxy, reuse, self._changed_hosts or frozenset())
+            self._groups[scope] = groups
+            resources = [r for clusters, assignments in groups.values() for r in (*clusters, *assignments)]
+            part = ResourceSet.of(resources, previous=previous)
             self.stats.scopes_built += 1
+        self._outbound[scope] = part
         return part
 
-    def _outbound_resources(self, mesh: MeshSnapshot, proxy: Proxy) -> list[Resource]:
-        """``translate_clusters`` + ``translate_endpoints``, each resource through its table."""
+    def _destinations(self, mesh: MeshSnapshot, proxy: Proxy) -> Mapping[str, Destination]:
+        """``visible_destinations``, kept for the config epoch: services and DestinationRules
+        are config, so an endpoint change does not redo every scope's rule lookups."""
+        key = (self._epoch.number, proxy.namespace, frozenset(proxy.labels.items()))
+        found = self._destination_memo.get(key)
+        if found is None:
+            found = visible_destinations(mesh, proxy)
+            if len(self._destination_memo) > 4096 or any(k[0] != key[0] for k in self._destination_memo):
+                self._destination_memo = {}
+            self._destination_memo[key] = found
+        return found
+
+    def _outbound_groups(
+        self,
+        mesh: MeshSnapshot,
+        proxy: Proxy,
+        reuse: dict[tuple[str, int], _Group] | None,
+        changed: frozenset[str],
+    ) -> dict[tuple[str, int], _Group]:
+        """``translate_clusters`` + ``translate_endpoints`` by service port, each resource
+        through its table; with ``reuse`` (the scope's groups from the previous mesh of the same
+        config), the ports of hosts not in ``changed`` are taken from it as they are."""
         started = time.perf_counter()
         intern = self.interner.resource
         templates = ClusterTemplates(proxy)
-        destinations = visible_destinations(mesh, proxy)
-        clusters: dict[str, Resource] = {}
-        for service, rule in destinations.values():
-            for port in service.ports:
-
-                def build_group() -> tuple[Resource, ...]:
-                    built = list(service_port_clusters(mesh, templates, service, port, rule))  # noqa: B023
-                    bind_source(mesh, proxy, built)  # NetworkPolicy: connect from the workload's IP
-                    return tuple(intern(c) for c in built)
-
-                key = outbound_clusters_key(mesh, proxy, service, port, rule, self.reprs)
-                group = self.clusters.get(key, build_group)
-                for resource in group:
-                    clusters.setdefault(resource.name, resource)
-        self._spent("CDS", time.perf_counter() - started)
-        started = time.perf_counter()
+        destinations = self._destinations(mesh, proxy)
         writer: list[LbEndpointWriter] = []
         admit = egress_admission(mesh, proxy)  # NetworkPolicy egress: denied endpoints are left out
 
@@ -316,13 +348,35 @@ class SnapshotBuilder:
             writer[0].add_groups(assignment.endpoints, groups)
             return intern(assignment)
 
-        assignments: dict[str, Resource] = {}
-        for cluster in clusters.values():
-            for name in sorted(cluster.references):
-                key = assignment_key(mesh, destinations, name, proxy)
-                assignments[name] = self.assignments.get(key, partial(build_assignment, name))
-        self._spent("EDS", time.perf_counter() - started)
-        return [*clusters.values(), *assignments.values()]
+        out: dict[tuple[str, int], _Group] = {}
+        seen: set[str] = set()  # a cluster name seen twice keeps the first (translate_clusters)
+        for service, rule in destinations.values():
+            for port in service.ports:
+                where = (service.hostname, port.number)
+                if reuse is not None and service.hostname not in changed and where in reuse:
+                    out[where] = reuse[where]
+                    seen.update([r.name for r in reuse[where][0]])
+                    continue
+
+                def build_group() -> tuple[Resource, ...]:
+                    built = list(service_port_clusters(mesh, templates, service, port, rule))  # noqa: B023
+                    bind_source(mesh, proxy, built)  # NetworkPolicy: connect from the workload's IP
+                    return tuple(intern(c) for c in built)
+
+                key = outbound_clusters_key(mesh, proxy, service, port, rule, self.reprs)
+                group = [r for r in self.clusters.get(key, build_group) if r.name not in seen]
+                seen.update(r.name for r in group)
+                names = sorted({name for cluster in group for name in cluster.references})
+                assignments = tuple(
+                    self.assignments.get(
+                        assignment_key(mesh, destinations, name, proxy, self.reprs),
+                        partial(build_assignment, name),
+                    )
+                    for name in names
+                )
+                out[where] = (tuple(group), assignments)
+        self._spent("CDS+EDS", time.perf_counter() - started)
+        return out
 
     def _local_part(
         self, mesh: MeshSnapshot, proxy: Proxy, outbound: ResourceSet
@@ -365,6 +419,18 @@ class SnapshotBuilder:
             return ResourceSet.of(())
         intern = self.interner.resource
         return ResourceSet.of([intern(s) for s in self._secrets(mesh, proxy)])
+
+
+# (config epoch, namespace, labels): what visible_destinations depends on.
+_ScopeKey = tuple[int, str, frozenset[tuple[str, str]]]
+# One service port of a scope: its clusters and their ClusterLoadAssignments.
+_Group = tuple[tuple[Resource, ...], tuple[Resource, ...]]
+
+
+def changed_hosts(before: MeshSnapshot, after: MeshSnapshot) -> frozenset[str]:
+    """Hosts with a service port whose endpoints differ between two meshes of one config."""
+    old, new = before.endpoints, after.endpoints
+    return frozenset(key[0] for key in old.keys() | new.keys() if old.get(key) != new.get(key))
 
 
 def _route_names_of(part: ResourceSet) -> tuple[str, ...]:

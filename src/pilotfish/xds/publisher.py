@@ -91,6 +91,7 @@ class Publisher:
             elif outcome is False:
                 skipped += 1
         self.builder.finish(p.id for p in proxies if alive(p.id))
+        self.builder.report_timing()
         self.passes += 1
         if self.hooks.skipped is not None and skipped:
             self.hooks.skipped(skipped)
@@ -131,6 +132,7 @@ class Publisher:
     def _publish_batch(self, batch: list[Proxy], alive: Callable[[str], bool]) -> None:
         for proxy in batch:
             self._publish(proxy, alive)
+        self.builder.report_timing()
 
     def forget(self, proxy_id: str) -> None:
         """The proxy is gone: drop its snapshot now and its builder state on the worker."""

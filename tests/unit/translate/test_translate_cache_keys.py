@@ -274,3 +274,59 @@ def test_proxies_that_share_a_scope_get_their_own_config(name: str) -> None:
         other = dataclasses.replace(proxy, labels=variant)
         reference = SnapshotCache().build(translate(current, other))
         assert contents(builder.build(other)) == contents(reference), variant
+
+
+def _workloads(version_of_2: str, reviews_port: int, ratings_sa: str, extra: bool) -> str:
+    docs = [
+        workload("reviews-1", "prod", "10.1.0.1", {"app": "reviews", "version": "v1", **SIDECAR_LABELS}),
+        workload(
+            "reviews-2",
+            "prod",
+            "10.1.0.2",
+            {"app": "reviews", "version": version_of_2, **SIDECAR_LABELS},
+            ports=f"{{p9080: {reviews_port}}}",
+        ),
+        workload("ratings-1", "prod", "10.1.0.3", {"app": "ratings"}, serviceAccount=ratings_sa),
+    ]
+    if extra:
+        docs.append(workload("ratings-2", "prod", "10.1.0.4", {"app": "ratings", **SIDECAR_LABELS}))
+    return "\n---\n".join(docs)
+
+
+def test_a_sequence_of_endpoint_changes_keeps_every_scope_exact() -> None:
+    """Endpoint-only changes take the incremental path (a scope's previous part with the changed
+    hosts rebuilt): after each step, every proxy's snapshot equals a cold build's."""
+    base = [
+        service_entry(REVIEWS, extra="  workloadSelector: {labels: {app: reviews}}"),
+        service_entry(RATINGS, resolution="STATIC", extra="  workloadSelector: {labels: {app: ratings}}"),
+        service_entry(
+            "db.prod.svc.cluster.local", resolution="DNS", extra="  endpoints: [{address: db.example}]"
+        ),
+        destination_rule(
+            "reviews",
+            "prod",
+            f"""
+            host: {REVIEWS}
+            subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+            """,
+        ),
+    ]
+    steps = [
+        ("v2", 9080, "ratings", False),
+        ("v3", 9080, "ratings", False),  # a label moves an endpoint out of a subset
+        ("v3", 9191, "ratings", False),  # a port
+        ("v3", 9191, "ratings-new", False),  # a service account: the clusters' SANs
+        ("v2", 9191, "ratings-new", True),  # an endpoint added, with a sidecar
+        ("v2", 9080, "ratings", False),  # and everything back
+    ]
+    proxies = [client(ip="10.0.0.7"), client(namespace="other", ip="10.0.0.8"), client(ip="10.1.0.3")]
+    warm = SnapshotBuilder()
+    for step in steps:
+        current = snapshot(*base, _workloads(*step))
+        warm.use(current)
+        cold = SnapshotBuilder()
+        cold.use(current)
+        for proxy in proxies:
+            assert contents(warm.build(proxy)) == contents(cold.build(proxy)), (step, proxy.id)
+        warm.finish(p.id for p in proxies)
+    assert not warm.stats.epoch_changed  # the steps after the first changed endpoints only

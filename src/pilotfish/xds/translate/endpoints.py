@@ -175,7 +175,16 @@ def visible_services(snapshot: MeshSnapshot, proxy: Proxy) -> list[Service]:
     """The services the proxy sees, one per hostname: those exported to its namespace, and of a
     hostname declared in several namespaces the proxy's own namespace's declaration, else the
     first in snapshot order."""
-    return _visible_from(snapshot, proxy.namespace)
+    return list(visible_services_in(snapshot, proxy.namespace))
+
+
+def visible_services_in(snapshot: MeshSnapshot, namespace: str) -> tuple[Service, ...]:
+    """``visible_services`` for any proxy of ``namespace``, computed once per snapshot."""
+    return snapshot.derived_for(_visible_tuple, namespace)
+
+
+def _visible_tuple(snapshot: MeshSnapshot, namespace: str) -> tuple[Service, ...]:
+    return tuple(_visible_from(snapshot, namespace))
 
 
 def _visible_from(snapshot: MeshSnapshot, namespace: str) -> list[Service]:

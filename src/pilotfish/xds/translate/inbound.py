@@ -37,6 +37,7 @@ from pilotfish.config.networking.common import is_http
 from pilotfish.config.networking.gateway import UNIX_PREFIX
 from pilotfish.config.networking.sidecar import IstioIngressListener, split_host_port
 from pilotfish.registry.from_config import port_protocol
+from pilotfish.registry.model import Endpoint, Service
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.clusters import (
@@ -99,17 +100,29 @@ def inbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[InboundPort]:
 
 
 def endpoint_ports(snapshot: MeshSnapshot, proxy: Proxy) -> Iterator[InboundPort]:
-    """One port per registry endpoint at the proxy IP, in snapshot order."""
-    services = {s.hostname: s for s in snapshot.services}
-    for (hostname, service_port), endpoints in snapshot.endpoints.items():
+    """One port per registry endpoint at the proxy IP, in snapshot order (read from an index of
+    the snapshot's endpoints by address, built once per snapshot)."""
+    services = snapshot.derived(_services_by_host)
+    for hostname, service_port, endpoint in snapshot.derived(_endpoints_by_address).get(proxy.ip, ()):
         service = services.get(hostname)
         port = service.port(service_port) if service is not None else None
         if port is None or port.protocol == "UDP":
             continue
+        address, app_port = app_endpoint(proxy, endpoint.port, None)
+        yield InboundPort(endpoint.port, port.protocol, proxy.ip, address, app_port, hostname)
+
+
+def _services_by_host(snapshot: MeshSnapshot) -> dict[str, Service]:
+    return {s.hostname: s for s in snapshot.services}
+
+
+def _endpoints_by_address(snapshot: MeshSnapshot) -> dict[str, list[tuple[str, int, Endpoint]]]:
+    """Address -> (hostname, service port, endpoint), in snapshot order."""
+    out: dict[str, list[tuple[str, int, Endpoint]]] = {}
+    for (hostname, service_port), endpoints in snapshot.endpoints.items():
         for endpoint in endpoints:
-            if endpoint.address == proxy.ip:
-                address, app_port = app_endpoint(proxy, endpoint.port, None)
-                yield InboundPort(endpoint.port, port.protocol, proxy.ip, address, app_port, hostname)
+            out.setdefault(endpoint.address, []).append((hostname, service_port, endpoint))
+    return out
 
 
 def ingress_port(ingress: IstioIngressListener, proxy: Proxy, hostname: str) -> InboundPort:

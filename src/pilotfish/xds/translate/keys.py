@@ -17,6 +17,7 @@ in turn and checks that a warm cache gives exactly what a cold one gives.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -85,6 +86,13 @@ def _snapshot_reprs(snapshot: MeshSnapshot) -> Reprs:
     return Reprs()
 
 
+def has_network_policies(snapshot: MeshSnapshot) -> bool:
+    """Whether NetworkPolicy shapes any translation (building the netpol world, a pod per
+    endpoint, only when some NetworkPolicy exists)."""
+    return bool(snapshot.of_kind("NetworkPolicy")) and bool(world_of(snapshot).policies)
+
+
+@functools.lru_cache(maxsize=65536)
 def is_ipv6(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).version == 6
@@ -145,8 +153,9 @@ def _egress(snapshot: MeshSnapshot, proxy: Proxy, endpoints: Any) -> Hashable:
 
 
 def _binds_source(snapshot: MeshSnapshot, proxy: Proxy, service: Service) -> bool:
-    """``netpol.bind_source`` applies to the service's clusters for this proxy."""
-    return binds_source(snapshot, proxy, service)
+    """``netpol.bind_source`` applies to the service's clusters for this proxy (the cheap test
+    first: parsing the proxy's IP per service is not free)."""
+    return bool(snapshot.of_kind("NetworkPolicy")) and binds_source(snapshot, proxy, service)
 
 
 def outbound_clusters_key(
@@ -182,7 +191,11 @@ def outbound_clusters_key(
 
 
 def assignment_key(
-    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str, proxy: Proxy
+    snapshot: MeshSnapshot,
+    destinations: Mapping[str, Destination],
+    cluster_name: str,
+    proxy: Proxy,
+    reprs: Reprs | None = None,
 ) -> Hashable:
     """``endpoints.load_assignment`` of ``endpoints.cluster_endpoints``: the cluster name and
     what each endpoint it holds is built from — for a subset cluster only the endpoints the
@@ -192,24 +205,29 @@ def assignment_key(
     return (
         *_assignment_key(snapshot, destinations, cluster_name),
         _egress_of(snapshot, proxy, cluster_name),
-        _locality_of(snapshot, destinations, cluster_name, proxy),
+        _locality_of(snapshot, destinations, cluster_name, proxy, reprs),
     )
 
 
 def _locality_of(
-    snapshot: MeshSnapshot, destinations: Mapping[str, Destination], cluster_name: str, proxy: Proxy
+    snapshot: MeshSnapshot,
+    destinations: Mapping[str, Destination],
+    cluster_name: str,
+    proxy: Proxy,
+    reprs: Reprs | None,
 ) -> Hashable:
     """Under a DestinationRule that shapes localities (``endpoints.locality_policy``), the
     priorities and weights follow the proxy's locality and labels, the rule, and the endpoints'
     labels (failoverPriority); ``None`` for the plain grouping (no locality setting applies)."""
-    setting = effective_setting(locality_policy(destinations, cluster_name))
-    if setting is None:
-        return None
+    policy = locality_policy(destinations, cluster_name)
+    setting = effective_setting(policy)
+    if setting is None or not (setting.distribute or (policy is not None and policy.outlier_detection)):
+        return None  # locality.locality_groups keeps the plain grouping
     key = parse_cluster_name(cluster_name)
     assert key is not None  # a locality policy implies an outbound cluster
     endpoints = snapshot.endpoints_for(key.hostname, key.port) if setting.failover_priority else ()
     labels = tuple(tuple(sorted(e.labels.items())) for e in endpoints)
-    rule = rule_fingerprint(snapshot, destinations[key.hostname][1])
+    rule = rule_fingerprint(snapshot, destinations[key.hostname][1], reprs)
     proxy_labels = tuple(sorted(proxy.labels.items())) if setting.failover_priority else ()
     return (proxy.locality, proxy_labels, rule, labels)
 
@@ -266,7 +284,7 @@ def label_view(snapshot: MeshSnapshot, proxy: Proxy) -> Hashable:
 
 def _label_view(snapshot: MeshSnapshot, labels: frozenset[tuple[str, str]]) -> Hashable:
     selectors, values_matter = _selectors(snapshot)
-    if values_matter or world_of(snapshot).policies:
+    if values_matter or has_network_policies(snapshot):
         return ("labels", labels)
     have = dict(labels)
     return ("selected", tuple(all(have.get(k) == v for k, v in s.items()) for s in selectors))

@@ -66,7 +66,7 @@ from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds.proxy import Proxy, ProxyType
 from pilotfish.xds.translate.authz import authz_filters_for
 from pilotfish.xds.translate.clusters import HTTP2_PROTOCOLS, duration
-from pilotfish.xds.translate.endpoints import visible_destinations, visible_services
+from pilotfish.xds.translate.endpoints import visible_destinations, visible_services_in
 from pilotfish.xds.translate.gateway_l4 import L4Server, l4_servers, server_chains
 from pilotfish.xds.translate.gateway_tls import HttpsServer, https_servers, server_tls_context
 from pilotfish.xds.translate.inbound import InboundPort, inbound_ports
@@ -193,15 +193,27 @@ class OutboundPort:
 
 
 def outbound_ports(snapshot: MeshSnapshot, proxy: Proxy) -> list[OutboundPort]:
-    """One port per listener, egress listeners in order, the first claim on a port winning."""
-    visible = visible_services(snapshot, proxy)
+    """One port per listener, egress listeners in order, the first claim on a port winning.
+    A function of the proxy's namespace, its Sidecar and its bind address only, so computed once
+    per snapshot for each such triple (a thousand sidecars of a namespace share it)."""
+    sidecar = sidecar_for(snapshot, proxy)
     default_bind = proxy.metadata.get(OUTBOUND_BIND) or DEFAULT_OUTBOUND_BIND
+    sidecar_key = sidecar.key if sidecar is not None else None
+    return list(snapshot.derived_for(_outbound_ports, (proxy.namespace, sidecar_key, default_bind)))
+
+
+def _outbound_ports(
+    snapshot: MeshSnapshot, key: tuple[str, tuple[str, str, str] | None, str]
+) -> tuple[OutboundPort, ...]:
+    namespace, sidecar_key, default_bind = key
+    sidecar = next((s for s in snapshot.of_kind("Sidecar") if s.key == sidecar_key), None)
+    visible = visible_services_in(snapshot, namespace)
     chosen: dict[int, OutboundPort] = {}
-    for egress in egress_listeners(sidecar_for(snapshot, proxy)):
-        services = egress_services(visible, egress.hosts, proxy.namespace)
+    for egress in egress_listeners(sidecar):
+        services = egress_services(visible, egress.hosts, namespace)
         for port in egress_ports(egress, services, egress.bind or default_bind):
             chosen.setdefault(port.port, port)
-    return list(chosen.values())
+    return tuple(chosen.values())
 
 
 def egress_ports(
