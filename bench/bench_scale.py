@@ -61,6 +61,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+# gRPC core logs every GOAWAY at INFO; with 1,000 connections that buries the report.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 from envoy.config.cluster.v3 import cluster_pb2  # noqa: E402
@@ -313,6 +315,13 @@ def listener_facts(raw: bytes) -> ListenerFacts:
 # ---- a simulated Envoy --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseFacts:
+    names: frozenset[str]  # the resources in the response
+    children: frozenset[str]  # CDS: the clusters' EDS names; LDS: the listeners' route names
+    secrets: frozenset[str]  # the SDS names they reference
+
+
 @dataclass(slots=True)
 class TypeState:
     names: frozenset[str] = frozenset()
@@ -405,7 +414,7 @@ class SimProxy:
             client.note_hit()
         state = self.types[type_url]
         state.version, state.nonce, state.got_response = response.version_info, response.nonce, True
-        anys = [a.value for a in response.resources]
+        facts = client.response_facts(raw, response)
         if self.record:
             held = self.state.setdefault(type_url, {})
             if type_url in rt.FULL_STATE_TYPES:
@@ -413,17 +422,15 @@ class SimProxy:
             for a in response.resources:
                 held[first_string(a.value)] = a.SerializeToString()
         if type_url == CDS:
-            facts = [client.cluster(a) for a in anys]
-            self.cluster_secrets = frozenset().union(*(f.secrets for f in facts))
-            await self._subscribe(EDS, frozenset(f.eds_name for f in facts if f.eds_name))
+            self.cluster_secrets = facts.secrets
+            await self._subscribe(EDS, facts.children)
             await self._follow_secrets()
         elif type_url == LDS:
-            lfacts = [client.listener(a) for a in anys]
-            self.listener_secrets = frozenset().union(*(f.secrets for f in lfacts))
-            await self._subscribe(RDS, frozenset().union(*(f.routes for f in lfacts)))
+            self.listener_secrets = facts.secrets
+            await self._subscribe(RDS, facts.children)
             await self._follow_secrets()
         else:
-            state.received.update(sys.intern(first_string(a)) for a in anys)
+            state.received |= facts.names
         await self._send(type_url)  # the ACK: same version_info and response_nonce
         await self._after_update()
 
@@ -453,6 +460,7 @@ class Client:
         self.tasks: list[asyncio.Task[None]] = []
         self.armed: tuple[str, bytes] | None = None
         self.hit_payload: bytes | None = None
+        self._responses: dict[bytes, ResponseFacts] = {}
         self._clusters: dict[bytes, ClusterFacts] = {}
         self._listeners: dict[bytes, ListenerFacts] = {}
         self._blobs: dict[frozenset[str], bytes] = {}
@@ -461,6 +469,32 @@ class Client:
         self._all_hit = asyncio.Event()
         self._all_synced = asyncio.Event()
         self.nodes = [node_bytes(p) for p in self.indices]
+
+    def response_facts(self, raw: bytes, response: Any) -> ResponseFacts:
+        """What a proxy needs from a response, memoized by the response's resources: proxies of one
+        scope get the same bytes, with only version_info and nonce of their own around them."""
+        head = _text(1, response.version_info)
+        tail = _text(4, response.type_url) + _text(5, response.nonce)
+        key = raw[len(head) : len(raw) - len(tail)] if raw.startswith(head) and raw.endswith(tail) else None
+        facts = self._responses.get(key) if key is not None else None
+        if facts is None:
+            facts = self._read_response(response)
+            if key is not None:
+                self._responses[key] = facts
+        return facts
+
+    def _read_response(self, response: Any) -> ResponseFacts:
+        anys = [a.value for a in response.resources]
+        names = frozenset(sys.intern(first_string(a)) for a in anys)
+        if response.type_url == CDS:
+            clusters = [self.cluster(a) for a in anys]
+            eds = frozenset(f.eds_name for f in clusters if f.eds_name)
+            return ResponseFacts(names, eds, frozenset().union(*(f.secrets for f in clusters)))
+        if response.type_url == LDS:
+            listeners = [self.listener(a) for a in anys]
+            routes = frozenset().union(*(f.routes for f in listeners))
+            return ResponseFacts(names, routes, frozenset().union(*(f.secrets for f in listeners)))
+        return ResponseFacts(names, frozenset(), frozenset())
 
     def cluster(self, raw: bytes) -> ClusterFacts:
         facts = self._clusters.get(raw)
@@ -505,6 +539,7 @@ class Client:
 
     async def connect(self, target: str) -> tuple[str]:
         self._synced, self._all_synced = 0, asyncio.Event()
+        self._responses.clear()
         self._clusters.clear()
         self._listeners.clear()
         self.proxies = [
@@ -514,13 +549,11 @@ class Client:
         self.tasks = [asyncio.create_task(p.run(c)) for p, c in zip(self.proxies, self.channels, strict=True)]
         return ("connected",)
 
-    async def wait_synced(self, seconds: float) -> tuple[list[float | None], list[str], dict[str, Any]]:
+    async def wait_synced(self, seconds: float) -> tuple[list[float | None], Counter[str], dict[str, Any]]:
         await self._wait(self._all_synced, seconds)
         recorded = next((p.state for p in self.proxies if p.record), {})
-        waiting = Counter(p.phase() for p in self.proxies if p.synced_at is None)
-        notes = self._failures() + [
-            f"{count} proxies not synced: {phase}" for phase, count in waiting.items()
-        ]
+        notes = self._failures()
+        notes.update(f"proxies not synced: {p.phase()}" for p in self.proxies if p.synced_at is None)
         return [p.synced_at for p in self.proxies], notes, recorded
 
     async def arm(self, type_url: str, marker: bytes) -> tuple[str]:
@@ -531,7 +564,7 @@ class Client:
         self.hit_payload = None
         return ("armed",)
 
-    async def collect(self, seconds: float) -> tuple[list[float | None], list[str], bytes | None]:
+    async def collect(self, seconds: float) -> tuple[list[float | None], Counter[str], bytes | None]:
         await self._wait(self._all_hit, seconds)
         self.armed = None
         payload = self.hit_payload
@@ -543,10 +576,11 @@ class Client:
         with contextlib.suppress(TimeoutError):  # the caller reports who is missing
             await asyncio.wait_for(event.wait(), seconds)
 
-    def _failures(self) -> list[str]:
+    def _failures(self) -> Counter[str]:
         """Stream failures since connect, each followed by a reconnect, by cause."""
-        failures = Counter(f for p in self.proxies for f in p.failures)
-        return [f"{count} stream failures ({why})" for why, count in failures.items()]
+        return Counter(
+            f"stream failures ({why}), each retried as Envoy does" for p in self.proxies for why in p.failures
+        )
 
     async def disconnect(self) -> tuple[str]:
         for task in self.tasks:
@@ -718,12 +752,12 @@ class Clients:
     def merged(self, replies: list[Any]) -> tuple[list[float | None], list[str]]:
         """Per-proxy values in proxy order, and the notes (failures, stragglers) of every process."""
         values: list[float | None] = [None] * self.proxies
-        errors: list[str] = []
+        notes: Counter[str] = Counter()
         for w, reply in enumerate(replies):
             for k, value in enumerate(reply[0]):
                 values[w + k * len(self.peers)] = value
-            errors.extend(reply[1])
-        return values, errors
+            notes.update(reply[1])
+        return values, [f"{count} {note}" for note, count in sorted(notes.items())]
 
     def stop(self) -> None:
         for peer in self.peers:
@@ -894,7 +928,7 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         print(f"  endpoint change → each proxy: {describe(run.eds)}")
         print(f"  DestinationRule change → each proxy: {describe(run.cds)}")
         for note in run.notes:
-            print(f"  {note}; each proxy reconnected as Envoy does")
+            print(f"  {note}")
     print(
         f"pilotfish RSS: {before:.1f} MB before the clients, {after:.1f} MB after; "
         f"{(after - before) / n:.3f} MB per connected proxy"

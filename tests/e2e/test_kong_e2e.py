@@ -306,3 +306,134 @@ def test_redis_down_fault_tolerant_passes_and_fail_closed_answers_500(gw: Gw) ->
     assert back.headers["x-ratelimit-remaining-minute"] == "1", "2 counted before the outage + this one"
     assert gw.get(closed_path).status == 200
     assert gw.get(closed_path).status == 429
+
+
+# ---- two replicas on one PostgreSQL ----------------------------------------------------------------
+
+REPLICA_IPS = ("127.0.16.22", "127.0.16.23")
+
+
+def replica_config(echo_port: int, gw_port: int, run: str) -> str:
+    return f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: api, namespace: default}}
+spec:
+  hosts: [api.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{{number: {echo_port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers: [{{port: {{number: {gw_port}, name: http, protocol: HTTP}}, hosts: [{HOST}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: api, namespace: default}}
+spec:
+  hosts: [{HOST}]
+  gateways: [gw]
+  http:
+  - name: cluster
+    match: [{{uri: {{prefix: /cluster}}}}]
+    route: [{{destination: {{host: api.default.svc.cluster.local}}}}]
+  - name: redis
+    match: [{{uri: {{prefix: /redis}}}}]
+    route: [{{destination: {{host: api.default.svc.cluster.local}}}}]
+---
+apiVersion: pilotfish.io/v1alpha1
+kind: Consumer
+metadata: {{name: carol-{run}, namespace: default}}
+spec: {{username: carol-{run}, keyAuth: [{{key: carol-{run}}}]}}
+---
+apiVersion: pilotfish.io/v1alpha1
+kind: Plugin
+metadata: {{name: key-auth, namespace: default}}
+spec: {{plugin: key-auth, config: {{}}}}
+---
+apiVersion: pilotfish.io/v1alpha1
+kind: Plugin
+metadata: {{name: cluster-limit, namespace: default}}
+spec: {{plugin: rate-limiting, route: cluster, config: {{minute: 10, policy: cluster}}}}
+---
+apiVersion: pilotfish.io/v1alpha1
+kind: Plugin
+metadata: {{name: redis-limit, namespace: default}}
+spec:
+  plugin: rate-limiting
+  route: redis
+  config: {{minute: 10, policy: redis, redis_host: 127.0.0.1, redis_port: 6379}}
+"""
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Gw], str]]:
+    from registry_e2e_support import scratch_database
+
+    root = tmp_path_factory.mktemp("kong-replicas")
+    run = uuid.uuid4().hex[:8]
+    echo = EchoProcess("api-1", labels={"app": "api"})
+    started: list[PilotfishProcess | EnvoyProcess] = []
+    with scratch_database("pilotfish_kong") as url:
+        try:
+            echo.start()
+            port = free_port()
+            (root / "config").mkdir()
+            (root / "config" / "mesh.yaml").write_text(replica_config(echo.port, port, run))
+            (root / "credential.key").write_bytes(b"shared-credential-key-0123456789")
+            gws = []
+            for i, ip in enumerate(REPLICA_IPS):
+                pf = PilotfishProcess(
+                    root / "config",
+                    root / f"pf{i}",
+                    extra_args=["--store", url, "--credential-key", str(root / "credential.key")],
+                )
+                pf.start()
+                started.append(pf)
+                opts = BootstrapOptions(
+                    f"gw-{i}",
+                    "default",
+                    {"istio": "ingressgateway"},
+                    gateway=True,
+                    ip=ip,
+                    xds_port=pf.xds_port,
+                    admin_port=0,
+                )
+                envoy = EnvoyProcess(bootstrap(opts), workdir=root / f"envoy{i}")
+                envoy.start()
+                started.append(envoy)
+                g = Gw(port, Gate("redis://x@127.0.0.1:6379"), run)
+                g.ip = ip  # type: ignore[attr-defined]
+                gws.append(g)
+                envoy.wait_for(
+                    lambda g=g: replica_get(g, "/cluster/warm", "nope").status == 401,
+                    timeout=20,
+                    message=f"gateway {ip} serving",
+                )
+            yield gws, run
+        finally:
+            for proc in reversed(started):
+                proc.stop()
+            echo.stop()
+
+
+def replica_get(gw: Gw, path: str, key: str) -> http.Response:
+    ip = gw.ip  # type: ignore[attr-defined]
+    return http.get(f"http://{ip}:{gw.port}{path}", headers={"host": HOST, "apikey": key}, timeout=10)
+
+
+@pytest.mark.parametrize("policy", ["cluster", "redis"])
+def test_the_limit_holds_across_two_replicas(replicas: tuple[list[Gw], str], policy: str) -> None:
+    gws, run = replicas
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+    statuses = [replica_get(gws[i % 2], f"/{policy}/x", f"carol-{run}").status for i in range(20)]
+    allowed = statuses.count(200)
+    assert allowed <= 10 + len(gws), statuses
+    assert allowed >= 10, statuses
+    assert statuses.count(429) == 20 - allowed
+    print(f"\n{policy}: 20 requests alternating over 2 replicas, limit 10/minute: {allowed} allowed")

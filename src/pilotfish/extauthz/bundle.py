@@ -105,21 +105,26 @@ class AuthzBundle:
         "_memo",
         "kong",
         "credential_key",
+        "store_url",
     )
 
     def __init__(
-        self, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH, credential_key: bytes = b""
+        self,
+        resources: Iterable[Resource[Any]],
+        mesh: MeshConfig = DEFAULT_MESH,
+        credential_key: bytes = b"",
+        store_url: str = "",
     ) -> None:
         self.resources = tuple(r for r in resources if r.kind in SECURITY_KINDS or r.kind in KONG_KINDS)
         self.mesh = mesh
-        self.credential_key = credential_key
+        self.credential_key, self.store_url = credential_key, store_url
         self.version = bundle_version(self.resources, mesh)
         self.policies = compile_policies(self.resources, mesh)
         self.jwks_uris = _remote_key_uris(self.resources)
         self.jwks_timeouts = jwks_timeouts(self.resources)
         kong = [r for r in self.resources if r.kind in KONG_KINDS]
         # Kong's Consumers and Plugins (pilotfish.kong): run at gateways after the Istio decision.
-        self.kong = KongConfig.build(kong, credential_key) if kong else None
+        self.kong = KongConfig.build(kong, credential_key, store_url) if kong else None
         self.headers_read = headers_read(self.resources) | (
             self.kong.headers_read() if self.kong else frozenset()
         )
@@ -127,14 +132,19 @@ class AuthzBundle:
 
     @classmethod
     def build(
-        cls, resources: Iterable[Resource[Any]], mesh: MeshConfig = DEFAULT_MESH, credential_key: bytes = b""
+        cls,
+        resources: Iterable[Resource[Any]],
+        mesh: MeshConfig = DEFAULT_MESH,
+        credential_key: bytes = b"",
+        store_url: str = "",
     ) -> AuthzBundle:
-        """The bundle of ``resources`` (other kinds are ignored) under ``mesh``."""
-        return cls(resources, mesh, credential_key)
+        """The bundle of ``resources`` (other kinds are ignored) under ``mesh``; Kong's
+        Consumers and Plugins use ``credential_key`` and, for cluster rate limits, ``store_url``."""
+        return cls(resources, mesh, credential_key, store_url)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickles as source, recompiles on load
-        return (AuthzBundle, (self.resources, self.mesh, self.credential_key))
+        return (AuthzBundle, (self.resources, self.mesh, self.credential_key, self.store_url))
 
     def __repr__(self) -> str:
         return f"AuthzBundle(version={self.version}, resources={len(self.resources)})"

@@ -94,7 +94,12 @@ class KongOutcome:
 
 class Limiter(Protocol):
     async def apply(
-        self, plugin: PluginInstance, config: RateLimitingConfig, req: KongRequest, outcome: KongOutcome
+        self,
+        plugin: PluginInstance,
+        config: RateLimitingConfig,
+        req: KongRequest,
+        outcome: KongOutcome,
+        store_url: str = "",
     ) -> None: ...
 
     async def close(self) -> None: ...
@@ -151,7 +156,7 @@ class Engine:
             return outcome
         limit = plugins.get("rate-limiting")
         if limit is not None and self.limiter is not None:
-            await self.limiter.apply(limit, limit.config, req, outcome)
+            await self.limiter.apply(limit, limit.config, req, outcome, config.store_url)
         return outcome
 
     # ---- authentication ------------------------------------------------------------------------

@@ -109,10 +109,13 @@ class KongConfig:
     plugins: tuple[PluginInstance, ...] = ()
     conflicts: list[str] = field(default_factory=list)
     credential_key: bytes = b""
+    store_url: str = ""  # policy cluster's counters (the store's database)
 
     @classmethod
-    def build(cls, resources: Iterable[Resource[Any]], credential_key: bytes) -> KongConfig:
-        out = cls(credential_key=credential_key)
+    def build(
+        cls, resources: Iterable[Resource[Any]], credential_key: bytes, store_url: str = ""
+    ) -> KongConfig:
+        out = cls(credential_key=credential_key, store_url=store_url)
         ordered = sorted(resources, key=lambda r: (r.namespace, r.name))
         for r in ordered:
             if r.kind == "Consumer":

@@ -20,8 +20,8 @@ Semantics (Kong ``plugins/rate-limiting/handler.lua`` and ``policies/init.lua``)
   headers (true) or is answered 500 (false). Redis errors never leave a stale connection: the
   client reconnects on the next request.
 
-Policy ``cluster`` (counters in the store) is not offered; validation accepts only ``local``
-and ``redis`` until it is (see ``config.kong.plugin``).
+Policy ``cluster`` keeps the counters in the store's database (``cluster_counters``): the
+Check server is told the store URL with the bundle (``KongConfig.store_url``).
 """
 
 from __future__ import annotations
@@ -163,8 +163,17 @@ class RateLimiter:
     def __init__(self) -> None:
         self.local = LocalCounters()
         self._redis: dict[tuple[str, int, int, int, str], RedisCounters] = {}
+        self._cluster: Any = None
 
-    def counters(self, config: RateLimitingConfig) -> Counters:
+    def counters(self, config: RateLimitingConfig, store_url: str = "") -> Counters:
+        if config.policy == "cluster":
+            if not store_url:
+                raise CounterStoreDown("policy cluster needs serve --store")
+            if self._cluster is None or self._cluster.url != store_url:
+                from pilotfish.kong.cluster_counters import ClusterCounters
+
+                self._cluster = ClusterCounters(store_url)
+            return self._cluster  # type: ignore[no-any-return]
         if config.policy == "redis":
             where = (
                 config.redis_host,
@@ -183,9 +192,16 @@ class RateLimiter:
         for client in self._redis.values():
             await client.close()
         self._redis.clear()
+        if self._cluster is not None:
+            await self._cluster.close()
 
     async def apply(
-        self, plugin: PluginInstance, config: RateLimitingConfig, req: KongRequest, outcome: KongOutcome
+        self,
+        plugin: PluginInstance,
+        config: RateLimitingConfig,
+        req: KongRequest,
+        outcome: KongOutcome,
+        store_url: str = "",
     ) -> None:
         outcome.stateful = True
         credential = dict(outcome.headers_to_set).get("x-credential-identifier", "")
@@ -198,7 +214,7 @@ class RateLimiter:
             for (w, _), s, e in zip(windows, starts, ends, strict=True)
         ]
         try:
-            counts = await self.counters(config).incr(keys)
+            counts = await self.counters(config, store_url).incr(keys)
         except CounterStoreDown as exc:
             if config.fault_tolerant:
                 log.warning(

@@ -180,8 +180,6 @@ def _config_findings(name: str, config: Any) -> Iterator[Finding]:
             yield Finding(("config", "header_name"), "required with limit_by: header")
         if config.limit_by == "path" and not config.path.startswith("/"):
             yield Finding(("config", "path"), "required with limit_by: path (an absolute path)")
-        if config.policy == "cluster":
-            yield Finding(("config", "policy"), "cluster is not supported yet: use redis (shared) or local")
         if config.policy == "redis" and not config.redis_host:
             yield Finding(("config", "redis_host"), "required with policy: redis")
         if not 400 <= config.error_code <= 599:
