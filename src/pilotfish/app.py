@@ -48,6 +48,7 @@ from pilotfish.debounce import Debouncer
 from pilotfish.errors import Problem, StoreUnavailable
 from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.workers import AuthzWorkers
+from pilotfish.kong import admin_api as kong_admin
 from pilotfish.kong.credentials import load_key, seal_consumer
 from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
@@ -120,6 +121,7 @@ class ServeOptions:
     # Consumer credentials' key (kong/credentials.py); None: credential.key in the CA directory,
     # or a key in memory when the CA is in memory too.
     credential_key_file: Path | None = None
+    kong_admin_port: int | None = None  # Kong's Admin API (kong/admin_api.py); None: off
 
 
 __all__ = ["ProxyClass", "proxy_class", "translate"]
@@ -192,6 +194,8 @@ class ControlPlane:
         self._stop_watch = asyncio.Event()
         self.xds_port = 0
         self.authz: AuthzWorkers | None = None
+        self._kong_admin: Any = None
+        self.kong_admin_port = 0
         self.credential_key = credential_key(opts)
         self.authz_port = 0
         self.admin_port = 0
@@ -236,6 +240,8 @@ class ControlPlane:
             self.policy,
             extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
         )
+        if registry is not None and self.opts.kong_admin_port is not None:
+            await self._start_kong_admin(registry)
         self.supervisor.start("push-debounce", self.debouncer.run)
         self.supervisor.start("certificate-rotation", self._rotate_certificates)
         if self.store is not None:
@@ -257,6 +263,8 @@ class ControlPlane:
             await self._grpc.stop(grace)
         if self._admin is not None:
             await self._admin.cleanup()
+        if self._kong_admin is not None:
+            await self._kong_admin.cleanup()
         if self._subscription is not None:
             await asyncio.to_thread(self._subscription.close)
         if self.store is not None:
@@ -264,6 +272,19 @@ class ControlPlane:
         if self.authz is not None:
             await asyncio.to_thread(self.authz.stop)
         await asyncio.to_thread(self.publisher.close)
+
+    async def _start_kong_admin(self, registry: StoreApi) -> None:
+        """Kong's Admin API on its own port; the default port (8001) being taken is logged and
+        the rest of the server runs on (the port is only Kong compatibility)."""
+        assert self.opts.kong_admin_port is not None
+        try:
+            self._kong_admin, self.kong_admin_port = await kong_admin.start(
+                registry, self.policy, self.opts.host, self.opts.kong_admin_port
+            )
+        except OSError as exc:
+            log.error("Kong Admin API not started on port %d: %s", self.opts.kong_admin_port, exc)
+            return
+        self.supervisor.start("kong-targets", partial(kong_admin.renew_targets, registry))
 
     async def _start_authz(self) -> None:
         """The ext_authz Check server: worker processes sharing one port (SO_REUSEPORT), fed with
@@ -701,6 +722,10 @@ class StoreApi:
 
     def seal(self, doc: dict[str, Any]) -> dict[str, Any]:
         return seal_consumer(doc, self.cp.credential_key)
+
+    @property
+    def credential_key(self) -> bytes:
+        return self.cp.credential_key
 
 
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:

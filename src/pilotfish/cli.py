@@ -154,6 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         authz_workers=args.authz_workers,
         authz_mode=args.authz_mode,
         credential_key_file=Path(args.credential_key) if args.credential_key else None,
+        kong_admin_port=args.kong_admin_port if args.kong_admin_port >= 0 else None,
         debounce_max=args.debounce_max,
         store_url=args.store or default_store_url(),
         admin_tokens=Path(args.admin_tokens) if args.admin_tokens else None,
@@ -167,7 +168,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             f"READY xds={host}:{cp.xds_port} admin={host}:{cp.admin_port} authz={host}:{cp.authz_port}"
             f" secure-xds={host}:{cp.secure_xds_port}"
-            + (f" ca-token={host}:{cp.ca_token_port}" if cp.ca_token_port else ""),
+            + (f" ca-token={host}:{cp.ca_token_port}" if cp.ca_token_port else "")
+            + (f" kong-admin={host}:{cp.kong_admin_port}" if cp.kong_admin_port else ""),
             flush=True,
         )
 
@@ -719,6 +721,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="ext_authz",
         help="enforce RequestAuthentication/AuthorizationPolicy in the Check server (ext_authz) or in "
         "Envoy's jwt_authn + RBAC filters (native); a workload may override it (bootstrap --annotations)",
+    )
+    p.add_argument(
+        "--kong-admin-port",
+        type=int,
+        default=8001,
+        help="Kong's Admin API (consumers, plugins, upstreams, targets; 0: any free port; negative: off)",
     )
     p.add_argument(
         "--credential-key",

@@ -18,6 +18,7 @@ from harness.processes import read_line, stop_process
 _READY = re.compile(r"READY xds=([\d.]+):(\d+) admin=([\d.]+):(\d+) authz=([\d.]+):(\d+)")
 _SECURE_XDS = re.compile(r"secure-xds=([\d.]+):(\d+)")
 _CA_TOKEN = re.compile(r"ca-token=([\d.]+):(\d+)")
+_KONG_ADMIN = re.compile(r"kong-admin=([\d.]+):(\d+)")
 
 
 class PilotfishProcess:
@@ -31,6 +32,7 @@ class PilotfishProcess:
         self.authz_port = 0
         self.secure_xds_port = 0
         self.ca_token_port = 0  # only with --ca-token-port
+        self.kong_admin_port = 0  # Kong's Admin API: a free port (serve's 8001 would be shared)
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -57,6 +59,11 @@ class PilotfishProcess:
             *self._store_args(),
             *self._authz_args(),
             *self._ca_args(),
+            *(
+                []
+                if "--kong-admin-port" in self.extra_args
+                else ["--kong-admin-port", str(self.kong_admin_port)]
+            ),
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
@@ -73,6 +80,8 @@ class PilotfishProcess:
         self.secure_xds_port = int(secure.group(2)) if secure else 0
         token = _CA_TOKEN.search(line)
         self.ca_token_port = int(token.group(2)) if token else 0
+        kong = _KONG_ADMIN.search(line)
+        self.kong_admin_port = int(kong.group(2)) if kong else 0
         self.starts += 1
         return self
 

@@ -333,12 +333,14 @@ TRANSLATED: Mapping[str, frozenset[str]] = {
     "consumer.ConsumerSpec": frozenset(
         {"username", "customId", "tags", "keyAuth", "basicAuth", "jwt", "acls"}
     ),
-    "consumer.KeyAuthCredential": frozenset({"key", "keyHash", "id", "tags"}),
-    "consumer.BasicAuthCredential": frozenset({"username", "password", "passwordHash", "id", "tags"}),
-    "consumer.JwtCredential": frozenset(
-        {"key", "algorithm", "secret", "secretSealed", "rsaPublicKey", "id", "tags"}
+    "consumer.KeyAuthCredential": frozenset({"key", "keyHash", "id", "tags", "createdAt"}),
+    "consumer.BasicAuthCredential": frozenset(
+        {"username", "password", "passwordHash", "id", "tags", "createdAt"}
     ),
-    "consumer.AclGroup": frozenset({"group", "id", "tags"}),
+    "consumer.JwtCredential": frozenset(
+        {"key", "algorithm", "secret", "secretSealed", "rsaPublicKey", "id", "tags", "createdAt"}
+    ),
+    "consumer.AclGroup": frozenset({"group", "id", "tags", "createdAt"}),
     "plugin.PluginSpec": frozenset({"plugin", "config", "enabled", "service", "route", "consumer", "tags"}),
 }
 

@@ -80,3 +80,34 @@ def test_plugin_apply_validate_history_delete(api: Api) -> None:
     assert [h["action"] for h in history] == ["create", "update"]
     assert api.call("DELETE", "/apis/Plugin/default/limit").status == 200
     assert api.call("GET", "/apis/Plugin/default/limit").status == 404
+
+
+TOKENS = """tokens:
+  - {token: t-admin, subject: admin}
+  - {token: t-viewer, subject: viewer}
+roles:
+  - {name: all, rules: [{verbs: ["*"], kinds: ["*"]}]}
+  - {name: view, rules: [{verbs: [get, list], kinds: ["*"]}]}
+bindings:
+  - {subject: admin, role: all}
+  - {subject: viewer, role: view}
+"""
+
+
+def test_the_kong_admin_api_has_the_admin_apis_rbac(tmp_path: Path, pilotfish_factory) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "config"
+    config.mkdir()
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(TOKENS)
+    pf = pilotfish_factory(config, extra_args=["--admin-tokens", str(tokens)])
+    kong = f"127.0.0.1:{pf.kong_admin_port}"
+    anonymous, admin, viewer = (Api(kong, t) for t in (None, "t-admin", "t-viewer"))
+    assert anonymous.call("GET", "/consumers").status == 401
+    assert anonymous.call("POST", "/consumers", {"username": "x"}).status == 401
+    created = admin.call("POST", "/consumers", {"username": "carol"})
+    assert created.status == 201 and created.json()["username"] == "carol"
+    assert viewer.call("GET", "/consumers/carol").status == 200
+    denied = viewer.call("POST", "/consumers/carol/key-auth", {"key": "k"})
+    assert denied.status == 403 and denied.json()["message"].startswith("RBAC: access denied")
+    assert viewer.call("DELETE", "/consumers/carol").status == 403
+    assert admin.call("DELETE", "/consumers/carol").status == 204

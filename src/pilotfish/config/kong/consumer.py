@@ -34,6 +34,7 @@ class KeyAuthCredential(Message):
     key_hash: str = ""
     id: str = ""
     tags: tuple[str, ...] = ()
+    created_at: int = 0  # Unix seconds (Kong's created_at), set by the Kong Admin API
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class BasicAuthCredential(Message):
     password_hash: str = ""
     id: str = ""
     tags: tuple[str, ...] = ()
+    created_at: int = 0  # Unix seconds (Kong's created_at), set by the Kong Admin API
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class JwtCredential(Message):
     rsa_public_key: str = ""  # RS256/ES256: the PEM public key (Kong's field name for both)
     id: str = ""
     tags: tuple[str, ...] = ()
+    created_at: int = 0  # Unix seconds (Kong's created_at), set by the Kong Admin API
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class AclGroup(Message):
     group: str = jfield(required=True)
     id: str = ""
     tags: tuple[str, ...] = ()
+    created_at: int = 0  # Unix seconds (Kong's created_at), set by the Kong Admin API
 
 
 @dataclass(frozen=True, slots=True)
