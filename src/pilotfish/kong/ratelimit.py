@@ -127,11 +127,11 @@ return out
 class RedisCounters:
     """``policy: redis``: INCR (+ EXPIRE for a new key) of every window key, in one Lua script.
 
-    Increments of concurrent Checks are batched: while one pipeline is in flight, the requests
-    that arrive queue up and go out together in the next (one round trip and one ``send`` for
-    the whole batch, one command to pack and one reply to parse). A lone request still goes out at once, so batching adds no delay; under
-    load it divides the per-request cost of the Redis client. INCR is atomic in Redis, so
-    batching changes no count."""
+    Increments of concurrent Checks are batched: while one call is in flight, the requests that
+    arrive queue up and go out together in the next (one round trip, one command to pack and
+    one reply to parse for the whole batch). A lone request still goes out at once, so batching
+    adds no delay; under load it divides the per-request cost of the Redis client. The script
+    runs atomically in Redis, so batching changes no count."""
 
     def __init__(self, host: str, port: int, database: int, timeout_ms: int, password: str = "") -> None:
         import redis.asyncio as aioredis
@@ -170,7 +170,7 @@ class RedisCounters:
                 ttls = [ttl for keys, _ in batch for _, ttl in keys]
                 try:
                     results = await self._script(keys=names, args=ttls)
-                except (redis.exceptions.RedisError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(CounterStoreDown(str(exc)))
