@@ -201,3 +201,33 @@ def test_sidecar_ports_without_a_protocol_take_their_names() -> None:
     assert "envoy.filters.network.http_connection_manager" in filters["10.0.0.9_9080"]  # http-web
     assert filters["10.0.0.9_5432"][-1] == "envoy.filters.network.tcp_proxy"  # postgres: TCP
     assert "envoy.filters.network.http_connection_manager" in filters["127.0.0.1_7000"]  # grpc-api
+
+
+GATEWAY_TCP = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: prod}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 5432, name: tcp, protocol: TCP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edge-db, namespace: prod}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  tcp:
+  - match: [{port: 5432, sourceLabels: {app: somebody-else}}]
+    route: [{destination: {host: db.prod.svc.cluster.local}}]
+"""
+
+
+def test_a_gateway_matches_tcp_rules_on_port_and_gateway_only() -> None:
+    """Istio ``l4SingleMatch``: sourceLabels do not apply to the gateway proxy itself."""
+    snap = snapshot(SERVICES, GATEWAY_TCP)
+    gateway = client(labels={"istio": "ingressgateway"}, kind=ProxyType.ROUTER)
+    (listener,) = translate_listeners(snap, gateway)
+    proxy = tcp_proxy_pb2.TcpProxy()
+    listener.filter_chains[0].filters[-1].typed_config.Unpack(proxy)
+    assert proxy.cluster == "outbound|5432||db.prod.svc.cluster.local"

@@ -129,7 +129,7 @@ def server_chains(snapshot: MeshSnapshot, proxy: Proxy, server: L4Server) -> lis
     destinations = visible_destinations(snapshot, proxy)
     services: Mapping[str, Service] = {host: service for host, (service, _) in destinations.items()}
     policies = destination_policies(destinations)
-    scope = L4Scope(proxy, server.port, frozenset({server.gateway}), services, policies)
+    scope = L4Scope(proxy, server.port, frozenset({server.gateway}), services, policies, match_source=False)
     bound = bound_virtual_services(snapshot, proxy, server)
     if server.mode == AUTO_PASSTHROUGH:
         auto = chain(tcp_proxy_filter(BLACKHOLE_CLUSTER), server_names=server.server_names or ["*"])

@@ -13,8 +13,10 @@ the second way (``pilot/pkg/networking/core/listener.go`` ``buildSidecarOutbound
   services sharing a port the first decides HTTP or TCP (Istio's conflict rule, without protocol
   sniffing). Address ``<bind>:<port>``, name ``<bind>_<port>``; bind = ``egress.bind``, else node
   metadata OUTBOUND_BIND, else 127.0.0.1. HTTP ports: an HTTP connection manager on RDS route
-  ``"<port>"``; TCP ports: ``tcp_proxy`` to ``outbound|<port>||<host>`` of the first service.
-  ``unix://`` egress binds (port 0) are not built yet.
+  ``"<port>"``; TCP and TLS ports: the first service's ``tcp``/``tls`` VirtualService rules as
+  ``tcp_proxy`` filter chains (``tcp_routes.py``), else ``tcp_proxy`` to
+  ``outbound|<port>||<host>``. An egress port without a protocol takes its name's, else the
+  service's. ``unix://`` egress binds (port 0) are not built (``validate`` warns).
 - **inbound** (sidecar): per port of ``inbound.inbound_ports``, ``<ip>_<port>`` bound to
   ``<ip>:<port>``, with the route config INLINE (Istio: "no RDS for inbound traffic"), named
   ``inbound|<port>||``: one ``*`` virtual host sending everything to cluster

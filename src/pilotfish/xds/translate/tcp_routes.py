@@ -11,7 +11,10 @@ Istio ``pilot/pkg/networking/core/listener.go`` (``buildSidecarOutboundTCPTLSFil
 - a match applies when its ``port`` is unset or the listener port, its ``gateways`` (when set)
   name one of the proxy's gateways, its ``sourceLabels`` are a subset of the proxy's labels and its
   ``sourceNamespace`` (when set) is the proxy's namespace (``matchTCP``/``matchTLS``);
-- a ``tcp`` rule without matches, or with a match without ``destinationSubnets``, is the catch-all:
+- on a gateway only ``port`` and ``gateways`` count (``l4SingleMatch``: source labels and
+  namespace are the sidecars' business);
+- a ``tcp`` rule without matches, or with a match without ``destinationSubnets`` or
+  ``sourceSubnet``, is the catch-all:
   nothing after it is built. ``destinationSubnets`` become the chain's ``prefix_ranges`` and
   ``sourceSubnet`` its ``source_prefix_ranges`` (a chain that only narrows, so the rules after it
   still apply). Istio treats a subnet match on a listener bound to one address as the catch-all
@@ -92,6 +95,7 @@ class L4Scope:
     gateways: frozenset[str]  # the proxy's gateway names (``mesh`` for a sidecar)
     services: Mapping[str, Service]  # destination hosts → services (for their only port)
     policy_for: PolicyLookup = _no_policy
+    match_source: bool = True  # sidecars check sourceLabels/sourceNamespace; gateways do not
 
 
 def tcp_proxy_filter(
@@ -145,6 +149,8 @@ def match_applies(match: L4MatchAttributes | TLSMatchAttributes, scope: L4Scope)
         return False
     if match.gateways and not any(g in scope.gateways for g in match.gateways):
         return False
+    if not scope.match_source:
+        return True
     if not all(scope.proxy.labels.get(k) == v for k, v in match.source_labels.items()):
         return False
     return not match.source_namespace or match.source_namespace == scope.proxy.namespace
