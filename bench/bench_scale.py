@@ -13,8 +13,10 @@ pilotfish's process. Each follows Envoy's SotW flow: CDS (wildcard), then EDS fo
 EDS names, LDS once the clusters are warm, RDS for the listeners' route names, SDS for the
 secrets clusters and listeners name; every response is ACKed with its version_info and nonce and
 the current resource names (a subscription change rides on the ACK or on a request of its own,
-as Envoy's mux does). Only what that needs is parsed, and a resource's parse is memoized by its
-bytes per client process (proxies of one scope receive the same bytes).
+as Envoy's mux does). With ``--delta`` the same flow runs on incremental ADS (wildcard CDS/LDS,
+subscribe/unsubscribe for the rest, ACK by nonce). A stream that fails is retried with Envoy's
+backoff, and the failures are reported. Only what that needs is parsed, memoized per response
+body and per resource in each client process (proxies of one scope receive the same bytes).
 
 Measured in one run:
   * initial sync: from "connect" until the last proxy has ACKed CDS, EDS, LDS, RDS and SDS with
@@ -32,6 +34,7 @@ Measured in one run:
 
     .venv/bin/python bench/bench_scale.py [--proxies 200] [--services 100] [--endpoints 5] [--trials 5]
     .venv/bin/python bench/bench_scale.py --proxies 1000 --services 1000 --trials 3   # the aim
+    .venv/bin/python bench/bench_scale.py --proxies 1000 --services 1000 --trials 3 --delta
 
 Aims (issue 11, 1,000 × 1,000 × 5 on 2 cores): endpoint change p99 <= 500 ms, DestinationRule
 change p99 <= 2 s, initial sync <= 15 s, <= 0.3 MB RSS per connected proxy.
@@ -80,7 +83,9 @@ from pilotfish.bootstrap import BootstrapOptions, node  # noqa: E402
 from pilotfish.xds import resources as rt  # noqa: E402
 
 CDS, EDS, LDS, RDS, SDS = rt.CLUSTER, rt.ENDPOINT, rt.LISTENER, rt.ROUTE, rt.SECRET
-METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+METHOD = f"/{ADS_SERVICE}/StreamAggregatedResources"
+DELTA_METHOD = f"/{ADS_SERVICE}/DeltaAggregatedResources"
 CHANNEL_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),  # one connection per proxy, as N Envoys would have
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -335,6 +340,8 @@ class TypeState:
 class SimProxy:
     """One Envoy's ADS SotW client: subscribes, follows references, ACKs every response."""
 
+    method = METHOD
+
     def __init__(self, client: Client, index: int, node_bytes: bytes, record: bool) -> None:
         self.client, self.index, self.node_bytes, self.record = client, index, node_bytes, record
         self.types = {t: TypeState() for t in (CDS, EDS, LDS, RDS, SDS)}
@@ -382,7 +389,7 @@ class SimProxy:
         self.types = {t: TypeState() for t in (CDS, EDS, LDS, RDS, SDS)}
         self.cluster_secrets = self.listener_secrets = frozenset()
         self.sent_node = False
-        self.call = channel.stream_stream(METHOD)()
+        self.call = channel.stream_stream(self.method)()
         await self._subscribe(CDS, frozenset())
         while (raw := await self.call.read()) is not grpc.aio.EOF:
             await self._on_response(raw, time.monotonic())
@@ -406,12 +413,7 @@ class SimProxy:
         client = self.client
         response = discovery_pb2.DiscoveryResponse.FromString(raw)
         type_url = response.type_url
-        armed = client.armed
-        if armed is not None and self.hit_at is None and type_url == armed[0] and armed[1] in raw:
-            self.hit_at = now
-            if client.hit_payload is None:
-                client.hit_payload = raw  # what the baseline replays: the first arrival's bytes
-            client.note_hit()
+        self._note_arrival(raw, type_url, now)
         state = self.types[type_url]
         state.version, state.nonce, state.got_response = response.version_info, response.nonce, True
         facts = client.response_facts(raw, response)
@@ -434,6 +436,16 @@ class SimProxy:
         await self._send(type_url)  # the ACK: same version_info and response_nonce
         await self._after_update()
 
+    def _note_arrival(self, raw: bytes, type_url: str, now: float) -> None:
+        """The armed change arrived when its marker is in a response of the armed type."""
+        client = self.client
+        armed = client.armed
+        if armed is not None and self.hit_at is None and type_url == armed[0] and armed[1] in raw:
+            self.hit_at = now
+            if client.hit_payload is None:
+                client.hit_payload = raw  # what the baseline replays: the first arrival's bytes
+            client.note_hit()
+
     async def _follow_secrets(self) -> None:
         names = self.cluster_secrets | self.listener_secrets
         if names or self.types[SDS].requested:
@@ -448,6 +460,76 @@ class SimProxy:
         if self.synced_at is None and clusters_warm and lds.got_response and children_held:
             self.synced_at = time.monotonic()
             self.client.note_synced()
+
+
+class DeltaProxy(SimProxy):
+    """The same Envoy on incremental ADS (``DeltaAggregatedResources``): wildcard CDS and LDS,
+    explicit subscribe/unsubscribe for EDS, RDS and SDS, every response ACKed by its nonce; what it
+    holds is kept per resource, updated by ``resources`` and ``removed_resources``."""
+
+    method = DELTA_METHOD
+
+    def __init__(self, client: Client, index: int, node_bytes: bytes, record: bool) -> None:
+        super().__init__(client, index, node_bytes, record)
+        self.node = base_pb2.Node.FromString(node_bytes)
+        self.clusters: dict[str, ClusterFacts] = {}
+        self.listeners: dict[str, ListenerFacts] = {}
+
+    async def _stream(self, channel: grpc.aio.Channel) -> None:
+        self.clusters, self.listeners = {}, {}
+        await super()._stream(channel)
+
+    async def _request(self, **fields: Any) -> None:
+        request = discovery_pb2.DeltaDiscoveryRequest(**fields)
+        if not self.sent_node:
+            request.node.CopyFrom(self.node)
+            self.sent_node = True
+        await self.call.write(request.SerializeToString())
+
+    async def _subscribe(self, type_url: str, names: frozenset[str]) -> None:
+        state = self.types[type_url]
+        if state.requested and state.names == names:
+            return
+        added, gone = sorted(names - state.names), sorted(state.names - names)
+        first = not state.requested
+        state.names, state.requested = names, True
+        if first or added or gone:  # the first request of a type with no names: the wildcard
+            await self._request(
+                type_url=type_url, resource_names_subscribe=added, resource_names_unsubscribe=gone
+            )
+
+    async def _on_response(self, raw: bytes, now: float) -> None:
+        client = self.client
+        response = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+        type_url = response.type_url
+        self._note_arrival(raw, type_url, now)
+        state = self.types[type_url]
+        state.nonce, state.got_response = response.nonce, True
+        removed = set(response.removed_resources)
+        if self.record:
+            held = self.state.setdefault(type_url, {})
+            for name in removed:
+                held.pop(name, None)
+            for resource in response.resources:
+                held[resource.name] = resource.SerializeToString()
+        if type_url == CDS:
+            for name in removed:
+                self.clusters.pop(name, None)
+            self.clusters.update((r.name, client.cluster(r.resource.value)) for r in response.resources)
+            self.cluster_secrets = frozenset().union(*(f.secrets for f in self.clusters.values()))
+            await self._subscribe(EDS, frozenset(f.eds_name for f in self.clusters.values() if f.eds_name))
+            await self._follow_secrets()
+        elif type_url == LDS:
+            for name in removed:
+                self.listeners.pop(name, None)
+            self.listeners.update((r.name, client.listener(r.resource.value)) for r in response.resources)
+            self.listener_secrets = frozenset().union(*(f.secrets for f in self.listeners.values()))
+            await self._subscribe(RDS, frozenset().union(*(f.routes for f in self.listeners.values())))
+            await self._follow_secrets()
+        else:  # a subscribed name reported removed does not exist: answered all the same
+            state.received |= {sys.intern(r.name) for r in response.resources} | removed
+        await self._request(type_url=type_url, response_nonce=response.nonce)  # the ACK
+        await self._after_update()
 
 
 class Client:
@@ -537,13 +619,14 @@ class Client:
                 return
             self.conn.send(await getattr(self, command)(*args))
 
-    async def connect(self, target: str) -> tuple[str]:
+    async def connect(self, target: str, delta: bool) -> tuple[str]:
         self._synced, self._all_synced = 0, asyncio.Event()
         self._responses.clear()
         self._clusters.clear()
         self._listeners.clear()
+        kind = DeltaProxy if delta else SimProxy
         self.proxies = [
-            SimProxy(self, p, n, record=(p == 0)) for p, n in zip(self.indices, self.nodes, strict=True)
+            kind(self, p, n, record=(p == 0)) for p, n in zip(self.indices, self.nodes, strict=True)
         ]
         self.channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in self.proxies]
         self.tasks = [asyncio.create_task(p.run(c)) for p, c in zip(self.proxies, self.channels, strict=True)]
@@ -627,23 +710,38 @@ async def _client_main(conn: Connection, indices: Sequence[int]) -> None:
 
 
 class Baseline:
-    """A minimal ADS server: answers every new or changed subscription with the pre-serialized
-    state of its type, ignores ACKs, and on ``push`` writes the given bytes to every stream."""
+    """A minimal ADS server: answers a new watch with the pre-serialized resources it asks for
+    (all of the type for a wildcard), a subscription change with only the names it adds (what
+    pilotfish does too), ignores ACKs, and on ``push`` writes the given bytes to every stream."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.initial: dict[str, bytes] = {}
+        self.initial: dict[str, dict[str, bytes]] = {}  # type -> name -> Any (SotW) / Resource (delta)
+        self.everything: dict[str, bytes] = {}  # type -> the response with all of it, built once
         self.queues: set[asyncio.Queue[bytes | None]] = set()
+
+    def payload(self, type_url: str, names: set[str] | None) -> bytes | None:
+        """The response carrying ``names`` of ``type_url`` (all of them for None), if any exist."""
+        held = self.initial.get(type_url, {})
+        if names is None or names >= held.keys():
+            return self.everything.get(type_url)
+        found = [held[n] for n in sorted(names) if n in held]
+        return encode_response(type_url, found) if found else None
 
     async def serve(self) -> None:
         server = grpc.aio.server(options=CHANNEL_OPTIONS[1:])
-        handler = grpc.stream_stream_rpc_method_handler(
-            self.stream,
+        sotw = grpc.stream_stream_rpc_method_handler(
+            self.sotw,
             request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
             response_serializer=bytes,
         )
+        delta = grpc.stream_stream_rpc_method_handler(
+            self.delta,
+            request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=bytes,
+        )
         service = grpc.method_handlers_generic_handler(
-            "envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": handler}
+            ADS_SERVICE, {"StreamAggregatedResources": sotw, "DeltaAggregatedResources": delta}
         )
         server.add_generic_rpc_handlers((service,))
         port = server.add_insecure_port("127.0.0.1:0")
@@ -660,6 +758,9 @@ class Baseline:
                     return
                 if command == "state":
                     self.initial = args[0]
+                    self.everything = {
+                        t: encode_response(t, held.values()) for t, held in self.initial.items()
+                    }
                 elif command == "push":
                     for queue in self.queues:
                         queue.put_nowait(args[0])
@@ -667,20 +768,46 @@ class Baseline:
         finally:
             await server.stop(0)
 
-    async def stream(self, requests: Any, context: Any) -> None:
+    async def sotw(self, requests: Any, context: Any) -> None:
+        """SotW: a new watch gets what it names (empty: the wildcard), a names change only the
+        added names; an ACK repeats the names and gets nothing."""
+        known: dict[str, set[str]] = {}
+
+        def answer(request: Any) -> bytes | None:
+            names = set(request.resource_names)
+            if not request.response_nonce or request.type_url not in known:
+                known[request.type_url] = names
+                return self.payload(request.type_url, names or None)
+            added = names - known[request.type_url]
+            known[request.type_url] = names
+            return self.payload(request.type_url, added) if added else None
+
+        await self.stream(requests, context, answer)
+
+    async def delta(self, requests: Any, context: Any) -> None:
+        """Delta: a new watch gets what it subscribes to (nothing named: the wildcard), later
+        subscriptions only those names; an ACK subscribes to nothing."""
+        seen: set[str] = set()
+
+        def answer(request: Any) -> bytes | None:
+            names = set(request.resource_names_subscribe)
+            if request.type_url not in seen:
+                seen.add(request.type_url)
+                return self.payload(request.type_url, names or None)
+            return self.payload(request.type_url, names) if names else None
+
+        await self.stream(requests, context, answer)
+
+    async def stream(self, requests: Any, context: Any, answer: Callable[[Any], bytes | None]) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.queues.add(queue)
-        names: dict[str, tuple[str, ...]] = {}
 
         async def read() -> None:
             try:
                 async for request in requests:
-                    key = tuple(request.resource_names)
-                    if not request.response_nonce or names.get(request.type_url) != key:
-                        names[request.type_url] = key
-                        payload = self.initial.get(request.type_url)
-                        if payload is not None:
-                            queue.put_nowait(payload)
+                    payload = answer(request)
+                    if payload is not None:
+                        queue.put_nowait(payload)
             finally:
                 queue.put_nowait(None)
 
@@ -779,9 +906,9 @@ class Run:
     cpu: dict[str, float] = field(default_factory=dict)  # pilotfish CPU seconds per phase
 
 
-def connect_and_sync(clients: Clients, target: str, run: Run) -> None:
+def connect_and_sync(clients: Clients, target: str, run: Run, delta: bool) -> None:
     started = time.monotonic()
-    clients.call("connect", target)
+    clients.call("connect", target, delta)
     replies = clients.call("wait_synced", clients.timeout)
     synced, errors = clients.merged(replies)
     run.sync = [None if t is None else t - started for t in synced]
@@ -826,7 +953,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         time.sleep(args.settle)  # loaded, translated, idle
         before = rss_mb(pf.pid)
         cpu = cpu_seconds(pf.pid)
-        connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run)
+        connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run, args.delta)
         run.cpu["initial sync"] = cpu_seconds(pf.pid) - cpu
         if None in run.sync:
             missing = run.sync.count(None)
@@ -860,15 +987,15 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
     return run, before, after
 
 
-def measure_baseline(clients: Clients, ours: Run) -> Run:
+def measure_baseline(args: argparse.Namespace, clients: Clients, ours: Run) -> Run:
     peer = Peer(baseline_main)
     run = Run("baseline")
     try:
         port = peer.reply(60)
-        initial = {t: encode_response(t, held.values()) for t, held in ours.state.items()}
-        peer.send("state", initial)
+        # SotW holds Any bytes, delta Resource entries: the same field numbers in either response.
+        peer.send("state", ours.state)
         peer.reply(60)
-        connect_and_sync(clients, f"127.0.0.1:{port}", run)
+        connect_and_sync(clients, f"127.0.0.1:{port}", run, args.delta)
         for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):
             for k, payload in payloads.items():
                 marker = eds_marker(k) if kind == EDS else cds_marker(k)
@@ -916,7 +1043,8 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
     load = os.getloadavg()
     print(
         f"mesh: {n} proxies × {args.services} services × {args.endpoints} endpoints, "
-        f"{args.trials} trials, {args.client_procs} client processes, "
+        f"{args.trials} trials, {'delta' if args.delta else 'SotW'} ADS, "
+        f"{args.client_procs} client processes, "
         f"load average at start {args.load_at_start}, at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     held = ", ".join(f"{len(ours.state.get(t, {}))} {rt.short_name(t)}" for t in (CDS, EDS, LDS, RDS, SDS))
@@ -971,6 +1099,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--client-procs", type=int, default=0, help="client processes (0: one per 500 proxies)"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a sync or a change")
+    parser.add_argument("--delta", action="store_true", help="incremental ADS instead of SotW")
     parser.add_argument("--settle", type=float, default=1.0, help="quiet seconds between phases")
     args = parser.parse_args(argv)
     if args.services < 2 or args.endpoints < 1 or args.proxies < 1 or args.trials < 1:
@@ -985,7 +1114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             ours, before, after = measure_pilotfish(args, clients, Path(tmp))
-        floor = measure_baseline(clients, ours)
+        floor = measure_baseline(args, clients, ours)
     finally:
         clients.stop()
     report(args, ours, floor, before, after)

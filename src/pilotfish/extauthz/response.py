@@ -30,11 +30,25 @@ OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 RPC_CODES = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}
 
 
+# Built options by (name, value): the same few headers (a consumer's, a token's claims) recur on
+# every request, and building a HeaderValueOption costs more than copying one (``extend`` and the
+# message constructors copy, so sharing the cached ones is safe). Cleared when full.
+_OPTIONS: dict[tuple[str, str], base_pb2.HeaderValueOption] = {}
+_OPTIONS_LIMIT = 4096
+
+
 def header_options(headers: Iterable[tuple[str, str]]) -> list[base_pb2.HeaderValueOption]:
-    return [
-        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=OVERWRITE)
-        for k, v in headers
-    ]
+    out = []
+    for pair in headers:
+        option = _OPTIONS.get(pair)
+        if option is None:
+            if len(_OPTIONS) >= _OPTIONS_LIMIT:
+                _OPTIONS.clear()
+            option = _OPTIONS[pair] = base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=pair[0], value=pair[1]), append_action=OVERWRITE
+            )
+        out.append(option)
+    return out
 
 
 def check_response(decision: Decision) -> external_auth_pb2.CheckResponse:

@@ -45,8 +45,11 @@ def run_bench(*args: str, timeout: float = 120) -> str:
     return text
 
 
-def test_a_tiny_scale_bench_runs_end_to_end_and_reports_everything() -> None:
-    out = run_bench("--proxies", "3", "--services", "5", "--trials", "1", "--settle", "0.2")
+@pytest.mark.parametrize("mode", ["SotW", "delta"])
+def test_a_tiny_scale_bench_runs_end_to_end_and_reports_everything(mode: str) -> None:
+    flags = ["--delta"] if mode == "delta" else []
+    out = run_bench("--proxies", "3", "--services", "5", "--trials", "1", "--settle", "0.2", *flags)
+    assert f"1 trials, {mode} ADS" in out, out
     # 5 services + the DestinationRule's subset cluster; secrets: the workload cert and the root.
     assert "each proxy holds: 6 CDS, 6 EDS, 1 LDS, 1 RDS, 2 SDS" in out, out
     for run in ("pilotfish", "baseline"):
