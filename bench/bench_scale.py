@@ -710,13 +710,23 @@ async def _client_main(conn: Connection, indices: Sequence[int]) -> None:
 
 
 class Baseline:
-    """A minimal ADS server: answers every new or changed subscription with the pre-serialized
-    state of its type, ignores ACKs, and on ``push`` writes the given bytes to every stream."""
+    """A minimal ADS server: answers a new watch with the pre-serialized resources it asks for
+    (all of the type for a wildcard), a subscription change with only the names it adds (what
+    pilotfish does too), ignores ACKs, and on ``push`` writes the given bytes to every stream."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.initial: dict[str, bytes] = {}
+        self.initial: dict[str, dict[str, bytes]] = {}  # type -> name -> Any (SotW) / Resource (delta)
+        self.everything: dict[str, bytes] = {}  # type -> the response with all of it, built once
         self.queues: set[asyncio.Queue[bytes | None]] = set()
+
+    def payload(self, type_url: str, names: set[str] | None) -> bytes | None:
+        """The response carrying ``names`` of ``type_url`` (all of them for None), if any exist."""
+        held = self.initial.get(type_url, {})
+        if names is None or names >= held.keys():
+            return self.everything.get(type_url)
+        found = [held[n] for n in sorted(names) if n in held]
+        return encode_response(type_url, found) if found else None
 
     async def serve(self) -> None:
         server = grpc.aio.server(options=CHANNEL_OPTIONS[1:])
@@ -748,6 +758,9 @@ class Baseline:
                     return
                 if command == "state":
                     self.initial = args[0]
+                    self.everything = {
+                        t: encode_response(t, held.values()) for t, held in self.initial.items()
+                    }
                 elif command == "push":
                     for queue in self.queues:
                         queue.put_nowait(args[0])
@@ -756,37 +769,44 @@ class Baseline:
             await server.stop(0)
 
     async def sotw(self, requests: Any, context: Any) -> None:
-        """SotW: answer a new watch or changed names (an ACK carries the same names)."""
-        names: dict[str, tuple[str, ...]] = {}
+        """SotW: a new watch gets what it names (empty: the wildcard), a names change only the
+        added names; an ACK repeats the names and gets nothing."""
+        known: dict[str, set[str]] = {}
 
-        def answer(request: Any) -> bool:
-            key = tuple(request.resource_names)
-            changed = not request.response_nonce or names.get(request.type_url) != key
-            names[request.type_url] = key
-            return changed
+        def answer(request: Any) -> bytes | None:
+            names = set(request.resource_names)
+            if not request.response_nonce or request.type_url not in known:
+                known[request.type_url] = names
+                return self.payload(request.type_url, names or None)
+            added = names - known[request.type_url]
+            known[request.type_url] = names
+            return self.payload(request.type_url, added) if added else None
 
         await self.stream(requests, context, answer)
 
     async def delta(self, requests: Any, context: Any) -> None:
-        """Delta: answer a new watch or new names (an ACK subscribes to nothing)."""
+        """Delta: a new watch gets what it subscribes to (nothing named: the wildcard), later
+        subscriptions only those names; an ACK subscribes to nothing."""
         seen: set[str] = set()
 
-        def answer(request: Any) -> bool:
-            new = request.type_url not in seen
-            seen.add(request.type_url)
-            return new or bool(request.resource_names_subscribe)
+        def answer(request: Any) -> bytes | None:
+            names = set(request.resource_names_subscribe)
+            if request.type_url not in seen:
+                seen.add(request.type_url)
+                return self.payload(request.type_url, names or None)
+            return self.payload(request.type_url, names) if names else None
 
         await self.stream(requests, context, answer)
 
-    async def stream(self, requests: Any, context: Any, answer: Callable[[Any], bool]) -> None:
+    async def stream(self, requests: Any, context: Any, answer: Callable[[Any], bytes | None]) -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.queues.add(queue)
 
         async def read() -> None:
             try:
                 async for request in requests:
-                    payload = self.initial.get(request.type_url)
-                    if answer(request) and payload is not None:
+                    payload = answer(request)
+                    if payload is not None:
                         queue.put_nowait(payload)
             finally:
                 queue.put_nowait(None)
@@ -973,8 +993,7 @@ def measure_baseline(args: argparse.Namespace, clients: Clients, ours: Run) -> R
     try:
         port = peer.reply(60)
         # SotW holds Any bytes, delta Resource entries: the same field numbers in either response.
-        initial = {t: encode_response(t, held.values()) for t, held in ours.state.items()}
-        peer.send("state", initial)
+        peer.send("state", ours.state)
         peer.reply(60)
         connect_and_sync(clients, f"127.0.0.1:{port}", run, args.delta)
         for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):

@@ -50,6 +50,7 @@ from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.workers import AuthzWorkers
 from pilotfish.kong import admin_api as kong_admin
 from pilotfish.kong.credentials import load_key, seal_consumer
+from pilotfish.memory import release_free_memory
 from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
@@ -245,6 +246,7 @@ class ControlPlane:
             await self._start_kong_admin(registry)
         self.supervisor.start("push-debounce", self.debouncer.run)
         self.supervisor.start("certificate-rotation", self._rotate_certificates)
+        self.supervisor.start("memory-release", self._release_memory)
         if self.store is not None:
             await self._watch_store(self.store)
         if self.opts.config_dir:
@@ -317,6 +319,17 @@ class ControlPlane:
             await self.publisher.run(partial(self.ca.retain, self.mesh, proxies))
             if self.ca.due():
                 await self.publish_all()
+
+    async def _release_memory(self) -> None:
+        """After pushes, hand the heap the responses passed through back to the OS (``memory``):
+        checked every 2 s, trimmed only when something was published since the last time."""
+        published = self.publisher.passes + self.publisher.batches
+        while True:
+            await asyncio.sleep(2.0)
+            now = self.publisher.passes + self.publisher.batches
+            if now != published:
+                published = now
+                await asyncio.to_thread(release_free_memory)
 
     async def _watch(self, root: Path) -> None:
         """Survives the directory being removed or replaced (``configdir.watch_directory``)."""

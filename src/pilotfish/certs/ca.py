@@ -22,6 +22,7 @@ a key per workload identity and per rotation. Operator CAs and CSRs may use RSA 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -433,4 +434,11 @@ def _san(cert: x509.Certificate | x509.CertificateSigningRequest) -> x509.Subjec
 
 def signed_by(cert: x509.Certificate, ca: CertificateAuthority) -> bool:
     """Whether our signing certificate issued ``cert`` (signature check, not validity)."""
-    return _issued_by(cert, ca.signing_cert)
+    return _issued_by_memo(cert, ca.signing_cert)
+
+
+# Every push asks whether each proxy's cached certificate is still ours: a signature check per
+# proxy per push (~0.15 ms). The answer for one (certificate, issuer) pair never changes.
+@functools.lru_cache(maxsize=8192)
+def _issued_by_memo(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    return _issued_by(child, parent)

@@ -33,6 +33,7 @@ proxy used in the last two passes is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -157,15 +158,21 @@ _NOT_EPOCH = frozenset({"resources", "endpoints", "by_kind", "_derived"})
 @dataclass(slots=True)
 class _Epoch:
     """The non-endpoint config a snapshot was built from, to tell whether it moved: its
-    resources but WorkloadEntries, and every other field of the ``MeshSnapshot`` (services, mesh
-    config, ext_authz address and mode, and whatever is added later) but the endpoints."""
+    resources but WorkloadEntries (and ServiceEntries' inline endpoints), and every other field
+    of the ``MeshSnapshot`` (services, mesh config, ext_authz address and mode, and whatever is
+    added later) but the endpoints."""
 
     config: tuple[Any, ...] = ()
     number: int = 0
+    _stripped: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
     def advance(self, mesh: MeshSnapshot) -> bool:
         """Adopt ``mesh``'s config; True if it differs from the last one (a new epoch)."""
-        resources = tuple(r for r in mesh.resources if r.kind not in ENDPOINT_KINDS)
+        stripped: dict[int, tuple[Any, Any]] = {}
+        resources = tuple(
+            self._config_of(r, stripped) for r in mesh.resources if r.kind not in ENDPOINT_KINDS
+        )
+        self._stripped = stripped
         rest = tuple(getattr(mesh, f.name) for f in fields(mesh) if f.name not in _NOT_EPOCH)
         config = (resources, rest)
         same = self.number > 0 and config == self.config
@@ -173,6 +180,18 @@ class _Epoch:
         if not same:
             self.number += 1
         return not same
+
+    def _config_of(self, resource: Any, stripped: dict[int, tuple[Any, Any]]) -> Any:
+        """A ServiceEntry without its inline endpoints (they are endpoints, like WorkloadEntries),
+        remembered per resource object; any other resource as it is."""
+        if resource.kind != "ServiceEntry" or not resource.spec.endpoints:
+            return resource
+        found = self._stripped.get(id(resource))
+        if found is None or found[0] is not resource:
+            spec = dataclasses.replace(resource.spec, endpoints=())
+            found = (resource, dataclasses.replace(resource, spec=spec))
+        stripped[id(resource)] = found
+        return found[1]
 
 
 @dataclass(slots=True)
@@ -213,7 +232,8 @@ class SnapshotBuilder:
             tuple[int, str, frozenset[tuple[str, str]]], Mapping[str, Destination]
         ] = {}
         self._routes: dict[Hashable, ResourceSet] = {}  # this epoch's
-        self._local: dict[str, tuple[Hashable, ResourceSet]] = {}  # proxy id -> (key, part)
+        # proxy id -> (key, part, the route names its listeners use)
+        self._local: dict[str, tuple[Hashable, ResourceSet, tuple[str, ...]]] = {}
         self._last: dict[str, Snapshot] = {}
         self.stats = BuildStats()
 
@@ -349,13 +369,14 @@ class SnapshotBuilder:
             return intern(assignment)
 
         out: dict[tuple[str, int], _Group] = {}
-        seen: set[str] = set()  # a cluster name seen twice keeps the first (translate_clusters)
+        # A cluster name seen twice keeps the first (translate_clusters). Names embed the host and
+        # port, so only a service port's own clusters can repeat one: a reused group needs no check.
+        seen: set[str] = set()
         for service, rule in destinations.values():
             for port in service.ports:
                 where = (service.hostname, port.number)
                 if reuse is not None and service.hostname not in changed and where in reuse:
                     out[where] = reuse[where]
-                    seen.update([r.name for r in reuse[where][0]])
                     continue
 
                 def build_group() -> tuple[Resource, ...]:
@@ -388,8 +409,7 @@ class SnapshotBuilder:
         key = (proxy_class(proxy), self._epoch.number, _endpoints_at(mesh, proxy.ip), copied)
         found = self._local.get(proxy.id)
         if found is not None and found[0] == key:
-            part = found[1]
-            return part, _route_names_of(part)
+            return found[1], found[2]
         listeners = translate_listeners(mesh, proxy)
         clusters = translate_inbound_clusters(mesh, proxy)
         clusters.extend(authz_clusters(mesh, listeners))
@@ -399,10 +419,11 @@ class SnapshotBuilder:
         intern = self.interner.resource
         resources = [intern(m) for m in [*clusters, *listeners]]
         part = ResourceSet.of(resources, local_children=False)
-        self._local[proxy.id] = (key, part)
+        names = _route_names_of(part)
+        self._local[proxy.id] = (key, part, names)
         self.stats.locals_built += 1
-        assert set(_route_names_of(part)) == set(route_names(listeners))
-        return part, _route_names_of(part)
+        assert set(names) == set(route_names(listeners))
+        return part, names
 
     def _routes_part(self, mesh: MeshSnapshot, proxy: Proxy, names: tuple[str, ...]) -> ResourceSet:
         key = (route_scope(mesh, proxy), names, _inbound_names(names) and proxy_class(proxy))

@@ -375,7 +375,8 @@ def _differing(old: Mapping[str, Resource], new: Mapping[str, Resource]) -> froz
 def _unresolved(part: ResourceSet, resources: Mapping[str, Mapping[str, Resource]]) -> Iterator[str]:
     for parent, refs in part.external.items():
         children = resources.get(rt.CHILD_TYPE[parent], _EMPTY)
-        for name, reference in sorted(refs):
+        missing = [(name, reference) for name, reference in refs if reference not in children]
+        for name, reference in sorted(missing):  # only the missing ones: most parts have none
             if reference not in children:
                 yield (
                     f"{rt.short_name(parent)} {name!r} references {rt.short_name(rt.CHILD_TYPE[parent])} "

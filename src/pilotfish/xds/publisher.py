@@ -65,7 +65,8 @@ class Publisher:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pilotfish-translate")
         self._connecting: dict[str, Proxy] = {}
         self._connect_job: asyncio.Future[None] | None = None
-        self.passes = 0
+        self.passes = 0  # full passes over every proxy
+        self.batches = 0  # batches of newly connected proxies
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
@@ -133,6 +134,7 @@ class Publisher:
         for proxy in batch:
             self._publish(proxy, alive)
         self.builder.report_timing()
+        self.batches += 1
 
     def forget(self, proxy_id: str) -> None:
         """The proxy is gone: drop its snapshot now and its builder state on the worker."""
