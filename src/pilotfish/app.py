@@ -196,6 +196,7 @@ class ControlPlane:
         self.xds_port = 0
         self.authz: AuthzWorkers | None = None
         self._kong_admin: Any = None
+        self._kong_conflicts: set[str] = set()
         self.kong_admin_port = 0
         self.credential_key = credential_key(opts)
         self.authz_port = 0
@@ -365,6 +366,9 @@ class ControlPlane:
                 self.mesh.resources, self.mesh_config, self.credential_key, self.opts.store_url or ""
             )
             self.authz.publish(bundle)  # no-op if unchanged
+            for conflict in set(bundle.kong.conflicts if bundle.kong else ()) - self._kong_conflicts:
+                log.warning("Kong consumers/plugins: %s", conflict)  # ambiguous credential, unknown consumer
+            self._kong_conflicts = set(bundle.kong.conflicts if bundle.kong else ())
 
     def _note_dropped(self, dropped: tuple[DroppedEndpoint, ...]) -> None:
         """Log each endpoint newly left out of xDS once (not on every push), count them all."""

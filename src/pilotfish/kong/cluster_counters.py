@@ -54,6 +54,8 @@ class ClusterCounters:
                 conn.execute("SELECT pg_advisory_xact_lock(7070)")  # replicas creating the table at once
                 conn.execute(_CREATE)
             return conn
+        if not self.url.lower().startswith("sqlite:"):
+            raise ValueError(f"{self.url!r} is not a store URL (sqlite:/// or postgresql://)")
         from pilotfish.store import sqlite_path
 
         lite = sqlite3.connect(

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_store_support import scratch_database
+from test_store_support import database_url, scratch_database
 
 from pilotfish.kong.cluster_counters import ClusterCounters
 from pilotfish.kong.ratelimit import CounterStoreDown
@@ -31,7 +31,9 @@ def test_sqlite_counters_are_shared_and_atomic(tmp_path: Path) -> None:
 
 
 def test_postgres_counters_are_shared() -> None:
-    with scratch_database("pilotfish_kong_counters") as url:
+    with scratch_database("pilotfish_kong_counters") as name:
+        url = database_url(name)
+        assert url.startswith("postgresql://")
         seen = asyncio.run(count(ClusterCounters(url), ClusterCounters(url)))
     assert seen[0::2] == [1, 2, 3, 4, 5, 6]
 
@@ -40,3 +42,5 @@ def test_an_unreachable_database_is_counter_store_down() -> None:
     counters = ClusterCounters("postgresql://nobody@127.0.0.1:1/none", timeout=1)
     with pytest.raises(CounterStoreDown):
         asyncio.run(counters.incr([("k", 60)]))
+    with pytest.raises(CounterStoreDown, match="not a store URL"):
+        asyncio.run(ClusterCounters("just-a-name").incr([("k", 60)]))

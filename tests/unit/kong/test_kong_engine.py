@@ -184,3 +184,16 @@ def test_calendar_windows() -> None:
     assert window_start("month", t) == 1_706_745_600  # 2024-02-01
     assert window_end("month", window_start("month", t)) == 1_709_251_200  # 2024-03-01
     assert window_end("year", window_start("year", t)) == 1_735_689_600  # 2025-01-01
+
+
+def test_a_key_claimed_twice_stays_with_the_first_consumer_and_is_reported() -> None:
+    text = consumers().replace("keyAuth: [{key: bob-key}]", "keyAuth: [{key: alice-key}]")
+    text += plugin("ka", "key-auth", "config: {}") + plugin(
+        "nobody", "acl", "consumer: ghost, config: {allow: [x]}"
+    )
+    result = load_text(text)
+    assert not result.errors, result.errors
+    config = KongConfig.build(result.resources, KEY)
+    assert any("already default/alice's" in c for c in config.conflicts)
+    assert any("consumer 'ghost' not found" in c for c in config.conflicts)
+    assert ("x-consumer-username", "alice") in run(config, {"apikey": "alice-key"}).headers_to_set
