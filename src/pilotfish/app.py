@@ -50,7 +50,7 @@ from pilotfish.extauthz.bundle import AuthzBundle
 from pilotfish.extauthz.workers import AuthzWorkers
 from pilotfish.kong import admin_api as kong_admin
 from pilotfish.kong.credentials import load_key, seal_consumer
-from pilotfish.memory import release_free_memory
+from pilotfish.memory import release_free_memory, tune_gc
 from pilotfish.mesh_ca import CaOptions, MeshCa
 from pilotfish.metrics import Metrics
 from pilotfish.registry.from_registrations import (
@@ -747,6 +747,7 @@ class StoreApi:
 
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:
     """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
+    tune_gc()  # a long-running server with a large heap (memory.py)
     cp = ControlPlane(opts)
     await cp.start()
     if ready:

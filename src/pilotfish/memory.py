@@ -1,4 +1,5 @@
-"""Giving freed heap memory back to the operating system (glibc ``malloc_trim``).
+"""Memory behaviour of a long-running server: giving freed heap back to the operating system
+(glibc ``malloc_trim``) and the cyclic garbage collector's pace (``tune_gc``).
 
 A push writes each proxy's responses through grpc, which holds them in its own buffers until the
 peer has read them: a thousand proxies' initial CDS (hundreds of KB each) pass through the heap
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 from collections.abc import Callable
 
 
@@ -38,3 +40,16 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+# A server holding a large mesh keeps ~10^6 long-lived Python objects (streams' views, snapshots,
+# parts). With CPython's default thresholds (700, 10, 10) a push's allocations trigger thousands
+# of young collections and several full ones, each walking the whole heap (~0.1 s here): measured
+# on 1,000 proxies × 1,000 services, an endpoint change's pass took 0.50 s with the defaults and
+# 0.23-0.33 s with these. Cycles are still collected, in larger, rarer batches.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Collect less often (see ``GC_THRESHOLDS``); called once by ``serve``."""
+    gc.set_threshold(*GC_THRESHOLDS)

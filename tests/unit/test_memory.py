@@ -13,3 +13,14 @@ def test_free_memory_is_released_on_glibc() -> None:
     del blocks
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert memory.release_free_memory() is expected
+
+
+def test_gc_tuning_sets_the_documented_thresholds() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        memory.tune_gc()
+        assert gc.get_threshold() == memory.GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)

@@ -163,7 +163,7 @@ class PushGate:
     ``on_length`` is told the number of streams waiting for or holding a slot."""
 
     def __init__(
-        self, limit: int = 100, slow_after: float = 5.0, on_length: Callable[[int], None] | None = None
+        self, limit: int = 16, slow_after: float = 5.0, on_length: Callable[[int], None] | None = None
     ) -> None:
         self.limit, self.slow_after = limit, slow_after
         self._on_length = on_length
