@@ -302,3 +302,15 @@ spec:
     - {key: "destination.port", values: ["8080"]}
     - {key: "connection.sni", values: ["a.example"]}
 """
+
+
+def test_the_native_tables_cover_exactly_the_evaluators_fields_and_keys() -> None:
+    """Both modes read one field or ``when`` key through two tables (Envoy matchers here, Python
+    predicates in ``extauthz.matchers``): a key added to one and not the other fails here."""
+    from pilotfish.extauthz import matchers
+    from pilotfish.xds.translate import rbac
+
+    assert set(rbac.SOURCE_FIELDS) == set(matchers.SOURCE_FIELDS)
+    assert set(rbac.OPERATION_FIELDS) == set(matchers.OPERATION_FIELDS)
+    assert set(rbac.WHEN_PRINCIPALS) | set(rbac.WHEN_PERMISSIONS) == set(matchers.WHEN_KEYS)
+    assert set(rbac.BRACKETED_WHEN_PRINCIPALS) == set(matchers.BRACKETED_WHEN_KEYS)
