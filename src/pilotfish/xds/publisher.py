@@ -26,6 +26,7 @@ push at once). A proxy whose versions did not change is not woken at all (counte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -140,7 +141,8 @@ class Publisher:
         """The proxy is gone: drop its snapshot now and its builder state on the worker."""
         self._connecting.pop(proxy_id, None)
         self.cache.clear(proxy_id)
-        self._worker.submit(self._forget, proxy_id)
+        with contextlib.suppress(RuntimeError):  # shut down: nothing left to forget it in
+            self._worker.submit(self._forget, proxy_id)
 
     def _forget(self, proxy_id: str) -> None:
         self.builder.forget(proxy_id)

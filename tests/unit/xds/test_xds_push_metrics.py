@@ -39,3 +39,14 @@ def test_translation_skips_and_the_queue_are_exported() -> None:
     assert f"pilotfish_xds_pushes_skipped_total {float(len(proxies))}" in text
     assert "pilotfish_xds_push_pass_seconds_count 2.0" in text
     assert "pilotfish_xds_push_queue 0.0" in text
+
+
+def test_a_proxy_gone_after_shutdown_is_forgotten_quietly() -> None:
+    cache = SnapshotCache()
+    publisher = Publisher(cache)
+    mesh, proxies = mesh_and_proxies()
+    publisher.use(mesh)
+    publisher.publish_all(proxies, lambda _: True)
+    publisher.close()
+    publisher.forget(proxies[0].id)  # a stream that ends during shutdown
+    assert cache.get(proxies[0].id) is None and cache.get(proxies[1].id) is not None
