@@ -137,6 +137,9 @@ class Subscription:
     must_respond: bool = False
     # The type version the client's view was last reconciled against; None: diff in full next.
     synced: str | None = None
+    # SotW: the resource_names of the last request, as sent (sharing ``names``' strings), so
+    # that an ACK repeating them is recognised by one list comparison, not a set of every name.
+    requested: list[str] = field(default_factory=list)
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -426,12 +429,21 @@ def _desired(
 ) -> dict[str, Resource]:
     named = snapshot.named(type_url)
     if names is None:
-        return {n: r for n, r in named.items() if subscription.wants(n)}
+        if subscription.wildcard:  # every name: a copy, without a Python-level test per name
+            return dict(named)
+        return {n: r for n, r in named.items() if n in subscription.names}
     return {n: named[n] for n in names if n in named and subscription.wants(n)}
 
 
-def _changed(subscription: Subscription, desired: dict[str, Resource]) -> list[Resource]:
-    return [r for n, r in sorted(desired.items()) if subscription.known.get(n) != r.version]
+def _changed(
+    subscription: Subscription,
+    desired: dict[str, Resource],
+    ordered: list[tuple[str, Resource]] | None = None,
+) -> list[Resource]:
+    """The desired resources the client does not hold at their version, by name; ``ordered`` is
+    ``sorted(desired.items())`` when the caller has it already."""
+    known = subscription.known
+    return [r for n, r in ordered or sorted(desired.items()) if known.get(n) != r.version]
 
 
 def _error_text(request: Any) -> str | None:
@@ -472,7 +484,8 @@ class SotwStream(_Stream):
         if full_state:
             names = None  # the response must carry the whole state anyway
         desired = _desired(subscription, snapshot, type_url, names)
-        changed = _changed(subscription, desired)
+        ordered = sorted(desired.items()) if full_state else None  # sorted once per response
+        changed = _changed(subscription, desired, ordered)
         candidates = subscription.known if names is None else [n for n in names if n in subscription.known]
         gone = [n for n in candidates if n not in desired]
         if not (changed or (full_state and gone) or subscription.must_respond):
@@ -486,7 +499,7 @@ class SotwStream(_Stream):
             for name in gone:
                 del subscription.known[name]
         subscription.known.update((r.name, r.version) for r in changed)
-        sent = [desired[n] for n in sorted(desired)] if full_state else changed
+        sent = changed if ordered is None else [r for _, r in ordered]
         version = _sotw_version(subscription, snapshot, type_url)
         nonce = self._next_nonce(subscription)
         payload = wire.encode_sotw(version, type_url, nonce, sent)
@@ -506,8 +519,13 @@ def _sotw_version(subscription: Subscription, snapshot: Snapshot, type_url: str)
 
 def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -> None:
     """SotW names replace the previous list; empty before any explicit name is the legacy wildcard.
-    A list that changes what is wanted makes the next pass diff in full."""
-    names = set(resource_names)
+    A list that changes what is wanted makes the next pass diff in full. Every ACK repeats the
+    whole list (1,001 names for EDS at 1,000 services), so a list equal to the last one, in
+    the same order, is settled by comparing lists, before any set is built."""
+    requested = list(resource_names)
+    if subscription.explicit and requested == subscription.requested:
+        return  # an ACK (or a repeat): nothing the client wants changed
+    names = set(requested)
     if not names and not subscription.explicit:
         if not subscription.wildcard:
             subscription.wildcard, subscription.synced = True, None
@@ -515,7 +533,9 @@ def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -
     wildcard = rt.WILDCARD in names
     names.discard(rt.WILDCARD)
     if subscription.explicit and wildcard == subscription.wildcard and names == subscription.names:
+        subscription.requested = requested  # the same names in another order
         return  # an ACK (or a repeat): nothing the client wants changed
+    subscription.requested = requested
     subscription.explicit = True
     subscription.wildcard = wildcard
     subscription.names = names

@@ -9,6 +9,7 @@ Field numbers are read from the message descriptors, not written down by hand.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,10 +47,22 @@ def _text(number: int, value: str) -> bytes:
     return _field(number, value.encode()) if value else b""
 
 
+@functools.lru_cache(maxsize=8192)
+def _sotw_resource_header(length: int) -> bytes:
+    """Tag and length of one ``resources`` entry: it depends only on the length, and a full
+    CDS response has a thousand entries of a few distinct lengths, so it is computed once."""
+    return _varint(_SOTW["resources"] << 3 | _LENGTH_DELIMITED) + _varint(length)
+
+
 def encode_sotw(version: str, type_url: str, nonce: str, resources: Iterable[Resource]) -> bytes:
-    """Serialized ``DiscoveryResponse`` (fields in number order, like protobuf's own encoder)."""
+    """Serialized ``DiscoveryResponse`` (fields in number order, like protobuf's own encoder).
+    The shared resource bytes are joined in place, never copied into a per-entry field first."""
     parts = [_text(_SOTW["version_info"], version)]
-    parts.extend(_field(_SOTW["resources"], r.any_bytes) for r in resources)
+    header = _sotw_resource_header
+    for resource in resources:
+        body = resource.any_bytes
+        parts.append(header(len(body)))
+        parts.append(body)
     parts.append(_text(_SOTW["type_url"], type_url))
     parts.append(_text(_SOTW["nonce"], nonce))
     return b"".join(parts)
