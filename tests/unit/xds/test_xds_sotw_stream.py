@@ -118,6 +118,26 @@ def test_eds_sends_only_requested_names_then_newly_requested_ones() -> None:
     run(body)
 
 
+def test_an_ack_repeating_its_names_changes_nothing_and_one_list_of_the_same_length_does() -> None:
+    # An ACK equal to the last list is settled by a list comparison; any other list, even of the
+    # same length or the same names in another order, still goes through the set of names.
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        driver, response = await connect(env, rt.ENDPOINT, ("a", "b"))
+        assert b.names(response) == ["a", "b"]
+        await ack(driver, response, ("b", "a"))  # the same names in another order
+        await ack(driver, response, ("b", "a"))  # a repeat of the last list
+        await driver.quiet()
+        assert env.state(rt.ENDPOINT) is SyncState.SYNCED
+        await ack(driver, response, ("b", "later"))  # same length: "a" dropped, "later" absent
+        await driver.quiet()
+        await ack(driver, response, ("a", "b"))  # "a" requested again must be resent
+        assert b.names(await driver.response()) == ["a"]
+        await driver.close()
+
+    run(body)
+
+
 def test_a_requested_name_that_appears_later_is_pushed() -> None:
     async def body(env: Env) -> None:
         env.publish(b.mesh())
