@@ -9,7 +9,6 @@ keeps the last good content and says so), and once the directory is back an edit
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from harness import http
 from harness.echo import EchoProcess
 from harness.envoy import EnvoyProcess
 from harness.pilotfish import PilotfishProcess
+from harness.ports import free_port
 
 from pilotfish.bootstrap import BootstrapOptions, bootstrap
 
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.e2e
 
 HOST = "ratings.prod.svc.cluster.local"
 CLIENT_IP = "127.0.13.21"
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
 
 
 def mesh_config(port: int, echo_port: int) -> str:

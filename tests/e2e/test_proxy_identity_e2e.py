@@ -13,7 +13,6 @@ would move there.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from harness import http
 from harness.echo import EchoProcess
 from harness.envoy import EnvoyProcess
 from harness.pilotfish import PilotfishProcess
+from harness.ports import free_port
 
 from pilotfish.bootstrap import BootstrapOptions, bootstrap
 from pilotfish.xds import resources as rt
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.e2e
 
 HOST = "ratings.prod.svc.cluster.local"
 CLIENT_IP, IMPOSTOR_BIND = "127.0.12.21", "127.0.12.99"
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
 
 
 def mesh_config(port: int, echo_port: int) -> str:

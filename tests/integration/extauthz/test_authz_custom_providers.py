@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
+from harness.ports import free_port
 
 from pilotfish.config.mesh import MeshConfig, parse_mesh_config
 from pilotfish.extauthz.bundle import AuthzBundle
@@ -238,12 +238,6 @@ def test_http_provider_gets_envoys_request_and_its_answer_is_mapped():
         assert "cookie" not in {k.lower() for k in peers.http_calls[1][2]}  # no cookie jar across clients
 
     run(scenario)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("provider", ["grpc-ext", "http-ext"])
