@@ -904,6 +904,7 @@ class Run:
     eds_payloads: dict[int, bytes] = field(default_factory=dict)  # trial -> the change's response
     cds_payloads: dict[int, bytes] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # pilotfish CPU seconds per phase
+    rss: tuple[float, float] = (0.0, 0.0)  # MB before the clients connect, and once they are synced
 
 
 def connect_and_sync(clients: Clients, target: str, run: Run, delta: bool) -> None:
@@ -930,6 +931,15 @@ def trial(
     return [None if t is None else t - started for t in hits], payload
 
 
+def progress(what: str, pid: int | None = None) -> None:
+    """A progress line on stderr (a profiler can be attached to ``pid`` for one phase)."""
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {what}" + (f" (pid {pid})" if pid else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (``/proc/PID/stat`` utime and stime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -953,6 +963,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         time.sleep(args.settle)  # loaded, translated, idle
         before = rss_mb(pf.pid)
         cpu = cpu_seconds(pf.pid)
+        progress("pilotfish: initial sync", pf.pid)
         connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run, args.delta)
         run.cpu["initial sync"] = cpu_seconds(pf.pid) - cpu
         if None in run.sync:
@@ -961,6 +972,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         time.sleep(args.settle)
         after = rss_mb(pf.pid)
         cpu = cpu_seconds(pf.pid)
+        progress("pilotfish: endpoint changes", pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "we.yaml", workload_entries(args.endpoints, k))
             hits, payload = trial(clients, run, EDS, eds_marker(k), trigger)
@@ -970,6 +982,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
             time.sleep(args.settle)
         run.cpu["endpoint change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
         cpu = cpu_seconds(pf.pid)
+        progress("pilotfish: DestinationRule changes", pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "dr.yaml", destination_rule(k))
             hits, payload = trial(clients, run, CDS, cds_marker(k), trigger)
@@ -978,6 +991,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
                 run.cds_payloads[k] = payload
             time.sleep(args.settle)
         run.cpu["DestinationRule change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
+        progress("pilotfish: done", pf.pid)
         clients.call("disconnect")
     except BaseException:
         print(f"pilotfish log tail:\n{pf.log_text()[-3000:]}", file=sys.stderr)
@@ -995,7 +1009,12 @@ def measure_baseline(args: argparse.Namespace, clients: Clients, ours: Run) -> R
         # SotW holds Any bytes, delta Resource entries: the same field numbers in either response.
         peer.send("state", ours.state)
         peer.reply(60)
+        time.sleep(args.settle)
+        assert peer.process.pid is not None
+        run.rss = (rss_mb(peer.process.pid), 0.0)
         connect_and_sync(clients, f"127.0.0.1:{port}", run, args.delta)
+        time.sleep(args.settle)
+        run.rss = (run.rss[0], rss_mb(peer.process.pid))
         for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):
             for k, payload in payloads.items():
                 marker = eds_marker(k) if kind == EDS else cds_marker(k)
@@ -1049,7 +1068,7 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
     )
     held = ", ".join(f"{len(ours.state.get(t, {}))} {rt.short_name(t)}" for t in (CDS, EDS, LDS, RDS, SDS))
     print(f"each proxy holds: {held}")
-    for run in (ours, floor):
+    for run in (ours, floor) if floor.sync else (ours,):
         sync = max((s for s in run.sync if s is not None), default=math.nan)
         print(f"{run.name}:")
         print(f"  initial sync, all {n} proxies ACKed everything: {sync:.2f} s")
@@ -1061,19 +1080,28 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         f"pilotfish RSS: {before:.1f} MB before the clients, {after:.1f} MB after; "
         f"{(after - before) / n:.3f} MB per connected proxy"
     )
+    if floor.sync:
+        print(
+            f"baseline RSS: {floor.rss[0]:.1f} MB before the clients, {floor.rss[1]:.1f} MB after; "
+            f"{(floor.rss[1] - floor.rss[0]) / n:.3f} MB per connected proxy (grpc's own per-stream cost)"
+        )
     spent = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in ours.cpu.items())
     print(f"pilotfish CPU (user + system): {spent} (per change: from arming to settled)")
     ratios = []
     for label, a, b in (
-        (
-            "initial sync",
-            [max(s for s in ours.sync if s is not None)],
-            [max(s for s in floor.sync if s is not None)],
-        ),
-        ("endpoint p50", [summary(ours.eds)[0]], [summary(floor.eds)[0]]),
-        ("endpoint p99", [summary(ours.eds)[1]], [summary(floor.eds)[1]]),
-        ("DestinationRule p50", [summary(ours.cds)[0]], [summary(floor.cds)[0]]),
-        ("DestinationRule p99", [summary(ours.cds)[1]], [summary(floor.cds)[1]]),
+        ()
+        if not floor.sync
+        else (
+            (
+                "initial sync",
+                [max(s for s in ours.sync if s is not None)],
+                [max(s for s in floor.sync if s is not None)],
+            ),
+            ("endpoint p50", [summary(ours.eds)[0]], [summary(floor.eds)[0]]),
+            ("endpoint p99", [summary(ours.eds)[1]], [summary(floor.eds)[1]]),
+            ("DestinationRule p50", [summary(ours.cds)[0]], [summary(floor.cds)[0]]),
+            ("DestinationRule p99", [summary(ours.cds)[1]], [summary(floor.cds)[1]]),
+        )
     ):
         ratios.append(f"{label} {a[0] / b[0]:.1f}" if b[0] else f"{label} n/a")
     print("ratio pilotfish/baseline: " + ", ".join(ratios))
@@ -1101,6 +1129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a sync or a change")
     parser.add_argument("--delta", action="store_true", help="incremental ADS instead of SotW")
     parser.add_argument("--settle", type=float, default=1.0, help="quiet seconds between phases")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the baseline (for profiling runs; no ratios)"
+    )
     args = parser.parse_args(argv)
     if args.services < 2 or args.endpoints < 1 or args.proxies < 1 or args.trials < 1:
         parser.error("need --services >= 2, --endpoints >= 1, --proxies >= 1, --trials >= 1")
@@ -1114,7 +1145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
             ours, before, after = measure_pilotfish(args, clients, Path(tmp))
-        floor = measure_baseline(args, clients, ours)
+        floor = Run("baseline (skipped)") if args.no_baseline else measure_baseline(args, clients, ours)
     finally:
         clients.stop()
     report(args, ours, floor, before, after)

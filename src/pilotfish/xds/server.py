@@ -68,8 +68,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sys
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,16 +133,17 @@ class Subscription:
     """One type on one stream: what the client subscribed to and what it holds."""
 
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
+    names: AbstractSet[str] = frozenset()  # SotW: a shared frozenset (``_shared_names``)
     explicit: bool = False  # the client has named a resource: the legacy wildcard is over
     known: dict[str, str] = field(default_factory=dict)
     nonce: str = ""
     must_respond: bool = False
     # The type version the client's view was last reconciled against; None: diff in full next.
     synced: str | None = None
-    # SotW: the resource_names of the last request, as sent (sharing ``names``' strings), so
-    # that an ACK repeating them is recognised by one list comparison, not a set of every name.
-    requested: list[str] = field(default_factory=list)
+    # SotW: the last request that set ``names``, stripped to what says what is wanted
+    # (``_wanted_part``), so that an ACK repeating the names is recognised by one comparison
+    # done by the protobuf runtime, without a Python string per name.
+    requested: Any = None
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -304,20 +308,26 @@ class _Stream(abc.ABC):
                 self._handle(self._inbox.popleft())
             if self._pending is not None:
                 self._snapshot, self._pending = self._pending, None
-            async with self._gate.slot() as slot:
-                for outgoing in self._pass():
-                    await slot.send(send(outgoing.payload))
-                    assert self._connection is not None
-                    self._status.sent(
-                        self._connection,
-                        outgoing.type_url,
-                        outgoing.version,
-                        outgoing.nonce,
-                        outgoing.carried,
-                        outgoing.updated,
-                    )
+            await self._push(send)
             if self._closed and not self._inbox:
                 return
+
+    async def _push(self, send: Send) -> None:
+        """One pass, its responses written in order. A method of its own so that the responses
+        die with its frame: a loop variable left in ``_serve``'s frame would keep the last
+        response (hundreds of KB for a full CDS or EDS) alive for the stream's lifetime."""
+        async with self._gate.slot() as slot:
+            for outgoing in self._pass():
+                await slot.send(send(outgoing.payload))
+                assert self._connection is not None
+                self._status.sent(
+                    self._connection,
+                    outgoing.type_url,
+                    outgoing.version,
+                    outgoing.nonce,
+                    outgoing.carried,
+                    outgoing.updated,
+                )
 
     def _pass(self) -> list[Outgoing]:
         """Responses for every subscribed type, in ADS order, with children of updated parents forced."""
@@ -475,7 +485,7 @@ class SotwStream(_Stream):
         else:
             error = _error_text(request)
             self._record_reply(type_url, subscription, request.response_nonce, error, request.version_info)
-        _set_sotw_names(subscription, request.resource_names)
+        _set_sotw_names(subscription, request)
 
     def _respond(
         self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None
@@ -517,30 +527,61 @@ def _sotw_version(subscription: Subscription, snapshot: Snapshot, type_url: str)
     return content_version(subscription.known.items())
 
 
-def _set_sotw_names(subscription: Subscription, resource_names: Iterable[str]) -> None:
+def _set_sotw_names(subscription: Subscription, request: Any) -> None:
     """SotW names replace the previous list; empty before any explicit name is the legacy wildcard.
     A list that changes what is wanted makes the next pass diff in full. Every ACK repeats the
-    whole list (1,001 names for EDS at 1,000 services), so a list equal to the last one, in
-    the same order, is settled by comparing lists, before any set is built."""
-    requested = list(resource_names)
-    if subscription.explicit and requested == subscription.requested:
+    whole list (1,001 names for EDS at 1,000 services), so the request is first compared, as a
+    message, with the last one that set the names: equal, nothing the client wants changed.
+    ``request`` is consumed (its other fields cleared for that comparison)."""
+    wanted = _wanted_part(request)
+    if subscription.explicit and wanted == subscription.requested:
         return  # an ACK (or a repeat): nothing the client wants changed
-    names = set(requested)
-    if not names and not subscription.explicit:
+    requested = wanted.resource_names
+    if not requested and not subscription.explicit:
         if not subscription.wildcard:
             subscription.wildcard, subscription.synced = True, None
         return
+    names = _shared_names(requested)
     wildcard = rt.WILDCARD in names
-    names.discard(rt.WILDCARD)
-    if subscription.explicit and wildcard == subscription.wildcard and names == subscription.names:
-        subscription.requested = requested  # the same names in another order
-        return  # an ACK (or a repeat): nothing the client wants changed
-    subscription.requested = requested
+    if wildcard:
+        names = _shared_names(n for n in names if n != rt.WILDCARD)
+    subscription.requested = wanted
+    same = names is subscription.names or names == subscription.names
+    if subscription.explicit and wildcard == subscription.wildcard and same:
+        return  # the same names in another order
     subscription.explicit = True
     subscription.wildcard = wildcard
     subscription.names = names
     subscription.synced = None
     subscription.forget_unwanted()  # a name requested again later must be resent
+
+
+# What in a SotW request is not about which resources are wanted: cleared before comparing.
+_NOT_WANTED_FIELDS = ("version_info", "response_nonce", "node", "error_detail")
+
+
+def _wanted_part(request: Any) -> Any:
+    for name in _NOT_WANTED_FIELDS:
+        request.ClearField(name)
+    return request
+
+
+# Name sets by content, shared while some subscription holds them: proxies of one scope ask for
+# the same 1,001 EDS names, and one set of interned strings then serves them all. The table's key
+# is an equal set of its own: a value that was its own key would keep itself alive.
+class _Names(frozenset[str]):
+    """A shared name set (weakly referenced from ``_NAME_SETS``)."""
+
+
+_NAME_SETS: weakref.WeakValueDictionary[frozenset[str], _Names] = weakref.WeakValueDictionary()
+
+
+def _shared_names(names: Iterable[str]) -> frozenset[str]:
+    wanted = frozenset(map(sys.intern, names))
+    shared = _NAME_SETS.get(wanted)
+    if shared is None:
+        _NAME_SETS[wanted] = shared = _Names(wanted)
+    return shared
 
 
 class DeltaStream(_Stream):
@@ -603,11 +644,18 @@ def _apply_delta_names(subscription: Subscription, request: Any, first: bool) ->
         if name == rt.WILDCARD:
             subscription.wildcard = True
             continue
-        subscription.names.add(name)
+        _mutable_names(subscription).add(name)
         if not first:
             subscription.known.pop(name, None)  # the client may have forgotten it: resend
     for name in unsubscribe:
         _unsubscribe(subscription, name)
+
+
+def _mutable_names(subscription: Subscription) -> set[str]:
+    """Delta changes its names one by one: a set of its own."""
+    if not isinstance(subscription.names, set):
+        subscription.names = set(subscription.names)
+    return subscription.names
 
 
 def _unsubscribe(subscription: Subscription, name: str) -> None:
@@ -615,7 +663,7 @@ def _unsubscribe(subscription: Subscription, name: str) -> None:
         subscription.wildcard = False
         subscription.forget_unwanted()
         return
-    subscription.names.discard(name)
+    _mutable_names(subscription).discard(name)
     if subscription.wildcard:
         # With "*" and the name both subscribed, the client cannot tell whether to keep it: send
         # it again or report it removed ("Unsubscribing from Resources").
