@@ -316,6 +316,9 @@ class SnapshotBuilder:
         previous = self._outbound_before.get(scope)
         if previous is not None and self._changed_hosts is not None and not self._changed_hosts:
             part = previous  # nothing this scope holds changed: the very same part
+            groups_before = self._groups_before.get(scope)
+            if groups_before is not None:  # and its groups, for the next change to reuse
+                self._groups[scope] = groups_before
         else:
             reuse = self._groups_before.get(scope) if self._changed_hosts is not None else None
             groups = self._outbound_groups(mesh, proxy, reuse, self._changed_hosts or frozenset())

@@ -179,6 +179,27 @@ def test_an_endpoint_change_rebuilds_only_its_assignment_and_says_so() -> None:
     assert builder.stats.routes_built == 0  # the config epoch held: routes were not rebuilt
 
 
+def test_an_endpoint_change_after_a_push_that_changed_nothing_is_still_incremental() -> None:
+    """An editor's atomic save (a temporary file, then a rename) reloads twice: the first reload
+    changes nothing, and the change after it must still rebuild and look up only what it touches,
+    as much as without the reload before it."""
+
+    def lookups_of_the_change(noop_first: bool) -> tuple[int, int]:
+        builder = SnapshotBuilder()
+        built(builder, mesh())
+        builder.finish([PROXY.id])
+        if noop_first:
+            built(builder, mesh())  # a new mesh object with the same content: nothing to rebuild
+            builder.finish([PROXY.id])
+        tables = (builder.clusters, builder.assignments)
+        misses, hits = sum(t.misses for t in tables), sum(t.hits for t in tables)
+        built(builder, mesh(reviews_v2_version="v3"))
+        return sum(t.misses for t in tables) - misses, sum(t.hits for t in tables) - hits
+
+    assert lookups_of_the_change(noop_first=True) == lookups_of_the_change(noop_first=False)
+    assert lookups_of_the_change(noop_first=True)[0] == 1
+
+
 GOLDEN_DIRS = ("golden", "listeners_golden", "routes_golden", "netpol_golden")
 GOLDEN_INPUTS = sorted(
     str(p.relative_to(Path(__file__).parent))
