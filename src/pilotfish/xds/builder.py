@@ -160,11 +160,19 @@ class _Epoch:
     """The non-endpoint config a snapshot was built from, to tell whether it moved: its
     resources but WorkloadEntries (and ServiceEntries' inline endpoints), and every other field
     of the ``MeshSnapshot`` (services, mesh config, ext_authz address and mode, and whatever is
-    added later) but the endpoints."""
+    added later) but the endpoints.
+
+    ``routes_number`` is the epoch of what routes and listeners read: the same config with each
+    DestinationRule reduced to what they take from it (``_route_view``), so a subset added,
+    renamed or relabelled, or a cluster setting changed, rebuilds clusters but no route or
+    listener."""
 
     config: tuple[Any, ...] = ()
     number: int = 0
+    routes_config: tuple[Any, ...] = ()
+    routes_number: int = 0
     _stripped: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    _viewed: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
     def advance(self, mesh: MeshSnapshot) -> bool:
         """Adopt ``mesh``'s config; True if it differs from the last one (a new epoch)."""
@@ -179,6 +187,12 @@ class _Epoch:
         self.config = config
         if not same:
             self.number += 1
+            viewed: dict[int, tuple[Any, Any]] = {}
+            routes_config = (tuple(self._route_view(r, viewed) for r in resources), rest)
+            self._viewed = viewed
+            if self.routes_number == 0 or routes_config != self.routes_config:
+                self.routes_number += 1
+            self.routes_config = routes_config
         return not same
 
     def _config_of(self, resource: Any, stripped: dict[int, tuple[Any, Any]]) -> Any:
@@ -191,6 +205,24 @@ class _Epoch:
             spec = dataclasses.replace(resource.spec, endpoints=())
             found = (resource, dataclasses.replace(resource, spec=spec))
         stripped[id(resource)] = found
+        return found[1]
+
+    def _route_view(self, resource: Any, viewed: dict[int, tuple[Any, Any]]) -> Any:
+        """What routes and listeners read of a DestinationRule: everything but its subsets'
+        labels and the subsets without a traffic policy. They read a rule only for traffic
+        policies (route hash policies, ``route_hash``; TCP proxy settings, ``tcp_routes``), and a
+        subset without one yields its destination's policy exactly as a missing subset does
+        (``traffic_policy.cluster_policy``). Any other resource as it is."""
+        if resource.kind != "DestinationRule":
+            return resource
+        found = self._viewed.get(id(resource))
+        if found is None or found[0] is not resource:
+            spec = resource.spec
+            kept = tuple(
+                dataclasses.replace(s, labels={}) for s in spec.subsets if s.traffic_policy is not None
+            )
+            found = (resource, dataclasses.replace(resource, spec=dataclasses.replace(spec, subsets=kept)))
+        viewed[id(resource)] = found
         return found[1]
 
 
@@ -231,7 +263,8 @@ class SnapshotBuilder:
         self._destination_memo: dict[
             tuple[int, str, frozenset[tuple[str, str]]], Mapping[str, Destination]
         ] = {}
-        self._routes: dict[Hashable, ResourceSet] = {}  # this epoch's
+        self._routes: dict[Hashable, ResourceSet] = {}  # this routes epoch's
+        self._routes_epoch = 0
         # proxy id -> (key, part, the route names its listeners use)
         self._local: dict[str, tuple[Hashable, ResourceSet, tuple[str, ...]]] = {}
         self._last: dict[str, Snapshot] = {}
@@ -252,7 +285,8 @@ class SnapshotBuilder:
         # resources rebuilt (NetworkPolicy makes every endpoint a fact of every admission).
         incremental = not changed and before is not None and not has_network_policies(mesh)
         self._changed_hosts = changed_hosts(before, mesh) if incremental and before is not None else None
-        if changed:
+        if self._epoch.routes_number != self._routes_epoch:
+            self._routes_epoch = self._epoch.routes_number
             self._routes = {}
             self._local = {}
         self.stats = BuildStats(epoch_changed=changed)
@@ -409,7 +443,7 @@ class SnapshotBuilder:
         SNI-named copies of the outbound clusters, with the route names the listeners use."""
         passthrough = has_auto_passthrough(mesh, proxy)
         copied = outbound.version(rt.CLUSTER) if passthrough else None  # the copies follow CDS
-        key = (proxy_class(proxy), self._epoch.number, _endpoints_at(mesh, proxy.ip), copied)
+        key = (proxy_class(proxy), self._epoch.routes_number, _endpoints_at(mesh, proxy.ip), copied)
         found = self._local.get(proxy.id)
         if found is not None and found[0] == key:
             return found[1], found[2]

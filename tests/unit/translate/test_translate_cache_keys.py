@@ -200,6 +200,68 @@ def test_an_endpoint_change_after_a_push_that_changed_nothing_is_still_increment
     assert lookups_of_the_change(noop_first=True)[0] == 1
 
 
+VIRTUAL_SERVICE = f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: prod}}
+spec:
+  hosts: [{REVIEWS}]
+  http: [{{route: [{{destination: {{host: {REVIEWS}, subset: v1}}}}]}}]
+"""
+DR_STEPS = (
+    # (the rule's body, whether routes and listeners must be rebuilt)
+    ("subsets: [{name: v1, labels: {version: v1}}]", False),
+    ("subsets: [{name: v1, labels: {version: v2}}, {name: v9, labels: {version: v1}}]", False),
+    (
+        "subsets: [{name: v1, labels: {version: v2}, trafficPolicy: {loadBalancer: {consistentHash: "
+        "{httpHeaderName: x-user}}}}]",
+        True,
+    ),  # the route to v1 hashes by header
+    (
+        "subsets: [{name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {consistentHash: "
+        "{httpHeaderName: x-user}}}}]",
+        False,
+    ),  # only the subset's labels moved
+    (
+        "trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-other}}}\n"
+        "subsets: [{name: v1, labels: {version: v1}}]",
+        True,
+    ),
+    ("trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\nsubsets: [{name: v1, labels: {version: v1}}]", True),
+    ("trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\nsubsets: [{name: v2, labels: {version: v1}}]", False),
+)
+
+
+def test_destination_rule_changes_rebuild_routes_and_listeners_only_when_they_read_the_change() -> None:
+    """A warm builder through DestinationRule changes equals a cold build at every step; routes
+    and listeners are rebuilt only when what they read of a rule moved (its traffic policies)."""
+    warm = SnapshotBuilder()
+    base = [d for d in _reviews_mesh_documents()]
+    for step, (body, rebuilds) in enumerate(DR_STEPS):
+        rule = destination_rule("reviews", "prod", f"host: {REVIEWS}\n" + body)
+        current = snapshot(*base, VIRTUAL_SERVICE, rule)
+        warm.use(current)
+        got = warm.build(PROXY)
+        cold = SnapshotBuilder()
+        cold.use(current)
+        assert contents(got) == contents(cold.build(PROXY)), body
+        if step > 0:
+            assert warm.stats.epoch_changed
+            assert (warm.stats.routes_built, warm.stats.locals_built) == ((1, 1) if rebuilds else (0, 0)), (
+                body
+            )
+        warm.finish([PROXY.id])
+
+
+def _reviews_mesh_documents() -> list[str]:
+    return [
+        service_entry(REVIEWS, extra="  workloadSelector: {labels: {app: reviews}}"),
+        workload("reviews-1", "prod", "10.1.0.1", {"app": "reviews", "version": "v1", **SIDECAR_LABELS}),
+        workload("reviews-2", "prod", "10.1.0.2", {"app": "reviews", "version": "v2", **SIDECAR_LABELS}),
+        workload("me", "prod", "10.0.0.1", {"app": "client", **SIDECAR_LABELS}),
+    ]
+
+
 GOLDEN_DIRS = ("golden", "listeners_golden", "routes_golden", "netpol_golden")
 GOLDEN_INPUTS = sorted(
     str(p.relative_to(Path(__file__).parent))
