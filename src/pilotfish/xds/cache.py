@@ -51,6 +51,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from google.protobuf import any_pb2
 
 from pilotfish.xds import resources as rt
+from pilotfish.xds import wire
 
 _HCM = http_connection_manager_pb2.HttpConnectionManager
 _HCM_TYPE_URL = "type.googleapis.com/" + _HCM.DESCRIPTOR.full_name
@@ -230,6 +231,9 @@ class Snapshot:
     resources: Mapping[str, Mapping[str, Resource]]
     versions: Mapping[str, str]
     changes: Mapping[str, TypeChange] = field(default_factory=dict)
+    # Per type, the parts that hold it (``compose``); empty for a snapshot made by ``of``.
+    parts: Mapping[str, tuple[ResourceSet, ...]] = field(default_factory=dict)
+    _entries: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> Snapshot:
@@ -281,13 +285,31 @@ class Snapshot:
         if problems:
             raise InconsistentSnapshot(problems)
         changes = _changes(previous, by_type, resources, versions) if previous is not None else {}
-        return cls(MappingProxyType(resources), MappingProxyType(versions), MappingProxyType(changes))
+        held = {t: tuple(h) for t, h in by_type.items() if h}
+        return cls(
+            MappingProxyType(resources),
+            MappingProxyType(versions),
+            MappingProxyType(changes),
+            MappingProxyType(held),
+        )
 
     def named(self, type_url: str) -> Mapping[str, Resource]:
         return self.resources.get(type_url, _EMPTY)
 
     def version(self, type_url: str) -> str:
         return self.versions.get(type_url, _EMPTY_VERSION)
+
+    def sotw_entries(self, type_url: str) -> tuple[bytes, ...]:
+        """Every resource of ``type_url`` as ``DiscoveryResponse`` entries (``wire.sotw_entries``):
+        one blob per part, each encoded once and shared by every snapshot holding the part, so
+        a full-state response costs a stream one join however many resources it carries."""
+        holders = self.parts.get(type_url)
+        if holders:
+            return tuple(h.sotw_entries(type_url) for h in holders)
+        found = self._entries.get(type_url)
+        if found is None:
+            found = self._entries[type_url] = _encode_entries(self.named(type_url))
+        return (found,)
 
     def children(self, type_url: str, names: Iterable[str]) -> set[str]:
         """Names of the child resources (EDS of clusters, RDS of listeners) referenced by ``names``."""
@@ -314,9 +336,18 @@ class ResourceSet:
     sums: Mapping[str, int]
     external: Mapping[str, frozenset[tuple[str, str]]]
     changes: Mapping[str, TypeChange] = field(default_factory=dict)
+    _entries: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     def version(self, type_url: str) -> str:
         return version_of_sum(self.sums.get(type_url, 0))
+
+    def sotw_entries(self, type_url: str) -> bytes:
+        """This part's resources of ``type_url`` as joined ``DiscoveryResponse`` entries, by name,
+        encoded on first use (by the server, on its event loop) and kept with the part."""
+        found = self._entries.get(type_url)
+        if found is None:
+            found = self._entries[type_url] = _encode_entries(self.named.get(type_url, _EMPTY))
+        return found
 
     @classmethod
     def of(
@@ -363,6 +394,10 @@ class ResourceSet:
                 else:
                     changes[type_url] = TypeChange(previous.version(type_url), _differing(old, now))
         return cls(MappingProxyType(named), MappingProxyType(sums), MappingProxyType(external), changes)
+
+
+def _encode_entries(named: Mapping[str, Resource]) -> bytes:
+    return wire.sotw_entries(r for _, r in sorted(named.items()))
 
 
 def _differing(old: Mapping[str, Resource], new: Mapping[str, Resource]) -> frozenset[str]:

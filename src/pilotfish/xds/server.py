@@ -71,7 +71,16 @@ import logging
 import sys
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +144,9 @@ class Subscription:
     wildcard: bool = False
     names: AbstractSet[str] = frozenset()  # SotW: a shared frozenset (``_shared_names``)
     explicit: bool = False  # the client has named a resource: the legacy wildcard is over
-    known: dict[str, str] = field(default_factory=dict)
+    # What the client holds: name -> version; after a SotW full-state response, a view of the
+    # snapshot's resources themselves (``_Held``), turned into a dict of its own only if changed.
+    known: dict[str, str] | _Held = field(default_factory=dict)
     nonce: str = ""
     must_respond: bool = False
     # The type version the client's view was last reconciled against; None: diff in full next.
@@ -149,8 +160,44 @@ class Subscription:
         return self.wildcard or name in self.names
 
     def forget_unwanted(self) -> None:
-        for name in [n for n in self.known if not self.wants(n)]:
-            del self.known[name]
+        unwanted = [n for n in self.known if not self.wants(n)]
+        if unwanted:
+            known = self.own_known()
+            for name in unwanted:
+                del known[name]
+
+    def own_known(self) -> dict[str, str]:
+        """``known`` as a dict this subscription may change."""
+        if isinstance(self.known, _Held):
+            self.known = {n: r.version for n, r in self.known.named.items()}
+        return self.known
+
+
+class _Held(Mapping[str, str]):
+    """Name -> version of exactly the resources of one snapshot mapping, read through to them:
+    after a full-state response the client holds all of them, and every proxy of one scope
+    would otherwise keep its own copy of the same thousand versions."""
+
+    __slots__ = ("named",)
+
+    def __init__(self, named: Mapping[str, Resource]) -> None:
+        self.named = named
+
+    def __getitem__(self, name: str) -> str:
+        return self.named[name].version
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self.named.get(name)
+        return default if found is None else found.version
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.named
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.named)
+
+    def __len__(self) -> int:
+        return len(self.named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +209,7 @@ class Outgoing:
     nonce: str
     payload: bytes
     updated: tuple[str, ...]
-    carried: tuple[str, ...] = ()  # every resource in the response (SotW CDS/LDS: the full state)
+    carried: Collection[str] = ()  # every resource in the response (SotW CDS/LDS: the full state)
 
 
 class PushGate:
@@ -431,7 +478,7 @@ def _force(subscription: Subscription, names: Iterable[str]) -> None:
     """Make the client get ``names`` again even if it holds them at the current version."""
     for name in names:
         if name in subscription.known:
-            subscription.known[name] = _RESEND
+            subscription.own_known()[name] = _RESEND
 
 
 def _desired(
@@ -491,24 +538,27 @@ class SotwStream(_Stream):
         self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None
     ) -> Outgoing | None:
         full_state = type_url in rt.FULL_STATE_TYPES
+        if full_state and subscription.wildcard:
+            return self._respond_whole(type_url, subscription, snapshot, names)
         if full_state:
             names = None  # the response must carry the whole state anyway
+        known = subscription.own_known()
         desired = _desired(subscription, snapshot, type_url, names)
         ordered = sorted(desired.items()) if full_state else None  # sorted once per response
         changed = _changed(subscription, desired, ordered)
-        candidates = subscription.known if names is None else [n for n in names if n in subscription.known]
+        candidates = known if names is None else [n for n in names if n in known]
         gone = [n for n in candidates if n not in desired]
         if not (changed or (full_state and gone) or subscription.must_respond):
             for name in gone:  # per-resource types cannot signal removal in SotW ("Deleting Resources")
-                del subscription.known[name]
+                del known[name]
             return None
         subscription.must_respond = False
         if names is None:
-            subscription.known = {n: r.version for n, r in desired.items() if n in subscription.known}
+            known = subscription.known = {n: r.version for n, r in desired.items() if n in known}
         else:
             for name in gone:
-                del subscription.known[name]
-        subscription.known.update((r.name, r.version) for r in changed)
+                del known[name]
+        known.update((r.name, r.version) for r in changed)
         sent = changed if ordered is None else [r for _, r in ordered]
         version = _sotw_version(subscription, snapshot, type_url)
         nonce = self._next_nonce(subscription)
@@ -516,6 +566,30 @@ class SotwStream(_Stream):
         updated = tuple(r.name for r in changed)
         carried = updated if sent is changed else tuple(r.name for r in sent)  # one tuple, kept by the status
         return Outgoing(type_url, version, nonce, payload, updated, carried)
+
+    def _respond_whole(
+        self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None
+    ) -> Outgoing | None:
+        """A wildcard watch of a full-state type (CDS, LDS): the response carries every resource,
+        so it is the snapshot's own shared entries (``Snapshot.sotw_entries``) and the client
+        then holds exactly the snapshot (``_Held``). Only ``names``, when known, are compared
+        to find what changed (the resources to resend children of, and whether to send at all)."""
+        named = snapshot.named(type_url)
+        known = subscription.known
+        if names is None:
+            changed = [n for n, r in named.items() if known.get(n) != r.version]
+            gone = any(n not in named for n in known)
+        else:
+            changed = [n for n in names if n in named and known.get(n) != named[n].version]
+            gone = any(n in known and n not in named for n in names)
+        if not (changed or gone or subscription.must_respond):
+            return None
+        subscription.must_respond = False
+        subscription.known = _Held(named)
+        version = snapshot.version(type_url)
+        nonce = self._next_nonce(subscription)
+        payload = wire.encode_sotw_entries(version, type_url, nonce, snapshot.sotw_entries(type_url))
+        return Outgoing(type_url, version, nonce, payload, tuple(sorted(changed)), named.keys())
 
 
 def _sotw_version(subscription: Subscription, snapshot: Snapshot, type_url: str) -> str:
@@ -619,12 +693,13 @@ class DeltaStream(_Stream):
         if not (changed or removed or subscription.must_respond):
             return None
         subscription.must_respond = False
-        subscription.known.update((r.name, r.version) for r in changed)
+        known = subscription.own_known()
+        known.update((r.name, r.version) for r in changed)
         for name in removed:
             if name in subscription.names:
-                subscription.known[name] = _ABSENT
+                known[name] = _ABSENT
             else:
-                subscription.known.pop(name, None)
+                known.pop(name, None)
         version = snapshot.version(type_url)
         nonce = self._next_nonce(subscription)
         payload = wire.encode_delta(version, type_url, nonce, changed, removed)
@@ -646,7 +721,7 @@ def _apply_delta_names(subscription: Subscription, request: Any, first: bool) ->
             continue
         _mutable_names(subscription).add(name)
         if not first:
-            subscription.known.pop(name, None)  # the client may have forgotten it: resend
+            subscription.own_known().pop(name, None)  # the client may have forgotten it: resend
     for name in unsubscribe:
         _unsubscribe(subscription, name)
 
@@ -667,9 +742,9 @@ def _unsubscribe(subscription: Subscription, name: str) -> None:
     if subscription.wildcard:
         # With "*" and the name both subscribed, the client cannot tell whether to keep it: send
         # it again or report it removed ("Unsubscribing from Resources").
-        subscription.known[name] = _RESEND
+        subscription.own_known()[name] = _RESEND
     else:
-        subscription.known.pop(name, None)
+        subscription.own_known().pop(name, None)
 
 
 class AggregatedDiscoveryService:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, KeysView, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -106,8 +106,8 @@ class TypeStatus:
     acked_at: float | None = None
     nack: Nack | None = None
     pushes: int = 0
-    sent_names: tuple[str, ...] | None = None
-    sent_changed: tuple[str, ...] | None = None
+    sent_names: Collection[str] | None = None
+    sent_changed: Collection[str] | None = None
     rejected: dict[str, Nack] = field(default_factory=dict)
 
     @property
@@ -223,9 +223,11 @@ class PushStatus:
         resource is in flight again, so its earlier rejection no longer stands."""
         status = connection.of(type_url)
         status.sent_version, status.sent_nonce, status.sent_at = version, nonce, self._clock()
-        status.sent_names = None if names is None else tuple(names)
-        status.sent_changed = status.sent_names if changed is None else tuple(changed)
-        if status.sent_changed is None:
+        status.sent_names = None if names is None else _kept(names)
+        status.sent_changed = status.sent_names if changed is None else _kept(changed)
+        if not status.rejected:
+            pass  # the usual case: nothing to clear, and no walk over a thousand names
+        elif status.sent_changed is None:
             status.rejected.clear()
         else:
             for name in status.sent_changed:
@@ -265,7 +267,9 @@ class PushStatus:
         if version is not None and version != status.sent_version:
             return
         status.acked_version, status.acked_nonce, status.acked_at = status.sent_version, nonce, self._clock()
-        if status.sent_names is None:
+        if not status.rejected:
+            pass  # the usual case: nothing to clear, and no walk over a thousand names
+        elif status.sent_names is None:
             status.rejected.clear()
         else:  # Envoy took every resource of the response
             for name in status.sent_names:
@@ -324,6 +328,12 @@ def describe(nack: Nack) -> str:
 
 # Worst first: a proxy counts under the worst state of its types (NOT SENT: nothing asked yet).
 _SEVERITY = (SyncState.NACKED, SyncState.STALE, SyncState.SYNCED)
+
+
+def _kept(names: Iterable[str]) -> Collection[str]:
+    """Names as the status keeps them: a tuple or a keys view (of a snapshot's immutable
+    mapping, shared with it rather than copied per proxy) as given, anything else as a tuple."""
+    return names if isinstance(names, tuple | KeysView) else tuple(names)
 
 
 def proxy_state(connection: ConnectionStatus) -> SyncState:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from pilotfish.xds.cache import Resource
+if TYPE_CHECKING:  # the cache encodes its parts' entries with ``sotw_entries``: no import cycle
+    from pilotfish.xds.cache import Resource
 
 _LENGTH_DELIMITED = 2
 
@@ -54,18 +55,37 @@ def _sotw_resource_header(length: int) -> bytes:
     return _varint(_SOTW["resources"] << 3 | _LENGTH_DELIMITED) + _varint(length)
 
 
-def encode_sotw(version: str, type_url: str, nonce: str, resources: Iterable[Resource]) -> bytes:
-    """Serialized ``DiscoveryResponse`` (fields in number order, like protobuf's own encoder).
-    The shared resource bytes are joined in place, never copied into a per-entry field first."""
-    parts = [_text(_SOTW["version_info"], version)]
+def sotw_entries(resources: Iterable[Resource]) -> bytes:
+    """The ``resources`` entries of a ``DiscoveryResponse``, joined: what a full-state response
+    of these resources carries between its version and its type URL. The cache keeps this per
+    shared part, so proxies of one scope share it instead of each joining a thousand entries."""
+    parts: list[bytes] = []
     header = _sotw_resource_header
     for resource in resources:
         body = resource.any_bytes
         parts.append(header(len(body)))
         parts.append(body)
-    parts.append(_text(_SOTW["type_url"], type_url))
-    parts.append(_text(_SOTW["nonce"], nonce))
     return b"".join(parts)
+
+
+def encode_sotw(version: str, type_url: str, nonce: str, resources: Iterable[Resource]) -> bytes:
+    """Serialized ``DiscoveryResponse`` (fields in number order, like protobuf's own encoder).
+    The shared resource bytes are joined in place, never copied into a per-entry field first."""
+    return encode_sotw_entries(version, type_url, nonce, (sotw_entries(resources),))
+
+
+def encode_sotw_entries(version: str, type_url: str, nonce: str, entries: Iterable[bytes]) -> bytes:
+    """Serialized ``DiscoveryResponse`` around already joined ``sotw_entries`` blobs: repeated
+    fields may be split anywhere and concatenated (protobuf encoding, "Last One Wins" and
+    repeated fields), so two parts' blobs make one response."""
+    return b"".join(
+        (
+            _text(_SOTW["version_info"], version),
+            *entries,
+            _text(_SOTW["type_url"], type_url),
+            _text(_SOTW["nonce"], nonce),
+        )
+    )
 
 
 def _delta_entry(resource: Resource) -> bytes:
