@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 
+from pilotfish.config.hosts import resolve_host
 from pilotfish.registry.model import Endpoint
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds import resources as rt
@@ -51,6 +52,7 @@ from pilotfish.xds.cache import Resource, ResourceInterner, ResourceSet, Snapsho
 from pilotfish.xds.proxy import Proxy
 from pilotfish.xds.translate.authz import authz_clusters
 from pilotfish.xds.translate.clusters import ClusterTemplates, service_port_clusters
+from pilotfish.xds.translate.destination_rules import is_wildcard
 from pilotfish.xds.translate.endpoints import (
     Destination,
     LbEndpointWriter,
@@ -169,6 +171,9 @@ class _Epoch:
 
     config: tuple[Any, ...] = ()
     number: int = 0
+    # When the last advance changed only DestinationRules: each changed rule, before and after
+    # (None where absent); else None.
+    changed_rules: tuple[Any, ...] | None = None
     routes_config: tuple[Any, ...] = ()
     routes_number: int = 0
     _stripped: dict[int, tuple[Any, Any]] = field(default_factory=dict)
@@ -184,6 +189,7 @@ class _Epoch:
         rest = tuple(getattr(mesh, f.name) for f in fields(mesh) if f.name not in _NOT_EPOCH)
         config = (resources, rest)
         same = self.number > 0 and config == self.config
+        self.changed_rules = None if same or self.number == 0 else _changed_rules(self.config, config)
         self.config = config
         if not same:
             self.number += 1
@@ -224,6 +230,33 @@ class _Epoch:
             found = (resource, dataclasses.replace(resource, spec=dataclasses.replace(spec, subsets=kept)))
         viewed[id(resource)] = found
         return found[1]
+
+
+def _changed_rules(before: tuple[Any, ...], after: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The DestinationRules (old and new versions) that differ between two configs, if nothing
+    else differs; None otherwise."""
+    if before[1] != after[1]:
+        return None
+    old = {r.key: r for r in before[0]}
+    new = {r.key: r for r in after[0]}
+    changed = [k for k in old.keys() | new.keys() if old.get(k) != new.get(k)]
+    if any(kind != "DestinationRule" for kind, _, _ in changed):
+        return None
+    return tuple(r for k in changed for r in (old.get(k), new.get(k)) if r is not None)
+
+
+def rule_hosts(rules: Iterable[Any], mesh: MeshSnapshot) -> frozenset[str]:
+    """The service hosts whose DestinationRule can change when ``rules`` change: a rule's host
+    itself, and for a wildcard host every host under it (``destination_rules``' most specific
+    match looks up exact hosts, then wildcard suffixes)."""
+    patterns = {resolve_host(r.spec.host, r.namespace) for r in rules}
+    exact = {p for p in patterns if not is_wildcard(p)}
+    suffixes = tuple(p[1:] for p in patterns if is_wildcard(p))
+    return frozenset(
+        s.hostname
+        for s in mesh.services
+        if s.hostname in exact or (suffixes and s.hostname.lstrip("*").endswith(suffixes))
+    )
 
 
 @dataclass(slots=True)
@@ -282,9 +315,15 @@ class SnapshotBuilder:
         self._outbound_before, self._outbound = self._outbound, {}
         self._groups_before, self._groups = self._groups, {}
         # An endpoint-only change: a scope's part is the previous one with the changed hosts'
-        # resources rebuilt (NetworkPolicy makes every endpoint a fact of every admission).
-        incremental = not changed and before is not None and not has_network_policies(mesh)
-        self._changed_hosts = changed_hosts(before, mesh) if incremental and before is not None else None
+        # resources rebuilt (NetworkPolicy makes every endpoint a fact of every admission). A
+        # change of DestinationRules alone is one too, with the hosts they apply to added: a
+        # cluster reads no other host's rule.
+        rules = self._epoch.changed_rules
+        incremental = (not changed or rules is not None) and not has_network_policies(mesh)
+        self._changed_hosts = None
+        if incremental and before is not None:
+            hosts = changed_hosts(before, mesh)
+            self._changed_hosts = hosts | rule_hosts(rules, mesh) if rules is not None else hosts
         if self._epoch.routes_number != self._routes_epoch:
             self._routes_epoch = self._epoch.routes_number
             self._routes = {}

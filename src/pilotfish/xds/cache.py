@@ -270,6 +270,8 @@ class Snapshot:
         for type_url, holders in by_type.items():
             if len(holders) == 1:
                 resources[type_url] = holders[0].named[type_url]
+            elif previous is not None and _same_holdings(previous.parts.get(type_url), holders, type_url):
+                resources[type_url] = previous.named(type_url)  # checked when it was merged
             else:
                 merged: dict[str, Resource] = {}
                 for holder in holders:
@@ -386,14 +388,36 @@ class ResourceSet:
         named: dict[str, Mapping[str, Resource]] = {t: MappingProxyType(n) for t, n in by_type.items()}
         sums = {t: sum(r.digest for r in n.values()) for t, n in by_type.items()}
         changes: dict[str, TypeChange] = {}
+        kept: list[str] = []
         if previous is not None:
             for type_url, now in named.items():
                 old = previous.named.get(type_url, _EMPTY)
-                if sums[type_url] == previous.sums.get(type_url, 0):
+                if sums[type_url] == previous.sums.get(type_url, 0) and type_url in previous.named:
                     changes[type_url] = TypeChange(previous.version(type_url), frozenset())
+                    # The same resources (interned: the same objects): keep the previous mapping,
+                    # so snapshots composed from it can keep what they built on it (their merged
+                    # mapping, ``Snapshot.compose``; the encoded entries, below).
+                    named[type_url] = old
+                    kept.append(type_url)
                 else:
                     changes[type_url] = TypeChange(previous.version(type_url), _differing(old, now))
-        return cls(MappingProxyType(named), MappingProxyType(sums), MappingProxyType(external), changes)
+        part = cls(MappingProxyType(named), MappingProxyType(sums), MappingProxyType(external), changes)
+        if previous is not None:
+            for type_url in kept:
+                if type_url in previous._entries:
+                    part._entries[type_url] = previous._entries[type_url]
+        return part
+
+
+def _same_holdings(before: tuple[ResourceSet, ...] | None, holders: list[ResourceSet], type_url: str) -> bool:
+    """Whether the previous snapshot merged ``type_url`` from the very same mappings: then its
+    merged mapping is this one (an endpoint change keeps every part's CDS mapping, so a
+    thousand proxies do not each merge a thousand clusters again)."""
+    return (
+        before is not None
+        and len(before) == len(holders)
+        and all(b.named.get(type_url) is h.named[type_url] for b, h in zip(before, holders, strict=True))
+    )
 
 
 def _encode_entries(named: Mapping[str, Resource]) -> bytes:

@@ -264,6 +264,46 @@ class _Slot:
         await task
 
 
+class Handover:
+    """Snapshots handed from the translation thread to the streams on the event loop, in
+    batches: the first one of a batch schedules one drain on the loop
+    (``call_soon_threadsafe``), and the ones published before it runs join it. One per server:
+    a push of 1,000 proxies wakes the loop a few times, not 1,000 times through its self-pipe
+    (each a write syscall on the publishing thread, and a GIL hand-over with the loop)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._items: deque[tuple[Callable[[Snapshot], None], Snapshot]] = deque()
+        self._scheduled = False
+        self.drains = 0  # how many times the loop was woken for deliveries
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> Handover:
+        """The loop the deliveries run on (the server's: every stream runs on one loop)."""
+        if self._loop is not loop:
+            self._loop, self._scheduled = loop, False
+        return self
+
+    def put(self, deliver: Callable[[Snapshot], None], snapshot: Snapshot) -> None:
+        """Any thread: call ``deliver(snapshot)`` on the loop soon."""
+        loop = self._loop
+        assert loop is not None, "bind() first"
+        self._items.append((deliver, snapshot))
+        if not self._scheduled:  # GIL-atomic reads and writes; a duplicate drain is harmless
+            self._scheduled = True
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: the server is gone, so are its streams
+                self._items.clear()
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        self.drains += 1
+        items = self._items
+        while items:
+            deliver, snapshot = items.popleft()
+            deliver(snapshot)
+
+
 class _Stream(abc.ABC):
     """The per-stream loop shared by SotW and delta; subclasses handle requests and diffs."""
 
@@ -278,9 +318,11 @@ class _Stream(abc.ABC):
         authorize: Authorizer | None = None,
         peer: StreamPeer | None = None,
         gate: PushGate | None = None,
+        handover: Handover | None = None,
     ) -> None:
         self._cache, self._status = cache, status
         self._gate = gate or PushGate()
+        self._handover = handover or Handover()
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
         self._authorize, self.peer = authorize, peer
         self.subscriptions: dict[str, Subscription] = {}
@@ -303,10 +345,10 @@ class _Stream(abc.ABC):
         if self._authorize is not None:
             self._authorize(proxy, self.peer or StreamPeer())  # PeerUnauthorized before anything is served
         self._connection = self._status.connect(proxy, self.kind, self._supersede)
-        loop = asyncio.get_running_loop()
+        handover = self._handover.bind(asyncio.get_running_loop())
 
         def on_snapshot(snapshot: Snapshot) -> None:
-            loop.call_soon_threadsafe(self._deliver, snapshot)
+            handover.put(self._deliver, snapshot)
 
         cancel_watch = self._cache.watch(proxy.id, on_snapshot)
         reader = asyncio.create_task(self._read(iterator))
@@ -353,9 +395,13 @@ class _Stream(abc.ABC):
                 return
             while self._inbox:
                 self._handle(self._inbox.popleft())
-            if self._pending is not None:
+            adopted = self._pending is not None
+            if adopted:
                 self._snapshot, self._pending = self._pending, None
-            await self._push(send)
+            if adopted or any(s.synced is None or s.must_respond for s in self.subscriptions.values()):
+                await self._push(send)
+            # else: only ACKs (or NACKs) since the last pass, against the same snapshot: a pass
+            # would find every type reconciled (``_to_diff`` gives nothing), so none is made.
             if self._closed and not self._inbox:
                 return
 
@@ -763,17 +809,32 @@ class AggregatedDiscoveryService:
         self.cache = cache
         self.status = status or PushStatus()
         self.gate = gate or PushGate()
+        self.handover = Handover()
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
         self._authorize = authorize
 
     def sotw_stream(self, peer: StreamPeer | None = None) -> SotwStream:
         return SotwStream(
-            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer, self.gate
+            self.cache,
+            self.status,
+            self._on_connect,
+            self._on_disconnect,
+            self._authorize,
+            peer,
+            self.gate,
+            self.handover,
         )
 
     def delta_stream(self, peer: StreamPeer | None = None) -> DeltaStream:
         return DeltaStream(
-            self.cache, self.status, self._on_connect, self._on_disconnect, self._authorize, peer, self.gate
+            self.cache,
+            self.status,
+            self._on_connect,
+            self._on_disconnect,
+            self._authorize,
+            peer,
+            self.gate,
+            self.handover,
         )
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -21,7 +21,7 @@ from translate_builders import destination_rule, service_entry, snapshot, worklo
 from pilotfish.app import translate
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds import resources as rt
-from pilotfish.xds.builder import SnapshotBuilder
+from pilotfish.xds.builder import SnapshotBuilder, rule_hosts
 from pilotfish.xds.cache import Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 
@@ -237,6 +237,7 @@ def test_destination_rule_changes_rebuild_routes_and_listeners_only_when_they_re
     and listeners are rebuilt only when what they read of a rule moved (its traffic policies)."""
     warm = SnapshotBuilder()
     base = [d for d in _reviews_mesh_documents()]
+    lookups_before = 0
     for step, (body, rebuilds) in enumerate(DR_STEPS):
         rule = destination_rule("reviews", "prod", f"host: {REVIEWS}\n" + body)
         current = snapshot(*base, VIRTUAL_SERVICE, rule)
@@ -245,17 +246,34 @@ def test_destination_rule_changes_rebuild_routes_and_listeners_only_when_they_re
         cold = SnapshotBuilder()
         cold.use(current)
         assert contents(got) == contents(cold.build(PROXY)), body
+        lookups = warm.clusters.hits + warm.clusters.misses
         if step > 0:
+            # Only the ruled host's clusters were looked up again: ratings' group was kept.
+            assert lookups - lookups_before == 1, body
             assert warm.stats.epoch_changed
             assert (warm.stats.routes_built, warm.stats.locals_built) == ((1, 1) if rebuilds else (0, 0)), (
                 body
             )
         warm.finish([PROXY.id])
+        lookups_before = warm.clusters.hits + warm.clusters.misses
+
+
+def test_a_destination_rule_applies_to_its_host_or_every_host_under_its_wildcard() -> None:
+    mesh_snapshot = snapshot(*_reviews_mesh_documents(), service_entry("api.example.com"))
+    rule = destination_rule("reviews", "prod", "host: reviews")  # a short name, in its namespace
+    wildcard = destination_rule("all", "prod", "host: '*.svc.cluster.local'")
+    everything = destination_rule("all", "prod", "host: '*'")
+    hosts = {s.hostname for s in mesh_snapshot.services}
+    assert rule_hosts(snapshot(rule).resources, mesh_snapshot) == {REVIEWS}
+    assert rule_hosts(snapshot(wildcard).resources, mesh_snapshot) == {REVIEWS, RATINGS}
+    assert rule_hosts(snapshot(everything).resources, mesh_snapshot) == hosts
 
 
 def _reviews_mesh_documents() -> list[str]:
     return [
         service_entry(REVIEWS, extra="  workloadSelector: {labels: {app: reviews}}"),
+        service_entry(RATINGS, extra="  workloadSelector: {labels: {app: ratings}}"),
+        workload("ratings-1", "prod", "10.1.0.3", {"app": "ratings", **SIDECAR_LABELS}),
         workload("reviews-1", "prod", "10.1.0.1", {"app": "reviews", "version": "v1", **SIDECAR_LABELS}),
         workload("reviews-2", "prod", "10.1.0.2", {"app": "reviews", "version": "v2", **SIDECAR_LABELS}),
         workload("me", "prod", "10.0.0.1", {"app": "client", **SIDECAR_LABELS}),

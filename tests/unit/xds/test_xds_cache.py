@@ -7,10 +7,11 @@ import gc
 import pytest
 import xds_unit_builders as b
 from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from pilotfish.xds import resources as rt
-from pilotfish.xds.cache import InconsistentSnapshot, ResourceInterner, Snapshot, SnapshotCache
+from pilotfish.xds.cache import InconsistentSnapshot, ResourceInterner, ResourceSet, Snapshot, SnapshotCache
 
 
 def test_identical_rebuilds_give_identical_versions() -> None:
@@ -113,3 +114,42 @@ def test_watchers_see_changes_only_until_cancelled() -> None:
     assert cache.proxy_ids() == ("p1", "p2")
     cache.clear("p1")
     assert cache.get("p1") is None
+
+
+def _part(
+    interner: ResourceInterner, messages: list[object], previous: ResourceSet | None = None
+) -> ResourceSet:
+    return ResourceSet.of([interner.resource(m) for m in messages], local_children=False, previous=previous)
+
+
+def test_a_part_rebuilt_with_the_same_resources_of_a_type_keeps_that_types_mapping_and_entries() -> None:
+    interner = ResourceInterner()
+    before = _part(interner, [b.cluster("a"), b.cluster("b"), b.cla("a"), b.cla("b")])
+    entries = before.sotw_entries(rt.CLUSTER)
+    after = _part(interner, [b.cluster("a"), b.cluster("b"), b.cla("a", 9090), b.cla("b")], before)
+    assert after.named[rt.CLUSTER] is before.named[rt.CLUSTER]
+    assert after.sotw_entries(rt.CLUSTER) is entries  # encoded once for both builds
+    assert after.named[rt.ENDPOINT] is not before.named[rt.ENDPOINT]
+    assert after.changes[rt.ENDPOINT].names == {"a"}
+    assert after.changes[rt.CLUSTER].names == frozenset()
+
+
+def test_a_snapshot_keeps_its_merged_mapping_while_the_parts_mappings_are_the_same() -> None:
+    interner = ResourceInterner()
+    local = _part(interner, [b.cluster("inbound", eds=False)])
+    outbound = _part(interner, [b.cluster("a"), b.cla("a")])
+    first = Snapshot.compose([outbound, local])
+    moved = _part(interner, [b.cluster("a"), b.cla("a", 9090)], outbound)
+    second = Snapshot.compose([moved, local], first)
+    assert second.named(rt.CLUSTER) is first.named(rt.CLUSTER)  # not merged again
+    assert set(second.named(rt.CLUSTER)) == {"a", "inbound"}
+    assert second.changes[rt.ENDPOINT].names == {"a"}
+    renamed = _part(interner, [b.cluster("c"), b.cla("c")], moved)
+    third = Snapshot.compose([renamed, local], second)
+    assert set(third.named(rt.CLUSTER)) == {"c", "inbound"}
+    assert third.changes[rt.CLUSTER].names == {"a", "c"}
+    entries = b"".join(third.sotw_entries(rt.CLUSTER))
+    decoded = discovery_pb2.DiscoveryResponse.FromString(entries)
+    assert sorted(r.value for r in decoded.resources) == sorted(
+        r.body for r in third.named(rt.CLUSTER).values()
+    )

@@ -17,7 +17,7 @@ from pilotfish.errors import PeerError
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import SnapshotCache
 from pilotfish.xds.proxy import Proxy
-from pilotfish.xds.server import SotwStream, StreamSuperseded
+from pilotfish.xds.server import PushGate, SotwStream, StreamSuperseded
 from pilotfish.xds.status import PushStatus, SyncState
 
 Response = discovery_pb2.DiscoveryResponse
@@ -399,5 +399,31 @@ def test_a_newer_stream_of_the_same_node_closes_the_older_one() -> None:
         await new.close()
         assert [p.id for p in env.disconnected] == [b.NODE_ID]
         assert env.status.get(b.NODE_ID) is None
+
+    run(body)
+
+
+def test_acks_against_the_same_snapshot_make_no_pass() -> None:
+    """An ACK changes nothing the client wants: the stream books it and makes no pass (takes no
+    push slot), however many arrive; a new snapshot or a new watch does make one."""
+
+    async def body(env: Env) -> None:
+        slots: list[int] = []
+        gate = PushGate(on_length=slots.append)
+        env.publish(b.mesh())
+        stream = SotwStream(env.cache, env.status, gate=gate)
+        driver = b.Driver(stream, Response).start()
+        await driver.send(b.sotw_request(rt.CLUSTER, (), with_node=True))
+        response = await driver.response()
+        taken = len(slots)
+        for _ in range(5):
+            await ack(driver, response)
+        await driver.quiet()
+        assert len(slots) == taken  # five ACKs, no pass
+        assert env.state(rt.CLUSTER) is SyncState.SYNCED
+        env.publish(b.mesh(timeout=2))
+        await driver.response()
+        assert len(slots) > taken
+        await driver.close()
 
     run(body)
