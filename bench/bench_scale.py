@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import math
 import multiprocessing
 import os
@@ -54,9 +55,10 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -905,6 +907,7 @@ class Run:
     cds_payloads: dict[int, bytes] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # pilotfish CPU seconds per phase
     rss: tuple[float, float] = (0.0, 0.0)  # MB before the clients connect, and once they are synced
+    health: dict[str, list[float]] = field(default_factory=dict)  # /healthz latencies by phase
 
 
 def connect_and_sync(clients: Clients, target: str, run: Run, delta: bool) -> None:
@@ -917,15 +920,66 @@ def connect_and_sync(clients: Clients, target: str, run: Run, delta: bool) -> No
     run.state = next((r[2] for r in replies if r[2]), {})
 
 
+class HealthProbe:
+    """``GET /healthz`` every 20 ms on a thread of the bench process (a new connection each time,
+    as a kubelet or load balancer probe makes), each latency filed under the phase it ran in
+    (``during``): does the admin API stay responsive while a push fans out?"""
+
+    INTERVAL = 0.02
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.phase: str | None = None
+        self.samples: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="healthz-probe", daemon=True)
+
+    def start(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    @contextlib.contextmanager
+    def during(self, phase: str) -> Iterator[None]:
+        self.phase = phase
+        try:
+            yield
+        finally:
+            self.phase = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            phase = self.phase
+            started = time.perf_counter()
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                connection.request("GET", "/healthz")
+                connection.getresponse().read()
+                connection.close()
+            except OSError:
+                continue  # counted as missing; a restart is not what this measures
+            if phase is not None and phase == self.phase:
+                self.samples.setdefault(phase, []).append(time.perf_counter() - started)
+
+
 def trial(
-    clients: Clients, run: Run, type_url: str, marker: bytes, trigger: Callable[[], None]
+    clients: Clients,
+    run: Run,
+    type_url: str,
+    marker: bytes,
+    trigger: Callable[[], None],
+    during: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> tuple[list[float | None], bytes | None]:
     """Arm the clients for ``marker``, make the change, collect each proxy's arrival time."""
     clients.call("arm", type_url, marker)
     time.sleep(WORKER_SETTLE)
     started = time.monotonic()
-    trigger()
-    replies = clients.call("collect", clients.timeout)
+    with during():
+        trigger()
+        replies = clients.call("collect", clients.timeout)
     hits, run.notes = clients.merged(replies)
     payload = next((r[2] for r in replies if r[2] is not None), None)
     return [None if t is None else t - started for t in hits], payload
@@ -958,13 +1012,16 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
     write_config(config, args.services, args.endpoints)
     pf = PilotfishProcess(config, workdir / "pf")
     run = Run("pilotfish")
+    probe: HealthProbe | None = None
     try:
         pf.start(timeout=300)
+        probe = HealthProbe(pf.admin_port).start()
         time.sleep(args.settle)  # loaded, translated, idle
         before = rss_mb(pf.pid)
         cpu = cpu_seconds(pf.pid)
         progress("pilotfish: initial sync", pf.pid)
-        connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run, args.delta)
+        with probe.during("initial sync"):
+            connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run, args.delta)
         run.cpu["initial sync"] = cpu_seconds(pf.pid) - cpu
         if None in run.sync:
             missing = run.sync.count(None)
@@ -975,7 +1032,7 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         progress("pilotfish: endpoint changes", pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "we.yaml", workload_entries(args.endpoints, k))
-            hits, payload = trial(clients, run, EDS, eds_marker(k), trigger)
+            hits, payload = trial(clients, run, EDS, eds_marker(k), trigger, lambda: probe.during("endpoint"))
             run.eds.extend(hits)
             if payload is not None:
                 run.eds_payloads[k] = payload
@@ -985,7 +1042,9 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         progress("pilotfish: DestinationRule changes", pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "dr.yaml", destination_rule(k))
-            hits, payload = trial(clients, run, CDS, cds_marker(k), trigger)
+            hits, payload = trial(
+                clients, run, CDS, cds_marker(k), trigger, lambda: probe.during("DestinationRule")
+            )
             run.cds.extend(hits)
             if payload is not None:
                 run.cds_payloads[k] = payload
@@ -997,6 +1056,9 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
         print(f"pilotfish log tail:\n{pf.log_text()[-3000:]}", file=sys.stderr)
         raise
     finally:
+        if probe is not None:
+            probe.stop()
+            run.health = probe.samples
         pf.stop()
     return run, before, after
 
@@ -1085,6 +1147,13 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
             f"baseline RSS: {floor.rss[0]:.1f} MB before the clients, {floor.rss[1]:.1f} MB after; "
             f"{(floor.rss[1] - floor.rss[0]) / n:.3f} MB per connected proxy (grpc's own per-stream cost)"
         )
+    for phase, latencies in ours.health.items():
+        got = sorted(latencies)
+        slow = sum(1 for t in got if t > 0.05)
+        print(
+            f"pilotfish /healthz during {phase}: p50 {ms(statistics.median(got))}, "
+            f"p99 {ms(percentile(got, 0.99))}, max {ms(got[-1])} ({slow} of {len(got)} over 50 ms)"
+        )
     spent = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in ours.cpu.items())
     print(f"pilotfish CPU (user + system): {spent} (per change: from arming to settled)")
     ratios = []
@@ -1111,6 +1180,10 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         ("DestinationRule change p99 <= 2 s", summary(ours.cds)[1] <= 2.0),
         ("initial sync <= 15 s", sync <= 15.0),
         ("<= 0.3 MB RSS per proxy", (after - before) / n <= 0.3),
+        (
+            "/healthz p99 <= 50 ms during changes",
+            all(percentile(sorted(v), 0.99) <= 0.05 for k, v in ours.health.items() if k != "initial sync"),
+        ),
     ]
     print(
         "aims (for 1,000 × 1,000 × 5): " + ", ".join(f"{a}: {'met' if ok else 'NOT met'}" for a, ok in aims)
