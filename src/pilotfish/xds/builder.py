@@ -22,9 +22,15 @@ proxy that shares what it depends on, and composed in O(parts) (``Snapshot.compo
 The *config epoch* changes when anything but endpoints changes: resources other than
 WorkloadEntries, the services, the mesh config, the ext_authz address. Routes and listeners do
 not read endpoints (but for the proxy's own inbound ports, which the local part's key holds), so
-an endpoint change rebuilds none of them: it costs the registry, one pass over each scope's keys,
-the changed assignments, and an O(parts) compose per proxy. Each part remembers what changed
-since its previous build, so the server diffs only those names (``cache.TypeChange``).
+an endpoint change rebuilds none of them: it costs the registry, the changed hosts' assignments
+in each scope (the other service ports' groups are taken over as they are), and an O(parts)
+compose per proxy. Each part remembers what changed since its previous build, so the server
+diffs only those names (``cache.TypeChange``).
+
+Routes and listeners are kept per *routes epoch*: the config epoch with each DestinationRule
+reduced to the traffic policies they read (``_Epoch._route_view``), so a subset added or
+relabelled rebuilds no route. A change of DestinationRules alone is incremental like an
+endpoint change: only the hosts the changed rules apply to (``rule_hosts``) are rebuilt.
 
 Not thread-safe: one worker thread owns a builder (``app.ControlPlane`` runs it off the event
 loop). Tables are swept at the end of each full pass over the proxies (``finish``): an entry no

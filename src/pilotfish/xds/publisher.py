@@ -18,9 +18,11 @@ loop stays responsive anyway because CPython hands the GIL over every few millis
 1,000 proxies is computed.
 
 Publishing is ``SnapshotCache.set_snapshot`` from the worker: thread-safe, and each stream's
-watcher hops onto the loop (``call_soon_threadsafe``) where the stream diffs and sends on its own
-task, so a slow or stuck proxy delays nobody else (``server.PushGate`` bounds how many streams
-push at once). A proxy whose versions did not change is not woken at all (counted as skipped).
+watcher hands the snapshot to the loop through the server's ``Handover`` (one
+``call_soon_threadsafe`` per batch of snapshots, not one per proxy) where the stream diffs and
+sends on its own task, so a slow or stuck proxy delays nobody else (``server.PushGate`` bounds
+how many streams push at once). A proxy whose versions did not change is not woken at all
+(counted as skipped).
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@ calls ``run(requests, send)``: an async iterator of request messages in, an awai
 out. That is the seam the unit tests drive without a network.
 
 A stream is one reader task plus the handler loop. The reader appends requests to an inbox; the
-cache's watch callback drops the newest ``Snapshot`` in a one-slot mailbox (a snapshot that arrives
-while a push is in flight replaces the pending one; only the latest counts). Both wake the loop,
-which (1) applies every queued request to the per-type ``Subscription`` state, (2) adopts the
-pending snapshot, and (3) makes one pass over the types in ``ADS_ORDER`` (CDS, EDS, LDS, RDS, SDS),
-sending a response only where the client's view differs from the snapshot.
+cache's watch callback (on the translation thread) hands the newest ``Snapshot`` over through the
+server's ``Handover``, which wakes the event loop once per batch of published snapshots, into a
+one-slot mailbox (a snapshot that arrives while a push is in flight replaces the pending one; only
+the latest counts). Both wake the loop, which (1) applies every queued request to the per-type
+``Subscription`` state, (2) adopts the pending snapshot, and (3) if it adopted one or a
+subscription changed, makes one pass over the types in ``ADS_ORDER`` (CDS, EDS, LDS, RDS, SDS),
+sending a response only where the client's view differs from the snapshot. An ACK against the
+same snapshot changes nothing a pass could act on, so it makes none.
 
 The client's view is ``Subscription.known``: name -> version of what the client holds (as far as
 this stream has told it, updated when a response is sent, never rolled back). Diffing the
@@ -43,7 +46,10 @@ changes nothing), the next pass diffs only what can differ: nothing when the ver
 and only the names the new snapshot says changed since that version (``Snapshot.changes``) when
 there is such a record; anything else is diffed in full. A SotW response of a per-resource type
 carries only the changed resources (EDS, RDS, SDS need not be complete in SotW), so an endpoint
-change sends one ClusterLoadAssignment to each proxy that watches it.
+change sends one ClusterLoadAssignment to each proxy that watches it. A SotW full-state type
+under a wildcard watch (CDS, LDS) is answered with the snapshot's own encoded entries
+(``Snapshot.sotw_entries``: one blob per shared part, encoded once for every proxy holding it),
+and the client's view of it is then the snapshot's mapping itself (``_Held``), not a copy.
 
 Pushes are bounded (``PushGate``, Istio's push throttle): at most ``limit`` streams compute and
 write a push at once, the rest wait their turn, in order. A write that does not complete within
@@ -92,7 +98,7 @@ from pilotfish.errors import PeerError, PeerUnauthorized
 from pilotfish.lograte import RateLimitedLog
 from pilotfish.xds import resources as rt
 from pilotfish.xds import wire
-from pilotfish.xds.cache import Resource, Snapshot, SnapshotCache, content_version
+from pilotfish.xds.cache import Resource, Snapshot, SnapshotCache, as_dict, content_version, pairs
 from pilotfish.xds.proxy import Proxy, parse_node
 from pilotfish.xds.status import ConnectionStatus, PushStatus, StreamKind
 
@@ -533,8 +539,8 @@ def _desired(
     named = snapshot.named(type_url)
     if names is None:
         if subscription.wildcard:  # every name: a copy, without a Python-level test per name
-            return dict(named)
-        return {n: r for n, r in named.items() if n in subscription.names}
+            return as_dict(named)
+        return {n: r for n, r in pairs(named) if n in subscription.names}
     return {n: named[n] for n in names if n in named and subscription.wants(n)}
 
 
@@ -623,7 +629,7 @@ class SotwStream(_Stream):
         named = snapshot.named(type_url)
         known = subscription.known
         if names is None:
-            changed = [n for n, r in named.items() if known.get(n) != r.version]
+            changed = [n for n, r in pairs(named) if known.get(n) != r.version]
             gone = any(n not in named for n in known)
         else:
             changed = [n for n in names if n in named and known.get(n) != named[n].version]
