@@ -142,13 +142,30 @@ def build_registry(
     resources: Iterable[Resource[Any]],
 ) -> tuple[tuple[Service, ...], dict[tuple[str, int], tuple[Endpoint, ...]]]:
     """All services and their endpoints by (hostname, service port), from config resources."""
+    global _memo
     entries = [r for r in resources if r.kind == "ServiceEntry"]
     workload_entries = [r for r in resources if r.kind == "WorkloadEntry"]
     services: list[Service] = []
     endpoints: dict[tuple[str, int], list[Endpoint]] = {}
+    memo: dict[int, _Derived] = {}
     for entry in sorted(entries, key=lambda r: (r.namespace, r.name)):
-        declared = services_of(entry)
-        services.extend(declared)
-        for key, found in endpoints_of(entry, declared, workload_entries):
+        derived = _memo.get(id(entry))
+        if derived is None or derived[0] is not entry:
+            declared = services_of(entry)
+            derived = (entry, declared, list(endpoints_of(entry, declared, workload_entries)))
+        if entry.spec.workload_selector is None:  # what it selects changes without it
+            memo[id(entry)] = derived
+        services.extend(derived[1])
+        for key, found in derived[2]:
             endpoints.setdefault(key, []).extend(found)
+    _memo = memo
     return tuple(services), {key: tuple(eps) for key, eps in endpoints.items()}
+
+
+# A ServiceEntry without a workloadSelector derives its services and endpoints from itself
+# alone: kept per resource object (config files unchanged since the last reload yield the very
+# same objects), so a reload after one file changed re-derives that file's entries only, and
+# unchanged endpoints stay the same objects (cheap to compare). Replaced whole at each build;
+# a build on another thread at the same time only recomputes more.
+_Derived = tuple[Resource[Any], list[Service], list[tuple[tuple[str, int], list[Endpoint]]]]
+_memo: dict[int, _Derived] = {}

@@ -594,6 +594,10 @@ class SotwStream(_Stream):
             return self._respond_whole(type_url, subscription, snapshot, names)
         if full_state:
             names = None  # the response must carry the whole state anyway
+        elif names is not None and isinstance(subscription.known, _Held):
+            handled, outgoing = self._respond_held(type_url, subscription, snapshot, names)
+            if handled:
+                return outgoing
         known = subscription.own_known()
         desired = _desired(subscription, snapshot, type_url, names)
         ordered = sorted(desired.items()) if full_state else None  # sorted once per response
@@ -613,11 +617,43 @@ class SotwStream(_Stream):
         known.update((r.name, r.version) for r in changed)
         sent = changed if ordered is None else [r for _, r in ordered]
         version = _sotw_version(subscription, snapshot, type_url)
+        named = snapshot.named(type_url)
+        if len(known) == len(named):
+            # The client holds every resource of the type at its version (after a pass, what it
+            # holds is a subset of the snapshot): the snapshot's mapping says it, with no copy.
+            subscription.known = _Held(named)
         nonce = self._next_nonce(subscription)
         payload = wire.encode_sotw(version, type_url, nonce, sent)
         updated = tuple(r.name for r in changed)
         carried = updated if sent is changed else tuple(r.name for r in sent)  # one tuple, kept by the status
         return Outgoing(type_url, version, nonce, payload, updated, carried)
+
+    def _respond_held(
+        self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str]
+    ) -> tuple[bool, Outgoing | None]:
+        """``_respond`` for a per-resource type whose client held a whole earlier snapshot
+        (``_Held``), when only ``names`` can differ: if afterwards it holds the whole current
+        snapshot again, its view moves to that snapshot's mapping, so an endpoint change costs
+        a stream its changed names, not a copy of a thousand versions. ``(False, None)``: it will
+        not (a name it does not want appeared), take the general path."""
+        held = subscription.known
+        assert isinstance(held, _Held)
+        named = snapshot.named(type_url)
+        desired = _desired(subscription, snapshot, type_url, names)
+        changed = [r for _, r in sorted(desired.items()) if held.get(r.name) != r.version]
+        gone = sum(1 for n in names if n in held and n not in desired)
+        added = sum(1 for r in changed if r.name not in held)
+        if len(held) - gone + added != len(named):
+            return False, None
+        subscription.known = _Held(named)
+        if not (changed or subscription.must_respond):
+            return True, None  # removals alone are not signalled in SotW ("Deleting Resources")
+        subscription.must_respond = False
+        version = snapshot.version(type_url)  # the client holds all of the type
+        nonce = self._next_nonce(subscription)
+        updated = tuple(r.name for r in changed)
+        payload = wire.encode_sotw(version, type_url, nonce, changed)
+        return True, Outgoing(type_url, version, nonce, payload, updated, updated)
 
     def _respond_whole(
         self, type_url: str, subscription: Subscription, snapshot: Snapshot, names: Collection[str] | None

@@ -7,7 +7,7 @@ xds_protocol.rst.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
 import xds_unit_builders as b
@@ -424,6 +424,35 @@ def test_acks_against_the_same_snapshot_make_no_pass() -> None:
         env.publish(b.mesh(timeout=2))
         await driver.response()
         assert len(slots) > taken
+        await driver.close()
+
+    run(body)
+
+
+def test_a_client_holding_a_whole_type_is_viewed_through_the_snapshot_not_a_copy() -> None:
+    """After a response that leaves the client with every resource of a type, its view is the
+    snapshot's own mapping; an update of some of them moves it to the new snapshot's mapping
+    (no per-stream copy of the versions), and the response carries only what changed."""
+
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        stream = SotwStream(env.cache, env.status)
+        driver = b.Driver(stream, Response).start()
+        await driver.send(b.sotw_request(rt.ENDPOINT, ("a", "b"), with_node=True))
+        response = await driver.response()
+        await ack(driver, response, ("a", "b"))
+        held = stream.subscriptions[rt.ENDPOINT].known
+        assert isinstance(held, Mapping) and not isinstance(held, dict)
+        assert dict(held) == {n: r.version for n, r in env.cache.get(b.NODE_ID).named(rt.ENDPOINT).items()}
+        env.publish(b.mesh(port=9090))  # cla "a" moves
+        update = await driver.response()
+        assert b.names(update) == ["a"]
+        now = stream.subscriptions[rt.ENDPOINT].known
+        assert not isinstance(now, dict)
+        assert dict(now) == {n: r.version for n, r in env.cache.get(b.NODE_ID).named(rt.ENDPOINT).items()}
+        await ack(driver, update, ("a",))  # the client narrows its names: a dict of its own again
+        await driver.quiet()
+        assert dict(stream.subscriptions[rt.ENDPOINT].known).keys() == {"a"}
         await driver.close()
 
     run(body)
