@@ -161,6 +161,10 @@ class Subscription:
     # (``_wanted_part``), so that an ACK repeating the names is recognised by one comparison
     # done by the protobuf runtime, without a Python string per name.
     requested: Any = None
+    # SotW: names requested since the last pass by a client whose view was reconciled; the next
+    # pass diffs them with what changed, instead of every name (one renamed EDS name in a list
+    # of 1,001 costs its own diff).
+    added: frozenset[str] = frozenset()
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -404,7 +408,9 @@ class _Stream(abc.ABC):
             adopted = self._pending is not None
             if adopted:
                 self._snapshot, self._pending = self._pending, None
-            if adopted or any(s.synced is None or s.must_respond for s in self.subscriptions.values()):
+            if adopted or any(
+                s.synced is None or s.must_respond or s.added for s in self.subscriptions.values()
+            ):
                 await self._push(send)
             # else: only ACKs (or NACKs) since the last pass, against the same snapshot: a pass
             # would find every type reconciled (``_to_diff`` gives nothing), so none is made.
@@ -442,9 +448,12 @@ class _Stream(abc.ABC):
                 continue
             forced_names = forced.get(type_url, set())
             _force(subscription, forced_names)
+            if subscription.added:  # newly requested names: diffed like changed ones
+                forced_names = forced_names | subscription.added
             names = _to_diff(type_url, subscription, snapshot, forced_names)
             outgoing = self._respond(type_url, subscription, snapshot, names) if names != () else None
             subscription.synced = snapshot.version(type_url)
+            subscription.added = frozenset()
             self._prune_rejected(type_url, subscription)
             if outgoing is None:
                 if names is None:
@@ -698,12 +707,11 @@ def _set_sotw_names(subscription: Subscription, request: Any) -> None:
     wanted = _wanted_part(request)
     if subscription.explicit and wanted == subscription.requested:
         return  # an ACK (or a repeat): nothing the client wants changed
-    requested = wanted.resource_names
-    if not requested and not subscription.explicit:
+    if not wanted.resource_names and not subscription.explicit:
         if not subscription.wildcard:
             subscription.wildcard, subscription.synced = True, None
         return
-    names = _shared_names(requested)
+    names = _names_of(wanted)
     wildcard = rt.WILDCARD in names
     if wildcard:
         names = _shared_names(n for n in names if n != rt.WILDCARD)
@@ -711,6 +719,23 @@ def _set_sotw_names(subscription: Subscription, request: Any) -> None:
     same = names is subscription.names or names == subscription.names
     if subscription.explicit and wildcard == subscription.wildcard and same:
         return  # the same names in another order
+    if (
+        subscription.explicit
+        and not wildcard
+        and not subscription.wildcard
+        and subscription.synced is not None
+    ):
+        # A reconciled client changed its list: what it dropped is forgotten (a name requested
+        # again later must be resent), what it added is diffed by the next pass; the rest of
+        # its view stands.
+        dropped = [n for n in subscription.names - names if n in subscription.known]
+        if dropped:
+            known = subscription.own_known()
+            for name in dropped:
+                del known[name]
+        subscription.added = subscription.added | (names - subscription.names)
+        subscription.names = names
+        return
     subscription.explicit = True
     subscription.wildcard = wildcard
     subscription.names = names
@@ -736,6 +761,22 @@ class _Names(frozenset[str]):
 
 
 _NAME_SETS: weakref.WeakValueDictionary[frozenset[str], _Names] = weakref.WeakValueDictionary()
+
+
+# Name sets by the request that listed them (serialized as ``_wanted_part`` leaves it): the
+# thousand proxies of a scope send the same list when their clusters change, so its strings are
+# decoded and interned once, not once per proxy.
+_NAMES_BY_REQUEST: weakref.WeakValueDictionary[bytes, _Names] = weakref.WeakValueDictionary()
+
+
+def _names_of(wanted: Any) -> frozenset[str]:
+    key = wanted.SerializeToString(deterministic=True)
+    found = _NAMES_BY_REQUEST.get(key)
+    if found is None:
+        shared = _shared_names(wanted.resource_names)
+        found = shared if isinstance(shared, _Names) else _Names(shared)
+        _NAMES_BY_REQUEST[key] = found
+    return found
 
 
 def _shared_names(names: Iterable[str]) -> frozenset[str]:
