@@ -358,7 +358,10 @@ class ControlPlane:
             extra,
             authz_address=authz_address,
             authz_mode=self.opts.authz_mode,
-            registered=registered_workloads(self.stored.registrations, resources),  # NetworkPolicy pods
+            # NetworkPolicy pods; the snapshot keeps them only when a NetworkPolicy exists
+            registered=registered_workloads(self.stored.registrations, resources)
+            if any(r.kind == "NetworkPolicy" for r in resources)
+            else (),
         )
         self._note_dropped(tuple(dropped_endpoints(self.mesh).values()))
         if self.authz is not None:

@@ -169,3 +169,9 @@ def build_registry(
 # a build on another thread at the same time only recomputes more.
 _Derived = tuple[Resource[Any], list[Service], list[tuple[tuple[str, int], list[Endpoint]]]]
 _memo: dict[int, _Derived] = {}
+
+
+def declared_services(entry: Resource[Any]) -> list[Service]:
+    """``services_of(entry)``, from the last ``build_registry`` when it derived this very entry."""
+    derived = _memo.get(id(entry))
+    return derived[1] if derived is not None and derived[0] is entry else services_of(entry)

@@ -28,7 +28,13 @@ from typing import Any
 
 from pilotfish.config.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.config.resource import Resource
-from pilotfish.registry.from_config import LOCALITY_LABEL, endpoint_port, label_locality, services_of
+from pilotfish.registry.from_config import (
+    LOCALITY_LABEL,
+    declared_services,
+    endpoint_port,
+    label_locality,
+    services_of,
+)
 from pilotfish.registry.model import Endpoint, HealthStatus, RegisteredWorkload, Service
 from pilotfish.store.base import Registration
 
@@ -85,7 +91,7 @@ def registration_endpoints(
     """Every endpoint the registrations add to the mesh the resources declare."""
     resources = tuple(resources)
     entries = sorted((r for r in resources if r.kind == "ServiceEntry"), key=lambda r: (r.namespace, r.name))
-    services = _first_by_host(s for entry in entries for s in services_of(entry))
+    services = _first_by_host(s for entry in entries for s in declared_services(entry))
     groups = {(r.namespace, r.name): r for r in resources if r.kind == "WorkloadGroup"}
     out: list[Endpoint] = []
     for reg in sorted(registrations, key=lambda r: r.id):
@@ -105,7 +111,7 @@ def registered_workloads(
     on the registration's port. A registration nothing declares yet has no namespace: left out."""
     resources = tuple(resources)
     entries = sorted((r for r in resources if r.kind == "ServiceEntry"), key=lambda r: (r.namespace, r.name))
-    services = _first_by_host(s for entry in entries for s in services_of(entry))
+    services = _first_by_host(s for entry in entries for s in declared_services(entry))
     groups = {(r.namespace, r.name): r for r in resources if r.kind == "WorkloadGroup"}
     out: list[RegisteredWorkload] = []
     for reg in sorted(registrations, key=lambda r: r.id):
