@@ -75,6 +75,9 @@ class Resource:
     any_bytes: bytes
     references: frozenset[str] = frozenset()
     digest: int = -1  # pair_digest(name, version), for type versions; computed when left out
+    # The resource as a delta response's ``resources`` entry, encoded on first use (``wire``):
+    # every delta stream that receives it sends these very bytes.
+    delta_entry: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.digest < 0:

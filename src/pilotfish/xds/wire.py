@@ -96,12 +96,20 @@ def _delta_entry(resource: Resource) -> bytes:
     )
 
 
+def _keep_delta_entry(resource: Resource) -> bytes:
+    """The ``resources`` field of a delta response for ``resource``, kept on the (immutable,
+    shared) resource: a delta initial sync sends the same 2,000 entries to every proxy."""
+    entry = _field(_DELTA["resources"], _delta_entry(resource))
+    object.__setattr__(resource, "delta_entry", entry)
+    return entry
+
+
 def encode_delta(
     system_version: str, type_url: str, nonce: str, resources: Iterable[Resource], removed: Iterable[str]
 ) -> bytes:
     """Serialized ``DeltaDiscoveryResponse`` carrying ``resources`` and ``removed_resources``."""
     parts = [_text(_DELTA["system_version_info"], system_version)]
-    parts.extend(_field(_DELTA["resources"], _delta_entry(r)) for r in resources)
+    parts.extend(r.delta_entry or _keep_delta_entry(r) for r in resources)
     parts.append(_text(_DELTA["type_url"], type_url))
     parts.append(_text(_DELTA["nonce"], nonce))
     parts.extend(_field(_DELTA["removed_resources"], name.encode()) for name in removed)

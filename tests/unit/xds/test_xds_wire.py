@@ -54,3 +54,6 @@ def test_delta_encoding_matches_protobuf(
     )
     encoded = wire.encode_delta(version, rt.CLUSTER, nonce, resources, removed)
     assert encoded == expected.SerializeToString(deterministic=True)
+    # The second time, from the entries kept on the resources: the same bytes.
+    assert all(r.delta_entry is not None for r in resources)
+    assert wire.encode_delta(version, rt.CLUSTER, nonce, resources, removed) == encoded
