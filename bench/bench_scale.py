@@ -21,7 +21,10 @@ body and per resource in each client process (proxies of one scope receive the s
 Measured in one run:
   * initial sync: from "connect" until the last proxy has ACKed CDS, EDS, LDS, RDS and SDS with
     every name it wants received;
-  * RSS of the pilotfish process before the clients connect and after they are synced;
+  * RSS of the pilotfish process (and of the baseline server: grpc's own per-stream cost)
+    before the clients connect and after they are synced;
+  * ``GET /healthz`` every 20 ms from a thread (a new connection each time): latency by phase
+    (initial sync, endpoint changes, DestinationRule changes);
   * endpoint-change fan-out: from the rename of ``we.yaml`` until each proxy receives the
     ClusterLoadAssignment carrying the new address (p50/p99/max over proxies × trials);
   * DestinationRule-change fan-out: from the rename of ``dr.yaml`` until each proxy receives the
@@ -37,7 +40,9 @@ Measured in one run:
     .venv/bin/python bench/bench_scale.py --proxies 1000 --services 1000 --trials 3 --delta
 
 Aims (issue 11, 1,000 × 1,000 × 5 on 2 cores): endpoint change p99 <= 500 ms, DestinationRule
-change p99 <= 2 s, initial sync <= 15 s, <= 0.3 MB RSS per connected proxy.
+change p99 <= 2 s, initial sync <= 15 s, <= 0.3 MB RSS per connected proxy, /healthz <= 50 ms
+while pushing. ``--no-baseline`` skips the baseline; progress lines on stderr name the serve pid
+for a profiler (``py-spy record --pid PID``).
 """
 
 from __future__ import annotations
