@@ -89,7 +89,7 @@ from collections.abc import (
 )
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
@@ -115,6 +115,7 @@ GRPC_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 ProxyHook = Callable[[Proxy], None]
+S = TypeVar("S", bound="_Stream")
 Send = Callable[[bytes], Awaitable[None]]
 
 # Placeholders in ``Subscription.known`` that never equal a real version.
@@ -897,19 +898,14 @@ class AggregatedDiscoveryService:
         self._authorize = authorize
 
     def sotw_stream(self, peer: StreamPeer | None = None) -> SotwStream:
-        return SotwStream(
-            self.cache,
-            self.status,
-            self._on_connect,
-            self._on_disconnect,
-            self._authorize,
-            peer,
-            self.gate,
-            self.handover,
-        )
+        return self._stream(SotwStream, peer)
 
     def delta_stream(self, peer: StreamPeer | None = None) -> DeltaStream:
-        return DeltaStream(
+        return self._stream(DeltaStream, peer)
+
+    def _stream(self, kind: type[S], peer: StreamPeer | None) -> S:
+        """A stream of ``kind`` sharing this server's cache, status, hooks, gate and hand-over."""
+        return kind(
             self.cache,
             self.status,
             self._on_connect,
