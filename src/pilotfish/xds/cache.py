@@ -344,11 +344,10 @@ class Merged(Mapping[str, Resource]):
         self._length = sum(len(m) for m in maps)
 
     def __getitem__(self, name: str) -> Resource:
-        for named in self.maps:
-            found = named.get(name)
-            if found is not None:
-                return found
-        raise KeyError(name)
+        found: Resource | None = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
 
     def get(self, name: str, default: Any = None) -> Any:
         for named in self.maps:

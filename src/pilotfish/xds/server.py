@@ -701,7 +701,9 @@ def _sotw_version(subscription: Subscription, snapshot: Snapshot, type_url: str)
 
 def _set_sotw_names(subscription: Subscription, request: Any) -> None:
     """SotW names replace the previous list; empty before any explicit name is the legacy wildcard.
-    A list that changes what is wanted makes the next pass diff in full. Every ACK repeats the
+    A client whose view was reconciled and who changes its list of names has the added names
+    diffed by the next pass; any other change of what is wanted (the wildcard, a first list)
+    makes the next pass diff in full. Every ACK repeats the
     whole list (1,001 names for EDS at 1,000 services), so the request is first compared, as a
     message, with the last one that set the names: equal, nothing the client wants changed.
     ``request`` is consumed (its other fields cleared for that comparison)."""
@@ -758,7 +760,7 @@ def _wanted_part(request: Any) -> Any:
 # the same 1,001 EDS names, and one set of interned strings then serves them all. The table's key
 # is an equal set of its own: a value that was its own key would keep itself alive.
 class _Names(frozenset[str]):
-    """A shared name set (weakly referenced from ``_NAME_SETS``)."""
+    """A shared name set (weakly referenced from ``_NAME_SETS`` and ``_NAMES_BY_REQUEST``)."""
 
 
 _NAME_SETS: weakref.WeakValueDictionary[frozenset[str], _Names] = weakref.WeakValueDictionary()
@@ -774,13 +776,11 @@ def _names_of(wanted: Any) -> frozenset[str]:
     key = wanted.SerializeToString(deterministic=True)
     found = _NAMES_BY_REQUEST.get(key)
     if found is None:
-        shared = _shared_names(wanted.resource_names)
-        found = shared if isinstance(shared, _Names) else _Names(shared)
-        _NAMES_BY_REQUEST[key] = found
+        _NAMES_BY_REQUEST[key] = found = _shared_names(wanted.resource_names)
     return found
 
 
-def _shared_names(names: Iterable[str]) -> frozenset[str]:
+def _shared_names(names: Iterable[str]) -> _Names:
     wanted = frozenset(map(sys.intern, names))
     shared = _NAME_SETS.get(wanted)
     if shared is None:

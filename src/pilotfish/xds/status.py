@@ -225,13 +225,8 @@ class PushStatus:
         status.sent_version, status.sent_nonce, status.sent_at = version, nonce, self._clock()
         status.sent_names = None if names is None else _kept(names)
         status.sent_changed = status.sent_names if changed is None else _kept(changed)
-        if not status.rejected:
-            pass  # the usual case: nothing to clear, and no walk over a thousand names
-        elif status.sent_changed is None:
-            status.rejected.clear()
-        else:
-            for name in status.sent_changed:
-                status.rejected.pop(name, None)
+        if status.rejected:  # usually empty: then no walk over a thousand names
+            _clear_rejected(status, status.sent_changed)
         status.pushes += 1
         if self.hooks.pushed is not None:
             self.hooks.pushed(type_url)
@@ -267,13 +262,8 @@ class PushStatus:
         if version is not None and version != status.sent_version:
             return
         status.acked_version, status.acked_nonce, status.acked_at = status.sent_version, nonce, self._clock()
-        if not status.rejected:
-            pass  # the usual case: nothing to clear, and no walk over a thousand names
-        elif status.sent_names is None:
-            status.rejected.clear()
-        else:  # Envoy took every resource of the response
-            for name in status.sent_names:
-                status.rejected.pop(name, None)
+        if status.rejected:  # Envoy took every resource of the response
+            _clear_rejected(status, status.sent_names)
         if self.hooks.acked is not None and status.sent_at is not None:
             self.hooks.acked(type_url, status.acked_at - status.sent_at)
 
@@ -328,6 +318,15 @@ def describe(nack: Nack) -> str:
 
 # Worst first: a proxy counts under the worst state of its types (NOT SENT: nothing asked yet).
 _SEVERITY = (SyncState.NACKED, SyncState.STALE, SyncState.SYNCED)
+
+
+def _clear_rejected(status: TypeStatus, names: Collection[str] | None) -> None:
+    """``names`` (None: the whole type) are no longer rejected: sent again, or accepted."""
+    if names is None:
+        status.rejected.clear()
+    else:
+        for name in names:
+            status.rejected.pop(name, None)
 
 
 def _kept(names: Iterable[str]) -> Collection[str]:
