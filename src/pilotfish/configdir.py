@@ -39,7 +39,7 @@ import watchfiles
 from pilotfish.config.analysis import analyze
 from pilotfish.config.loader import LoadResult, load_paths
 from pilotfish.config.resource import Resource
-from pilotfish.config.source import iter_yaml_files
+from pilotfish.config.source import YAML_SUFFIXES, iter_yaml_files
 from pilotfish.errors import Problem
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,18 @@ def _empty(path: Path) -> bool:
         return False
 
 
+def may_matter(change: watchfiles.Change, path: str) -> bool:
+    """Whether a change under the directory can change what ``load`` reads. A file written or
+    created without a YAML suffix cannot: an editor's swap file, or the temporary file of an
+    atomic save (``.app.yaml.tmp``, renamed into place later: the rename is the change), would
+    otherwise cost a whole push that finds nothing new. Removals always count: a removed
+    directory (whatever its name) withdraws the files under it."""
+    if change == watchfiles.Change.deleted:
+        return True
+    found = Path(path)
+    return found.suffix in YAML_SUFFIXES or not found.is_file()
+
+
 async def watch_directory(
     root: Path, changed: Callable[[], None], stop: asyncio.Event, check_every: float = 1.0
 ) -> None:
@@ -229,6 +241,7 @@ async def watch_directory(
             watch = watchfiles.awatch(
                 root,
                 stop_event=stop,
+                watch_filter=may_matter,
                 debounce=20,
                 step=10,
                 rust_timeout=int(check_every * 1000),

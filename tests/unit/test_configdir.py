@@ -4,7 +4,9 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from pilotfish.configdir import ConfigDirectory, watch_directory
+import watchfiles
+
+from pilotfish.configdir import ConfigDirectory, may_matter, watch_directory
 
 GOOD = """apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -149,6 +151,48 @@ def test_the_watcher_survives_removal_and_replacement_of_the_directory(tmp_path:
         seen = len(calls)
         (root / "b.yaml").write_text(GOOD)
         await until(seen + 1)  # a change in the new directory is heard
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
+def test_files_the_loader_never_reads_do_not_count_as_changes(tmp_path: Path) -> None:
+    """A written file without a YAML suffix (a swap file, an atomic save's temporary) cannot
+    change the config; a YAML file, a directory and any removal can."""
+    (tmp_path / ".app.yaml.tmp").write_text(GOOD)
+    (tmp_path / "app.yaml").write_text(GOOD)
+    (tmp_path / "sub").mkdir()
+    added, modified, deleted = watchfiles.Change.added, watchfiles.Change.modified, watchfiles.Change.deleted
+    assert not may_matter(added, str(tmp_path / ".app.yaml.tmp"))
+    assert not may_matter(modified, str(tmp_path / ".app.yaml.tmp"))
+    assert may_matter(modified, str(tmp_path / "app.yaml"))
+    assert may_matter(added, str(tmp_path / "sub"))
+    assert may_matter(deleted, str(tmp_path / ".app.yaml.tmp"))
+    assert may_matter(deleted, str(tmp_path / "gone.d"))  # was it a directory? it may have been
+
+
+def test_an_atomic_save_is_one_change_heard_at_the_rename(tmp_path: Path) -> None:
+    """Writing the temporary file is not heard (no push for nothing); the rename is."""
+    root = tmp_path / "config"
+    root.mkdir()
+    calls: list[float] = []
+
+    async def scenario() -> None:
+        stop, called = asyncio.Event(), asyncio.Event()
+
+        def changed() -> None:
+            calls.append(0)
+            called.set()
+
+        task = asyncio.create_task(watch_directory(root, changed, stop, check_every=0.1))
+        await asyncio.sleep(0.3)
+        tmp = root / ".a.yaml.tmp"
+        tmp.write_text(GOOD)
+        await asyncio.sleep(0.5)
+        assert calls == []
+        tmp.rename(root / "a.yaml")
+        await asyncio.wait_for(called.wait(), 10)
         stop.set()
         await asyncio.wait_for(task, 5)
 

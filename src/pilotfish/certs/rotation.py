@@ -9,6 +9,7 @@ a control plane that is down or a proxy that is disconnected. Pure: the clock is
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from cryptography import x509
@@ -18,10 +19,19 @@ GRACE_PERIOD_RATIO = 0.5
 
 def next_rotation(cert: x509.Certificate) -> datetime:
     """The instant at which ``cert`` has used up half of its lifetime."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * GRACE_PERIOD_RATIO
+    return _validity(cert)[1]
 
 
 def needs_rotation(cert: x509.Certificate, now: datetime) -> bool:
     """Whether ``cert`` should be replaced at ``now`` (half-life reached, or not yet valid)."""
-    return now >= next_rotation(cert) or now < cert.not_valid_before_utc
+    start, rotate_at = _validity(cert)
+    return now >= rotate_at or now < start
+
+
+# Every push asks each connected proxy's kept certificate whether it is due; reading the validity
+# dates decodes them from the certificate each time. One certificate's dates never change.
+@functools.lru_cache(maxsize=16384)
+def _validity(cert: x509.Certificate) -> tuple[datetime, datetime]:
+    """``(not_valid_before, half-life instant)``."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    return start, start + (end - start) * GRACE_PERIOD_RATIO

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -306,6 +307,8 @@ class SnapshotBuilder:
         self._routes_epoch = 0
         # proxy id -> (key, part, the route names its listeners use)
         self._local: dict[str, tuple[Hashable, ResourceSet, tuple[str, ...]]] = {}
+        # proxy id -> (the secret messages it was built from, the part); see _secrets_part
+        self._secret_parts: dict[str, tuple[tuple[Any, ...], ResourceSet]] = {}
         self._last: dict[str, Snapshot] = {}
         self.stats = BuildStats()
 
@@ -345,10 +348,12 @@ class SnapshotBuilder:
         keep = set(connected)
         self._last = {k: v for k, v in self._last.items() if k in keep}
         self._local = {k: v for k, v in self._local.items() if k in keep}
+        self._secret_parts = {k: v for k, v in self._secret_parts.items() if k in keep}
 
     def forget(self, proxy_id: str) -> None:
         self._last.pop(proxy_id, None)
         self._local.pop(proxy_id, None)
+        self._secret_parts.pop(proxy_id, None)
 
     def build(self, proxy: Proxy) -> Snapshot:
         """The proxy's snapshot from the current mesh; ``InconsistentSnapshot`` on a bug."""
@@ -520,8 +525,22 @@ class SnapshotBuilder:
     def _secrets_part(self, mesh: MeshSnapshot, proxy: Proxy) -> ResourceSet:
         if self._secrets is None:
             return ResourceSet.of(())
+        messages = tuple(self._secrets(mesh, proxy))
+        found = self._secret_parts.get(proxy.id)
+        # The source hands out shared messages, one per certificate (``xds/secrets.py``): the very
+        # same objects mean the same certificates, so the part is the one built last time, with
+        # no serializing and hashing of keys per proxy per push. Kept with the part, the messages
+        # stay alive, so their identities cannot be reused by others meanwhile.
+        if (
+            found is not None
+            and len(found[0]) == len(messages)
+            and all(map(operator.is_, found[0], messages))
+        ):
+            return found[1]
         intern = self.interner.resource
-        return ResourceSet.of([intern(s) for s in self._secrets(mesh, proxy)])
+        part = ResourceSet.of([intern(s) for s in messages])
+        self._secret_parts[proxy.id] = (messages, part)
+        return part
 
 
 # (config epoch, namespace, labels): what visible_destinations depends on.

@@ -150,6 +150,32 @@ def test_a_new_certificate_changes_only_the_secret() -> None:
     assert changed(first, second) == {("SDS", "default")}
 
 
+def test_shared_secret_messages_reuse_the_part_and_a_new_one_replaces_it() -> None:
+    """A source that hands out one message per certificate (as ``xds/secrets.py`` does): the same
+    objects give the part built before, with no secret serialized and interned again; a rotated
+    certificate is a new object, and only the secret changes."""
+    kept = secrets_of(b"certificate one")(mesh(), PROXY)
+    builder = SnapshotBuilder(secrets=lambda m, p: kept)
+    interned: list[str] = []
+    intern = builder.interner.resource
+
+    def counting(message: Any) -> Any:
+        interned.append(rt.type_url_of(message))
+        return intern(message)
+
+    builder.interner.resource = counting  # type: ignore[method-assign]
+    first = built(builder, mesh())
+    assert interned.count(rt.SECRET) == 1
+    builder.use(mesh())
+    assert builder.build(PROXY).named(rt.SECRET) == first.named(rt.SECRET)
+    assert interned.count(rt.SECRET) == 1  # the same messages: the same part
+    kept = secrets_of(b"certificate two")(mesh(), PROXY)
+    builder.use(mesh())
+    rotated = builder.build(PROXY)
+    assert interned.count(rt.SECRET) == 2
+    assert changed(first, rotated) == {("SDS", "default")}
+
+
 def test_the_builder_equals_the_reference_translation() -> None:
     current = mesh()
     for proxy in (PROXY, client(namespace="other"), client(labels={"app": "x"}, ip="10.0.0.9")):
