@@ -28,6 +28,8 @@ class Metrics:
             "pilotfish_xds_connected_proxies", "Proxies with an open ADS stream", ["kind"], registry=r
         )
         self.pushes = Counter("pilotfish_xds_pushes", "xDS responses sent", ["type"], registry=r)
+        self._push_children: dict[str, Any] = {}
+        self._convergence_children: dict[str, Any] = {}
         self.nacks = Counter("pilotfish_xds_rejects", "NACKs received from proxies", ["type"], registry=r)
         self.rejected = Gauge(
             "pilotfish_xds_rejected_resources",
@@ -167,7 +169,12 @@ class Metrics:
         self.connected.labels(kind).dec()
 
     def on_push(self, type_name: str) -> None:
-        self.pushes.labels(type_name).inc()
+        # ``labels()`` validates and locks on every call; a push to 1,000 proxies calls this and
+        # ``on_ack_latency`` 1,000 times each, so the few children are looked up once.
+        child = self._push_children.get(type_name)
+        if child is None:
+            child = self._push_children[type_name] = self.pushes.labels(type_name)
+        child.inc()
 
     def on_nack(self, type_name: str) -> None:
         self.nacks.labels(type_name).inc()
@@ -181,7 +188,10 @@ class Metrics:
         self.dropped_endpoints.set(count)
 
     def on_ack_latency(self, type_name: str, seconds: float) -> None:
-        self.convergence.labels(type_name).observe(seconds)
+        child = self._convergence_children.get(type_name)
+        if child is None:
+            child = self._convergence_children[type_name] = self.convergence.labels(type_name)
+        child.observe(seconds)
 
     def on_config_problems(self, errors: int) -> None:
         self.config_errors.set(errors)

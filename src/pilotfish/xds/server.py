@@ -266,13 +266,22 @@ class _Slot:
             self._gate._slots.release()
 
     async def send(self, write: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(write)
+        """Await ``write``; if it takes longer than ``slow_after`` the slot is given back meanwhile.
+        A timer, not a task and ``asyncio.wait`` per write: every push of every stream passes
+        here, and the write itself is awaited in place either way."""
+        if not self._held:
+            await write
+            return
+        timer = asyncio.get_running_loop().call_later(self._gate.slow_after, self._slow)
+        try:
+            await write
+        finally:
+            timer.cancel()
+
+    def _slow(self) -> None:
         if self._held:
-            done, _ = await asyncio.wait({task}, timeout=self._gate.slow_after)
-            if not done:
-                log.info("a slow ADS write gave its push slot back")
-                self.release()
-        await task
+            log.info("a slow ADS write gave its push slot back")
+            self.release()
 
 
 class Handover:
