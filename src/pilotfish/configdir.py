@@ -17,6 +17,10 @@ A file's resources are withdrawn only when the file is gone while its directory 
 now, from a directory that was there, the same directory (device and inode), at the previous
 load as well.
 
+A file written without a YAML suffix is not a change (``may_matter``): an editor's swap file or
+the temporary file of an atomic save would otherwise cost a push that finds nothing new, and in
+a large mesh a push is a pass over every connected proxy. The rename that completes the save is.
+
 A file whose bytes did not change since the last load is not parsed again: its resources are the
 very objects loaded before. A change to one small file then costs reading the directory, not
 parsing every ServiceEntry of the mesh (~0.4 s for 2,000 documents), and the translation caches

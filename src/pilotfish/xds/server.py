@@ -266,15 +266,17 @@ class _Slot:
             self._gate._slots.release()
 
     async def send(self, write: Awaitable[None]) -> None:
-        """Await ``write``; if it takes longer than ``slow_after`` the slot is given back meanwhile.
-        A timer, not a task and ``asyncio.wait`` per write: every push of every stream passes
-        here, and the write itself is awaited in place either way."""
+        """Await ``write``; if it takes longer than ``slow_after`` the slot is given back meanwhile
+        (a timer: every push of every stream passes here, and ``asyncio.wait`` cost more than
+        the write). The write runs as a task of its own: started inline in the stream's step,
+        grpc's write made steps longer and, measured at 1,000 proxies, doubled ``/healthz``
+        latency during pushes."""
         if not self._held:
             await write
             return
         timer = asyncio.get_running_loop().call_later(self._gate.slow_after, self._slow)
         try:
-            await write
+            await asyncio.ensure_future(write)
         finally:
             timer.cancel()
 
