@@ -626,7 +626,8 @@ class Client:
                 return
             self.conn.send(await getattr(self, command)(*args))
 
-    async def connect(self, target: str, delta: bool) -> tuple[str]:
+    async def connect(self, targets: Sequence[str], delta: bool) -> tuple[str]:
+        """Proxy P connects to ``targets[P % len(targets)]`` (replicas behind a balancer)."""
         self._synced, self._all_synced = 0, asyncio.Event()
         self._responses.clear()
         self._clusters.clear()
@@ -635,7 +636,10 @@ class Client:
         self.proxies = [
             kind(self, p, n, record=(p == 0)) for p, n in zip(self.indices, self.nodes, strict=True)
         ]
-        self.channels = [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in self.proxies]
+        self.channels = [
+            grpc.aio.insecure_channel(targets[p % len(targets)], options=CHANNEL_OPTIONS)
+            for p in self.indices
+        ]
         self.tasks = [asyncio.create_task(p.run(c)) for p, c in zip(self.proxies, self.channels, strict=True)]
         return ("connected",)
 
@@ -915,9 +919,9 @@ class Run:
     health: dict[str, list[float]] = field(default_factory=dict)  # /healthz latencies by phase
 
 
-def connect_and_sync(clients: Clients, target: str, run: Run, delta: bool) -> None:
+def connect_and_sync(clients: Clients, targets: Sequence[str], run: Run, delta: bool) -> None:
     started = time.monotonic()
-    clients.call("connect", target, delta)
+    clients.call("connect", list(targets), delta)
     replies = clients.call("wait_synced", clients.timeout)
     synced, errors = clients.merged(replies)
     run.sync = [None if t is None else t - started for t in synced]
@@ -1015,25 +1019,43 @@ def rss_mb(pid: int) -> float:
 def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path) -> tuple[Run, float, float]:
     config = workdir / "config"
     write_config(config, args.services, args.endpoints)
-    pf = PilotfishProcess(config, workdir / "pf")
-    run = Run("pilotfish")
+    # Replicas watch the same directory and share the first one's CA directory (one root, as
+    # replicas on one store or one CA volume do); proxy P connects to replica P mod R.
+    replicas = [PilotfishProcess(config, workdir / "pf0")]
+    shared_ca = ["--ca-dir", str(replicas[0].ca_dir)]
+    replicas += [
+        PilotfishProcess(config, workdir / f"pf{k}", extra_args=shared_ca) for k in range(1, args.replicas)
+    ]
+    pf = replicas[0]
+    run = Run("pilotfish" if args.replicas == 1 else f"pilotfish ({args.replicas} replicas)")
     probe: HealthProbe | None = None
+    started: list[PilotfishProcess] = []
+
+    def rss() -> float:
+        return sum(rss_mb(r.pid) for r in replicas)
+
+    def cpu_now() -> float:
+        return sum(cpu_seconds(r.pid) for r in replicas)
+
     try:
-        pf.start(timeout=300)
+        for replica in replicas:  # one at a time: the first creates the CA the others load
+            started.append(replica)
+            replica.start(timeout=300)
         probe = HealthProbe(pf.admin_port).start()
         time.sleep(args.settle)  # loaded, translated, idle
-        before = rss_mb(pf.pid)
-        cpu = cpu_seconds(pf.pid)
+        before = rss()
+        cpu = cpu_now()
         progress("pilotfish: initial sync", pf.pid)
         with probe.during("initial sync"):
-            connect_and_sync(clients, f"127.0.0.1:{pf.xds_port}", run, args.delta)
-        run.cpu["initial sync"] = cpu_seconds(pf.pid) - cpu
+            targets = [f"127.0.0.1:{r.xds_port}" for r in replicas]
+            connect_and_sync(clients, targets, run, args.delta)
+        run.cpu["initial sync"] = cpu_now() - cpu
         if None in run.sync:
             missing = run.sync.count(None)
             raise RuntimeError(f"initial sync: {missing} proxies not synced: {run.notes}")
         time.sleep(args.settle)
-        after = rss_mb(pf.pid)
-        cpu = cpu_seconds(pf.pid)
+        after = rss()
+        cpu = cpu_now()
         progress("pilotfish: endpoint changes", pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "we.yaml", workload_entries(args.endpoints, k))
@@ -1042,8 +1064,8 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
             if payload is not None:
                 run.eds_payloads[k] = payload
             time.sleep(args.settle)
-        run.cpu["endpoint change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
-        cpu = cpu_seconds(pf.pid)
+        run.cpu["endpoint change"] = (cpu_now() - cpu) / args.trials
+        cpu = cpu_now()
         progress("pilotfish: DestinationRule changes", pf.pid)
         for k in range(args.trials):
             trigger = write_atomically(config / "dr.yaml", destination_rule(k))
@@ -1054,17 +1076,21 @@ def measure_pilotfish(args: argparse.Namespace, clients: Clients, workdir: Path)
             if payload is not None:
                 run.cds_payloads[k] = payload
             time.sleep(args.settle)
-        run.cpu["DestinationRule change"] = (cpu_seconds(pf.pid) - cpu) / args.trials
+        run.cpu["DestinationRule change"] = (cpu_now() - cpu) / args.trials
         progress("pilotfish: done", pf.pid)
         clients.call("disconnect")
     except BaseException:
-        print(f"pilotfish log tail:\n{pf.log_text()[-3000:]}", file=sys.stderr)
+        for replica in started:
+            print(
+                f"pilotfish log tail ({replica.workdir.name}):\n{replica.log_text()[-3000:]}", file=sys.stderr
+            )
         raise
     finally:
         if probe is not None:
             probe.stop()
             run.health = probe.samples
-        pf.stop()
+        for replica in started:
+            replica.stop()
     return run, before, after
 
 
@@ -1079,7 +1105,7 @@ def measure_baseline(args: argparse.Namespace, clients: Clients, ours: Run) -> R
         time.sleep(args.settle)
         assert peer.process.pid is not None
         run.rss = (rss_mb(peer.process.pid), 0.0)
-        connect_and_sync(clients, f"127.0.0.1:{port}", run, args.delta)
+        connect_and_sync(clients, [f"127.0.0.1:{port}"], run, args.delta)
         time.sleep(args.settle)
         run.rss = (run.rss[0], rss_mb(peer.process.pid))
         for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):
@@ -1130,6 +1156,7 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
     print(
         f"mesh: {n} proxies × {args.services} services × {args.endpoints} endpoints, "
         f"{args.trials} trials, {'delta' if args.delta else 'SotW'} ADS, "
+        f"{args.replicas} pilotfish process{'es' if args.replicas > 1 else ''}, "
         f"{args.client_procs} client processes, "
         f"load average at start {args.load_at_start}, at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
@@ -1144,7 +1171,8 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         for note in run.notes:
             print(f"  {note}")
     print(
-        f"pilotfish RSS: {before:.1f} MB before the clients, {after:.1f} MB after; "
+        f"pilotfish RSS{' (all replicas)' if args.replicas > 1 else ''}: "
+        f"{before:.1f} MB before the clients, {after:.1f} MB after; "
         f"{(after - before) / n:.3f} MB per connected proxy"
     )
     if floor.sync:
@@ -1156,7 +1184,8 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         got = sorted(latencies)
         slow = sum(1 for t in got if t > 0.05)
         print(
-            f"pilotfish /healthz during {phase}: p50 {ms(statistics.median(got))}, "
+            f"pilotfish{' replica 0' if args.replicas > 1 else ''} /healthz during {phase}: "
+            f"p50 {ms(statistics.median(got))}, "
             f"p99 {ms(percentile(got, 0.99))}, max {ms(got[-1])} ({slow} of {len(got)} over 50 ms)"
         )
     spent = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in ours.cpu.items())
@@ -1206,13 +1235,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a sync or a change")
     parser.add_argument("--delta", action="store_true", help="incremental ADS instead of SotW")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="pilotfish processes watching the same config directory; proxy P connects to replica P mod R",
+    )
     parser.add_argument("--settle", type=float, default=1.0, help="quiet seconds between phases")
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the baseline (for profiling runs; no ratios)"
     )
     args = parser.parse_args(argv)
-    if args.services < 2 or args.endpoints < 1 or args.proxies < 1 or args.trials < 1:
-        parser.error("need --services >= 2, --endpoints >= 1, --proxies >= 1, --trials >= 1")
+    if args.services < 2 or args.endpoints < 1 or args.proxies < 1 or args.trials < 1 or args.replicas < 1:
+        parser.error("need --services >= 2, --endpoints >= 1, --proxies >= 1, --trials >= 1, --replicas >= 1")
     args.client_procs = args.client_procs or min(4, math.ceil(args.proxies / 500))
     args.client_procs = min(args.client_procs, args.proxies)
     args.load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -834,18 +834,39 @@ class DeltaStream(_Stream):
         if not (changed or removed or subscription.must_respond):
             return None
         subscription.must_respond = False
-        known = subscription.own_known()
-        known.update((r.name, r.version) for r in changed)
-        for name in removed:
-            if name in subscription.names:
-                known[name] = _ABSENT
-            else:
-                known.pop(name, None)
+        _delta_view(subscription, snapshot.named(type_url), changed, removed)
         version = snapshot.version(type_url)
         nonce = self._next_nonce(subscription)
         payload = wire.encode_delta(version, type_url, nonce, changed, removed)
         updated = tuple(r.name for r in changed)
         return Outgoing(type_url, version, nonce, payload, updated, updated)
+
+
+def _delta_view(
+    subscription: Subscription, named: Mapping[str, Resource], changed: list[Resource], removed: list[str]
+) -> None:
+    """The client's view after a delta response carrying ``changed`` and ``removed``. When it
+    then holds exactly the snapshot's resources of the type (wildcard CDS and LDS; EDS, RDS, SDS
+    when it names every one there is), the view is the snapshot's mapping itself (``_Held``),
+    as in SotW: a thousand proxies of one scope would otherwise each keep the same thousand
+    versions. Counting suffices, as in ``_respond_held``: the view is a subset of the snapshot
+    after a pass (names not diffed did not change since it was reconciled)."""
+    known = subscription.known
+    if isinstance(known, _Held) and not any(n in subscription.names for n in removed):
+        gone = sum(1 for n in removed if n in known)
+        added = sum(1 for r in changed if r.name not in known)
+        if len(known) - gone + added == len(named):
+            subscription.known = _Held(named)
+            return
+    known = subscription.own_known()
+    known.update((r.name, r.version) for r in changed)
+    for name in removed:
+        if name in subscription.names:
+            known[name] = _ABSENT  # subscribed, and told it does not exist
+        else:
+            known.pop(name, None)
+    if len(known) == len(named) and _ABSENT not in known.values() and _RESEND not in known.values():
+        subscription.known = _Held(named)
 
 
 def _apply_delta_names(subscription: Subscription, request: Any, first: bool) -> None:

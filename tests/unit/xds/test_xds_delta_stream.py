@@ -8,7 +8,7 @@ subscribed-but-missing names reported as removed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import xds_unit_builders as b
 from envoy.service.discovery.v3 import discovery_pb2
@@ -263,6 +263,68 @@ def test_a_rejected_resource_that_is_removed_no_longer_counts() -> None:
         assert "r" in removal.removed_resources
         await ack(driver, removal)
         assert not routes.rejected and routes.state is SyncState.SYNCED
+        await driver.close()
+
+    run(body)
+
+
+def _held(driver_stream: DeltaStream, type_url: str) -> Mapping[str, str]:
+    return driver_stream.subscriptions[type_url].known
+
+
+def _versions(env: Env, type_url: str) -> dict[str, str]:
+    return {n: r.version for n, r in env.cache.get(b.NODE_ID).named(type_url).items()}
+
+
+def test_a_client_holding_every_resource_is_viewed_through_the_snapshot_not_a_copy() -> None:
+    """Named EDS covering every assignment there is: after a response the client's view is the
+    snapshot's own mapping (no per-stream dict); an endpoint change moves it to the new
+    snapshot's mapping and sends only the changed assignment; a subscribed name that does not
+    exist needs a record of its own (told removed), so the view is a dict again, still exact."""
+
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        stream = DeltaStream(env.cache, env.status)
+        driver = b.Driver(stream, Response).start()
+        await driver.send(b.delta_request(rt.ENDPOINT, ("a", "b"), with_node=True))
+        response = await driver.response()
+        await ack(driver, response)
+        held = _held(stream, rt.ENDPOINT)
+        assert not isinstance(held, dict) and dict(held) == _versions(env, rt.ENDPOINT)
+        env.publish(b.mesh(port=9090))  # cla "a" moves
+        update = await driver.response()
+        assert b.names(update) == ["a"] and not update.removed_resources
+        now = _held(stream, rt.ENDPOINT)
+        assert not isinstance(now, dict) and dict(now) == _versions(env, rt.ENDPOINT)
+        await ack(driver, update, subscribe=("ghost",))
+        told = await driver.response()
+        assert list(told.removed_resources) == ["ghost"] and not told.resources
+        view = _held(stream, rt.ENDPOINT)
+        assert isinstance(view, dict) and view["a"] == _versions(env, rt.ENDPOINT)["a"] and "ghost" in view
+        env.publish(b.mesh(port=9191))
+        assert b.names(await driver.response()) == ["a"]
+        await driver.close()
+
+    run(body)
+
+
+def test_a_wildcard_client_follows_added_and_removed_resources_through_the_view() -> None:
+    async def body(env: Env) -> None:
+        env.publish(b.mesh())
+        stream = DeltaStream(env.cache, env.status)
+        driver = b.Driver(stream, Response).start()
+        await driver.send(b.delta_request(rt.CLUSTER, (), with_node=True))
+        await ack(driver, await driver.response())
+        assert not isinstance(_held(stream, rt.CLUSTER), dict)
+        env.publish([*b.mesh(), b.cluster("c", eds=False)])
+        added = await driver.response()
+        assert b.names(added) == ["c"]
+        await ack(driver, added)
+        env.publish([b.cluster("a"), b.cla("a"), b.cla("b"), b.listener("http", "r"), b.route("r", "a")])
+        gone = await driver.response()
+        assert list(gone.removed_resources) == ["b", "c"] and not gone.resources
+        view = _held(stream, rt.CLUSTER)
+        assert not isinstance(view, dict) and dict(view) == _versions(env, rt.CLUSTER)
         await driver.close()
 
     run(body)
