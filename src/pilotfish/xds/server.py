@@ -49,7 +49,8 @@ carries only the changed resources (EDS, RDS, SDS need not be complete in SotW),
 change sends one ClusterLoadAssignment to each proxy that watches it. A SotW full-state type
 under a wildcard watch (CDS, LDS) is answered with the snapshot's own encoded entries
 (``Snapshot.sotw_entries``: one blob per shared part, encoded once for every proxy holding it),
-and the client's view of it is then the snapshot's mapping itself (``_Held``), not a copy.
+and the client's view of it is then the snapshot's mapping itself (``_Held``), not a copy. So is
+any client's view, SotW or delta, once it holds exactly the snapshot's resources of a type.
 
 Pushes are bounded (``PushGate``, Istio's push throttle): at most ``limit`` streams compute and
 write a push at once, the rest wait their turn, in order. A write that does not complete within
@@ -151,8 +152,8 @@ class Subscription:
     wildcard: bool = False
     names: AbstractSet[str] = frozenset()  # SotW: a shared frozenset (``_shared_names``)
     explicit: bool = False  # the client has named a resource: the legacy wildcard is over
-    # What the client holds: name -> version; after a SotW full-state response, a view of the
-    # snapshot's resources themselves (``_Held``), turned into a dict of its own only if changed.
+    # What the client holds: name -> version; while it holds exactly the snapshot's resources of
+    # the type, a view of them (``_Held``), turned into a dict of its own only if changed.
     known: dict[str, str] | _Held = field(default_factory=dict)
     nonce: str = ""
     must_respond: bool = False
