@@ -38,6 +38,11 @@ Measured in one run:
     .venv/bin/python bench/bench_scale.py [--proxies 200] [--services 100] [--endpoints 5] [--trials 5]
     .venv/bin/python bench/bench_scale.py --proxies 1000 --services 1000 --trials 3   # the aim
     .venv/bin/python bench/bench_scale.py --proxies 1000 --services 1000 --trials 3 --delta
+    .venv/bin/python bench/bench_scale.py --proxies 1000 --services 1000 --trials 3 --replicas 2
+
+``--replicas R`` runs R ``serve`` processes on the same config directory (sharing the first one's
+CA directory, as replicas share a CA) and connects proxy P to replica P mod R; RSS and CPU are
+summed over the replicas, ``/healthz`` is probed on the first.
 
 Aims (issue 11, 1,000 × 1,000 × 5 on 2 cores): endpoint change p99 <= 500 ms, DestinationRule
 change p99 <= 2 s, initial sync <= 15 s, <= 0.3 MB RSS per connected proxy, /healthz <= 50 ms

@@ -64,6 +64,31 @@ def test_a_tiny_scale_bench_runs_end_to_end_and_reports_everything(mode: str) ->
     assert "never arrived" not in out, out
 
 
+def test_replicas_share_the_proxies_and_every_proxy_gets_every_change() -> None:
+    """``--replicas 2``: two ``serve`` processes on one config directory and CA, proxy P on
+    replica P mod 2: every proxy syncs and receives both changes, and RSS covers both."""
+    out = run_bench(
+        "--proxies",
+        "4",
+        "--services",
+        "5",
+        "--trials",
+        "1",
+        "--settle",
+        "0.2",
+        "--replicas",
+        "2",
+        "--no-baseline",
+    )
+    assert "2 pilotfish processes" in out, out
+    section = out.split("\npilotfish (2 replicas):\n", 1)[1]
+    assert re.search(r"initial sync, all 4 proxies ACKed everything: \d+\.\d\d s", section), out
+    assert re.search(r"endpoint change → each proxy: p50 \d+ ms.* \(n=4\)\n", section), out
+    assert re.search(r"DestinationRule change → each proxy: p50 \d+ ms.* \(n=4\)\n", section), out
+    assert re.search(r"pilotfish RSS \(all replicas\): [\d.]+ MB before the clients", out), out
+    assert "never arrived" not in out, out
+
+
 def descendants(pid: int) -> set[int]:
     """Every live process below ``pid`` (Linux ``/proc/PID/task/*/children``)."""
     found: set[int] = set()
