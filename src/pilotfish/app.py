@@ -234,6 +234,12 @@ class ControlPlane:
             certs=self.ca.debug,
             authz_stats=lambda: self.authz.stats() if self.authz is not None else [],
         )
+        loop = asyncio.get_running_loop()
+
+        def front_door_failed(error: str) -> None:  # on the front door's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                loop.call_soon_threadsafe(self.supervisor.report, "admin-front-door", error)
+
         self._admin, self.admin_port = await admin_http.start(
             admin,
             self.opts.host,
@@ -241,6 +247,7 @@ class ControlPlane:
             registry,
             self.policy,
             extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
+            on_failure=front_door_failed,
         )
         if registry is not None and self.opts.kong_admin_port is not None:
             await self._start_kong_admin(registry)

@@ -31,13 +31,14 @@ complete request).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from pilotfish.admin import api, csrf, rbac
+from pilotfish.admin import api, csrf, frontdoor, rbac
 from pilotfish.limits import MAX_TEXT_BYTES
 
 IDLE_TIMEOUT_SECONDS = 15.0
@@ -150,14 +151,34 @@ async def start(
     policy: rbac.Policy | None = None,
     idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     extra_routes: Routes | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Start the admin server; returns the runner (for cleanup) and the bound port (port 0 works)."""
+    """Start the admin server; returns the runner (for cleanup) and the bound port (port 0 works).
+    Connections are accepted by the front door's thread (``frontdoor``): it answers ``/healthz``
+    probes itself, whatever the event loop is busy with, and hands the rest to aiohttp;
+    ``on_failure`` hears of its errors (called on its thread)."""
     app = build_app(backend, registry, policy, extra_routes)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle_timeout)
+    runner = _Runner(app, access_log=None, keepalive_timeout=idle_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+    assert runner.server is not None
+    loop = asyncio.get_running_loop()
+    door = frontdoor.FrontDoor(
+        frontdoor.listen(host, port),
+        backend.health,
+        frontdoor.hand_over_to(loop, runner.server),
+        on_failure=on_failure,
+    )
+    runner.front_door = door
+    door.start(loop)
+    return runner, door.port
+
+
+class _Runner(web.AppRunner):
+    """aiohttp's runner, which also stops the front door on cleanup."""
+
+    front_door: frontdoor.FrontDoor | None = None
+
+    async def cleanup(self) -> None:
+        if self.front_door is not None:
+            await asyncio.to_thread(self.front_door.stop)  # no new connections from here on
+        await super().cleanup()

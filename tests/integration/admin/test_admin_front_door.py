@@ -1,0 +1,177 @@
+"""The admin port's front door (``admin/frontdoor.py``): ``/healthz`` is answered on its thread
+while the event loop is busy, every other request still reaches aiohttp, and a loop that stops
+running fails the probe. Real sockets on loopback, port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from pilotfish.admin import frontdoor
+from pilotfish.admin import http as admin_http
+
+pytestmark = pytest.mark.integration
+
+
+class _Backend:
+    """The admin backend seam: a health that can be made to fail, metrics that say who answered."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def health(self) -> tuple[bool, list[str]]:
+        return not self.reasons, list(self.reasons)
+
+    def metrics(self) -> bytes:
+        return b"answered_by_aiohttp 1\n"
+
+    def syncz(self) -> list[dict[str, Any]]:
+        return []
+
+    def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None:
+        return None
+
+    def configz(self) -> list[dict[str, Any]]:
+        return []
+
+    def certs(self) -> dict[str, Any]:
+        return {}
+
+    def problemz(self) -> dict[str, Any]:
+        return {}
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_probe_is_answered_while_the_event_loop_is_blocked_and_other_routes_wait_for_it() -> None:
+    async def body() -> None:
+        backend = _Backend()
+        runner, port = await admin_http.start(backend, "127.0.0.1", 0)  # type: ignore[arg-type]
+        try:
+            assert await asyncio.to_thread(get, port, "/healthz") == (200, "ok\n")
+            assert (await asyncio.to_thread(get, port, "/metrics"))[1] == "answered_by_aiohttp 1\n"
+            backend.reasons = ["store unavailable"]
+            assert await asyncio.to_thread(get, port, "/healthz") == (503, "store unavailable\n")
+            backend.reasons = []
+
+            results: dict[str, Any] = {}
+            probed = threading.Event()
+
+            def client(path: str) -> None:
+                results[path] = get(port, path)
+                if path == "/healthz":
+                    probed.set()
+
+            probe = threading.Thread(target=client, args=("/healthz",))
+            other = threading.Thread(target=client, args=("/metrics",))
+            # The loop is blocked (a stand-in for a long pass over a thousand streams) until the
+            # probe has its answer: only the front door's thread can give it.
+            other.start()
+            probe.start()
+            answered_while_blocked = probed.wait(10)
+            assert "/metrics" not in results  # aiohttp runs on the blocked loop
+            assert answered_while_blocked and results["/healthz"] == (200, "ok\n")
+            await asyncio.to_thread(other.join, 10)
+            assert results["/metrics"] == (200, "answered_by_aiohttp 1\n")
+            probe.join(10)
+            door = runner.front_door
+            assert door is not None and door.answered == 3 and door.handed_over >= 2
+        finally:
+            await runner.cleanup()
+        with pytest.raises(OSError):  # the port is closed with the runner
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+    asyncio.run(body())
+
+
+def test_a_loop_that_stops_beating_fails_the_probe() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        door = frontdoor.FrontDoor(
+            frontdoor.listen("127.0.0.1", 0),
+            lambda: (True, []),
+            lambda conn: conn.close(),
+            stall_after=0.3,
+        )
+        door.start(loop)
+        try:
+            assert await asyncio.to_thread(get, door.port, "/healthz") == (200, "ok\n")
+            time.sleep(0.6)  # noqa: ASYNC251 - the point: the loop is stuck, no heartbeat
+            status, text = get(door.port, "/healthz")
+            assert status == 503 and text.startswith("event loop unresponsive for ")
+            await asyncio.sleep(0.1)  # it runs again
+            assert await asyncio.to_thread(get, door.port, "/healthz") == (200, "ok\n")
+        finally:
+            await asyncio.to_thread(door.stop)
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(
+    ("head", "probe"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"GET /healthz?verbose=1 HTTP/1.1\r\n\r\n", True),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", False),  # the head is not complete yet
+        (b"GET /healthzz HTTP/1.1\r\n\r\n", False),
+        (b"HEAD /healthz HTTP/1.1\r\n\r\n", False),
+        (b"POST /healthz HTTP/1.1\r\n\r\n", False),
+        (b"GET /metrics HTTP/1.1\r\n\r\n", False),
+        (b"\x16\x03\x01", False),  # not HTTP at all: aiohttp says so
+    ],
+)
+def test_only_a_complete_healthz_get_is_answered_on_the_thread(head: bytes, probe: bool) -> None:
+    assert frontdoor.is_health_probe(head) is probe
+
+
+def test_a_probe_response_is_a_whole_closing_http_response() -> None:
+    response = frontdoor.health_response(False, ["a", "b"])
+    head, _, text = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in head
+    assert b"Content-Length: 4" in head and text == b"a\nb\n"
+
+
+def test_an_unexpected_error_is_reported_and_the_door_keeps_answering() -> None:
+    async def body() -> None:
+        failures: list[str] = []
+        door = frontdoor.FrontDoor(
+            frontdoor.listen("127.0.0.1", 0),
+            lambda: (True, []),
+            lambda conn: conn.close(),
+            on_failure=failures.append,
+        )
+        real = door._first_bytes
+        calls: list[int] = []
+
+        def first_bytes(conn: socket.socket) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                conn.close()
+                raise RuntimeError("a bug")
+            real(conn)
+
+        door._first_bytes = first_bytes  # type: ignore[method-assign]
+        door.start(asyncio.get_running_loop())
+        try:
+            with pytest.raises((ConnectionError, http.client.HTTPException)):
+                await asyncio.to_thread(get, door.port, "/healthz")
+            assert await asyncio.to_thread(get, door.port, "/healthz") == (200, "ok\n")
+            assert failures == ["RuntimeError: a bug"]
+        finally:
+            await asyncio.to_thread(door.stop)
+
+    asyncio.run(body())
