@@ -83,7 +83,6 @@ class FrontDoor:
         self._on_failure = on_failure
         self.stall_after = stall_after
         self._beat_at = time.monotonic()
-        self._timer: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="admin-front-door", daemon=True)
         self.answered = 0  # probes answered on the thread
@@ -98,16 +97,16 @@ class FrontDoor:
         self._thread.start()
 
     def stop(self) -> None:
+        """Any thread: no new connections from here on (the heartbeat ends with its next beat)."""
         self._stop.set()
-        if self._timer is not None:
-            self._timer.cancel()
         if self._thread.is_alive():
             self._thread.join(5)
         self._listener.close()
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
         self._beat_at = time.monotonic()
-        self._timer = loop.call_later(BEAT, self._beat, loop)
+        if not self._stop.is_set():  # a timer is the loop's own: only the loop may cancel it
+            loop.call_later(BEAT, self._beat, loop)
 
     def health(self) -> tuple[bool, list[str]]:
         """The backend's health, and the loop's: 503 while its heartbeat is stale."""
