@@ -234,12 +234,6 @@ class ControlPlane:
             certs=self.ca.debug,
             authz_stats=lambda: self.authz.stats() if self.authz is not None else [],
         )
-        loop = asyncio.get_running_loop()
-
-        def front_door_failed(error: str) -> None:  # on the front door's thread
-            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
-                loop.call_soon_threadsafe(self.supervisor.report, "admin-front-door", error)
-
         self._admin, self.admin_port = await admin_http.start(
             admin,
             self.opts.host,
@@ -247,7 +241,7 @@ class ControlPlane:
             registry,
             self.policy,
             extra_routes=partial(console_routes.add_routes, source=console, policy=self.policy),
-            on_failure=front_door_failed,
+            on_failure=self._reporter("admin-front-door"),
         )
         if registry is not None and self.opts.kong_admin_port is not None:
             await self._start_kong_admin(registry)
@@ -296,19 +290,27 @@ class ControlPlane:
             return
         self.supervisor.start("kong-targets", partial(kong_admin.renew_targets, registry))
 
+    def _reporter(self, name: str) -> Callable[[str], None]:
+        """For a thread that heals itself (a monitor, the admin port's front door): report each
+        failure to the supervisor on the loop (counted, shown by ``/healthz``) as task ``name``."""
+        loop = asyncio.get_running_loop()
+
+        def report(error: str) -> None:  # on that thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
+                loop.call_soon_threadsafe(self.supervisor.report, name, error)
+
+        return report
+
     async def _start_authz(self) -> None:
         """The ext_authz Check server: worker processes sharing one port (SO_REUSEPORT), fed with
         compiled policy bundles after every reload — never by re-reading files."""
         self.authz_port = self.opts.authz_port
         if self.opts.authz_workers > 0:
-            loop = asyncio.get_running_loop()
-
-            def failed(error: str) -> None:  # on the workers' monitor thread
-                with contextlib.suppress(RuntimeError):  # the loop closed: the server is stopping
-                    loop.call_soon_threadsafe(self.supervisor.report, "authz-workers", error)
-
             self.authz = AuthzWorkers(
-                self.opts.authz_port, self.opts.authz_workers, host=self.opts.host, on_failure=failed
+                self.opts.authz_port,
+                self.opts.authz_workers,
+                host=self.opts.host,
+                on_failure=self._reporter("authz-workers"),
             )
             self.authz_port = await asyncio.to_thread(self.authz.start)
             self.metrics.use_authz_workers(self.authz.stats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -28,8 +28,6 @@ class Metrics:
             "pilotfish_xds_connected_proxies", "Proxies with an open ADS stream", ["kind"], registry=r
         )
         self.pushes = Counter("pilotfish_xds_pushes", "xDS responses sent", ["type"], registry=r)
-        self._push_children: dict[str, Any] = {}
-        self._convergence_children: dict[str, Any] = {}
         self.nacks = Counter("pilotfish_xds_rejects", "NACKs received from proxies", ["type"], registry=r)
         self.rejected = Gauge(
             "pilotfish_xds_rejected_resources",
@@ -49,6 +47,10 @@ class Metrics:
             buckets=_PUSH_BUCKETS,
             registry=r,
         )
+        # ``labels()`` validates and locks on every call; a push to 1,000 proxies counts 1,000
+        # pushes and 1,000 ACKs, so the few children (one per type) are looked up once.
+        self._push_child = cache(self.pushes.labels)
+        self._convergence_child = cache(self.convergence.labels)
         self.config_errors = Gauge(
             "pilotfish_config_validation_errors",
             "Validation errors in the config currently on disk",
@@ -169,12 +171,7 @@ class Metrics:
         self.connected.labels(kind).dec()
 
     def on_push(self, type_name: str) -> None:
-        # ``labels()`` validates and locks on every call; a push to 1,000 proxies calls this and
-        # ``on_ack_latency`` 1,000 times each, so the few children are looked up once.
-        child = self._push_children.get(type_name)
-        if child is None:
-            child = self._push_children[type_name] = self.pushes.labels(type_name)
-        child.inc()
+        self._push_child(type_name).inc()
 
     def on_nack(self, type_name: str) -> None:
         self.nacks.labels(type_name).inc()
@@ -188,10 +185,7 @@ class Metrics:
         self.dropped_endpoints.set(count)
 
     def on_ack_latency(self, type_name: str, seconds: float) -> None:
-        child = self._convergence_children.get(type_name)
-        if child is None:
-            child = self._convergence_children[type_name] = self.convergence.labels(type_name)
-        child.observe(seconds)
+        self._convergence_child(type_name).observe(seconds)
 
     def on_config_problems(self, errors: int) -> None:
         self.config_errors.set(errors)

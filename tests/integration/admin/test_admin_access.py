@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from harness import http
+from harness.admin import StubAdminBackend
 from registry_api_support import Api
 
 from pilotfish.admin import http as admin_http
@@ -172,31 +173,6 @@ def test_without_tokens_a_cross_site_write_is_refused(config, pilotfish_factory)
     assert Api(pf.admin).call("GET", "/apis/DestinationRule/prod/csrf").status == 200
 
 
-class _Backend:
-    """The admin backend seam (``AdminBackend``): these tests are about connections, not content."""
-
-    def health(self) -> tuple[bool, list[str]]:
-        return True, []
-
-    def metrics(self) -> bytes:
-        return b""
-
-    def syncz(self) -> list[dict[str, Any]]:
-        return []
-
-    def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None:
-        return None
-
-    def configz(self) -> list[dict[str, Any]]:
-        return []
-
-    def certs(self) -> dict[str, Any]:
-        return {}
-
-    def problemz(self) -> dict[str, Any]:
-        return {}
-
-
 def test_every_route_of_the_admin_app_but_healthz_needs_a_token() -> None:
     """Walks the router, so a debug route added later cannot slip past RBAC unnoticed."""
     from pilotfish.admin import rbac
@@ -204,7 +180,7 @@ def test_every_route_of_the_admin_app_but_healthz_needs_a_token() -> None:
     policy = rbac.parse_policy({"tokens": [{"token": "t", "subject": "s"}]})
 
     async def main() -> dict[str, int]:
-        runner, port = await admin_http.start(_Backend(), "127.0.0.1", 0, policy=policy)
+        runner, port = await admin_http.start(StubAdminBackend(), "127.0.0.1", 0, policy=policy)
         try:
             paths = {r.resource.canonical for r in runner.app.router.routes() if r.resource is not None}
             return {
@@ -246,7 +222,7 @@ def test_idle_and_slow_header_connections_are_closed() -> None:
     assert admin_http.IDLE_TIMEOUT_SECONDS == 15.0, "the documented default"
 
     async def main() -> tuple[float, float, int]:
-        runner, port = await admin_http.start(_Backend(), "127.0.0.1", 0, idle_timeout=0.5)
+        runner, port = await admin_http.start(StubAdminBackend(), "127.0.0.1", 0, idle_timeout=0.5)
         try:
             idle = asyncio.to_thread(_closed_after, port, b"", b"", 5.0)
             slow = asyncio.to_thread(_closed_after, port, b"GET /healthz HTTP/1.1\r\n", b"X-A: b\r\n", 5.0)

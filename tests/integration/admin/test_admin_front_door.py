@@ -12,39 +12,12 @@ import time
 from typing import Any
 
 import pytest
+from harness.admin import StubAdminBackend
 
 from pilotfish.admin import frontdoor
 from pilotfish.admin import http as admin_http
 
 pytestmark = pytest.mark.integration
-
-
-class _Backend:
-    """The admin backend seam: a health that can be made to fail, metrics that say who answered."""
-
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-
-    def health(self) -> tuple[bool, list[str]]:
-        return not self.reasons, list(self.reasons)
-
-    def metrics(self) -> bytes:
-        return b"answered_by_aiohttp 1\n"
-
-    def syncz(self) -> list[dict[str, Any]]:
-        return []
-
-    def config_dump(self, proxy_id: str, type_name: str | None) -> dict[str, Any] | None:
-        return None
-
-    def configz(self) -> list[dict[str, Any]]:
-        return []
-
-    def certs(self) -> dict[str, Any]:
-        return {}
-
-    def problemz(self) -> dict[str, Any]:
-        return {}
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -59,7 +32,7 @@ def get(port: int, path: str) -> tuple[int, str]:
 
 def test_a_probe_is_answered_while_the_event_loop_is_blocked_and_other_routes_wait_for_it() -> None:
     async def body() -> None:
-        backend = _Backend()
+        backend = StubAdminBackend(b"answered_by_aiohttp 1\n")
         runner, port = await admin_http.start(backend, "127.0.0.1", 0)  # type: ignore[arg-type]
         try:
             assert await asyncio.to_thread(get, port, "/healthz") == (200, "ok\n")
