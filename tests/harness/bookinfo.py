@@ -2,7 +2,8 @@
 sidecar per workload, and an ingress gateway — every workload on its own loopback IP.
 
 The example's fixed ports are replaced by free ones: the service port (9080 in the example) and
-each app's local port, so a test run never collides with a demo or another run.
+each app's local port (the echo binds port 0 and reports it), so a test run never collides with a
+demo or another run.
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ NAMESPACE = "default"
 class Workload:
     name: str
     ip: str
-    app_port: int
     outbound_bind: str
     echo: EchoProcess | None = None
     envoy: EnvoyProcess | None = None
+
+    @property
+    def app_port(self) -> int:
+        """The port the echo app bound (port 0, reported back: no race with other processes)."""
+        assert self.echo is not None, f"{self.name}: the app is not started"
+        return self.echo.port
 
     @property
     def node_id(self) -> str:
@@ -72,7 +78,7 @@ class Bookinfo:
             assert kind and name, doc
             (self.config / f"{kind.group(1).lower()}-{name.group(1)}.yaml").write_text(doc)
         for entry in topology["workloads"]:
-            w = Workload(entry["name"], entry["ip"], free_port(), entry["outbound_bind"])
+            w = Workload(entry["name"], entry["ip"], entry["outbound_bind"])
             self.workloads[w.name] = w
         pilotfish = PilotfishProcess(self.config, self.root / "pf", extra_args=self.pilotfish_args)
         self.pilotfish = self._stack.enter_context(_stopping(pilotfish))
@@ -80,7 +86,7 @@ class Bookinfo:
         for w in self.workloads.values():
             app, version = w.name.rsplit("-", 1)
             w.echo = self._stack.enter_context(
-                EchoProcess(w.name, labels={"app": app, "version": version}, port=w.app_port)
+                EchoProcess(w.name, labels={"app": app, "version": version})
             )
             w.envoy = self._start_envoy(self._sidecar(w), w.name)
         gw = topology["gateway"]
