@@ -85,9 +85,7 @@ class Bookinfo:
         self.pilotfish.start()
         for w in self.workloads.values():
             app, version = w.name.rsplit("-", 1)
-            w.echo = self._stack.enter_context(
-                EchoProcess(w.name, labels={"app": app, "version": version})
-            )
+            w.echo = self._stack.enter_context(EchoProcess(w.name, labels={"app": app, "version": version}))
             w.envoy = self._start_envoy(self._sidecar(w), w.name)
         gw = topology["gateway"]
         self.gateway_ip = gw["ip"]
