@@ -1113,7 +1113,12 @@ def measure_baseline(args: argparse.Namespace, clients: Clients, ours: Run) -> R
         connect_and_sync(clients, [f"127.0.0.1:{port}"], run, args.delta)
         time.sleep(args.settle)
         run.rss = (run.rss[0], rss_mb(peer.process.pid))
-        for kind, payloads, out in ((EDS, ours.eds_payloads, run.eds), (CDS, ours.cds_payloads, run.cds)):
+        phases = (
+            ("endpoint change", EDS, ours.eds_payloads, run.eds),
+            ("DestinationRule change", CDS, ours.cds_payloads, run.cds),
+        )
+        for phase, kind, payloads, out in phases:
+            cpu = cpu_seconds(peer.process.pid)
             for k, payload in payloads.items():
                 marker = eds_marker(k) if kind == EDS else cds_marker(k)
 
@@ -1124,6 +1129,7 @@ def measure_baseline(args: argparse.Namespace, clients: Clients, ours: Run) -> R
                 peer.reply(60)
                 out.extend(hits)
                 time.sleep(0.2)
+            run.cpu[phase] = (cpu_seconds(peer.process.pid) - cpu) / max(1, len(payloads))
         clients.call("disconnect")
     finally:
         peer.stop()
@@ -1152,7 +1158,8 @@ def ms(seconds: float) -> str:
 def describe(samples: Sequence[float | None]) -> str:
     p50, p99, worst, missing = summary(samples)
     extra = f", {missing} never arrived" if missing else ""
-    return f"p50 {ms(p50)}, p99 {ms(p99)}, max {ms(worst)} (n={len(samples)}{extra})"
+    first = min((s for s in samples if s is not None), default=math.nan)
+    return f"first {ms(first)}, p50 {ms(p50)}, p99 {ms(p99)}, max {ms(worst)} (n={len(samples)}{extra})"
 
 
 def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after: float) -> None:
@@ -1195,6 +1202,9 @@ def report(args: argparse.Namespace, ours: Run, floor: Run, before: float, after
         )
     spent = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in ours.cpu.items())
     print(f"pilotfish CPU (user + system): {spent} (per change: from arming to settled)")
+    if floor.cpu:
+        spent = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in floor.cpu.items())
+        print(f"baseline CPU (user + system): {spent} (per change: writing the bytes and reading the ACKs)")
     ratios = []
     for label, a, b in (
         ()
