@@ -164,33 +164,51 @@ class FrontDoor:
                 log.warning("admin port: accept failed: %s", exc)
                 return
             conn.setblocking(False)
+            if self._first_bytes(conn, early=True):
+                continue
             selector.register(conn, selectors.EVENT_READ)
             waiting[conn] = time.monotonic() + HANDOVER_AFTER
 
-    def _first_bytes(self, conn: socket.socket) -> None:
+    def _first_bytes(self, conn: socket.socket, early: bool = False) -> bool:
+        """Look at what the connection sent and answer, hand over or close it; False only when
+        ``early`` (just accepted) and nothing has arrived yet: the selector waits for it.
+
+        Every socket call gives the GIL away, and while a push keeps the loop and the translation
+        thread busy each one costs up to a switch interval (5 ms) to get it back: a probe makes
+        as few as it can. Its request has usually arrived by the time it is accepted, so it is
+        read right away, not after another round of the selector; a short response is written
+        with one ``send`` and the close sends the FIN."""
         try:
             head = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            if early:
+                return False
+            self._give(conn)  # the selector said readable: nothing to read after all
+            return True
         except OSError:
             conn.close()
-            return
+            return True
         if not head:  # closed before saying anything
             conn.close()
-            return
+            return True
         if not is_health_probe(head):
             self._give(conn)
-            return
+            return True
         try:
             ok, reasons = self.health()
         except Exception:  # the backend's state changed under us: let the loop answer
             log.debug("health on the front door failed; handing the probe to the loop", exc_info=True)
             self._give(conn)
-            return
+            return True
         with contextlib.closing(conn), contextlib.suppress(OSError):
-            conn.recv(head.index(_HEAD_END) + len(_HEAD_END))  # consume what was peeked
-            conn.settimeout(1.0)
-            conn.sendall(health_response(ok, reasons))
-            conn.shutdown(socket.SHUT_WR)
+            conn.recv(head.index(_HEAD_END) + len(_HEAD_END))  # consume what was peeked: no RST
+            response = health_response(ok, reasons)
+            sent = conn.send(response)
+            if sent < len(response):  # a full send buffer: finish blocking, briefly
+                conn.settimeout(1.0)
+                conn.sendall(response[sent:])
         self.answered += 1
+        return True
 
     def _give(self, conn: socket.socket) -> None:
         try:

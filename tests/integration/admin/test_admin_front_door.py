@@ -130,12 +130,12 @@ def test_an_unexpected_error_is_reported_and_the_door_keeps_answering() -> None:
         real = door._first_bytes
         calls: list[int] = []
 
-        def first_bytes(conn: socket.socket) -> None:
+        def first_bytes(conn: socket.socket, early: bool = False) -> bool:
             calls.append(1)
             if len(calls) == 1:
                 conn.close()
                 raise RuntimeError("a bug")
-            real(conn)
+            return real(conn, early)
 
         door._first_bytes = first_bytes  # type: ignore[method-assign]
         door.start(asyncio.get_running_loop())
@@ -148,3 +148,35 @@ def test_an_unexpected_error_is_reported_and_the_door_keeps_answering() -> None:
             await asyncio.to_thread(door.stop)
 
     asyncio.run(body())
+
+
+def raw_exchange(port: int, request: bytes, pause: float) -> bytes:
+    """Connect, wait ``pause`` seconds, send ``request`` and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        time.sleep(pause)
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(4096):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3], ids=["request-there-at-accept", "request-after-a-pause"])
+def test_a_probe_is_answered_whether_its_request_came_with_the_connection_or_later(pause: float) -> None:
+    """Read at once after accept (most probes) or once the selector sees it: the same answer,
+    and the connection closes cleanly (the request was consumed, so no reset)."""
+    handed: list[socket.socket] = []
+
+    async def body() -> None:
+        door = frontdoor.FrontDoor(frontdoor.listen("127.0.0.1", 0), lambda: (True, []), handed.append)
+        door.start(asyncio.get_running_loop())
+        try:
+            request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            response = await asyncio.to_thread(raw_exchange, door.port, request, pause)
+            assert response == frontdoor.health_response(True, [])
+            assert door.answered == 1 and door.handed_over == 0
+        finally:
+            await asyncio.to_thread(door.stop)
+
+    asyncio.run(body())
+    assert handed == []
