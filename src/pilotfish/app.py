@@ -39,6 +39,7 @@ from google.protobuf import json_format
 
 from pilotfish.admin import http as admin_http
 from pilotfish.admin import rbac
+from pilotfish.admin.frontdoor import tune_switch_interval
 from pilotfish.config.mesh import DEFAULT_MESH, MeshConfig, load_mesh_config
 from pilotfish.config.resource import Resource
 from pilotfish.configdir import ConfigDirectory, watch_directory
@@ -760,6 +761,7 @@ class StoreApi:
 async def serve_forever(opts: ServeOptions, ready: Callable[[ControlPlane], None] | None = None) -> None:
     """Run until cancelled (SIGINT/SIGTERM in the CLI)."""
     tune_gc()  # a long-running server with a large heap (memory.py)
+    tune_switch_interval()  # /healthz from the admin port's thread while the loop is busy
     cp = ControlPlane(opts)
     await cp.start()
     if ready:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -180,3 +181,14 @@ def test_a_probe_is_answered_whether_its_request_came_with_the_connection_or_lat
 
     asyncio.run(body())
     assert handed == []
+
+
+def test_serve_hands_the_gil_over_every_millisecond() -> None:
+    """The probe's thread gets the GIL back within a switch interval (``SWITCH_INTERVAL``)."""
+    before = sys.getswitchinterval()
+    try:
+        frontdoor.tune_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(frontdoor.SWITCH_INTERVAL)
+        assert frontdoor.SWITCH_INTERVAL < 0.005  # below CPython's default
+    finally:
+        sys.setswitchinterval(before)
