@@ -52,7 +52,7 @@ from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 
 from pilotfish.config.hosts import resolve_host
-from pilotfish.registry.model import Endpoint
+from pilotfish.registry.model import Endpoint, Service, ServicePort
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds import resources as rt
 from pilotfish.xds.cache import Resource, ResourceInterner, ResourceSet, Snapshot
@@ -405,10 +405,20 @@ class SnapshotBuilder:
                 self._groups[scope] = groups_before
         else:
             reuse = self._groups_before.get(scope) if self._changed_hosts is not None else None
-            groups = self._outbound_groups(mesh, proxy, reuse, self._changed_hosts or frozenset())
+            groups, rebuilt = self._outbound_groups(mesh, proxy, reuse, self._changed_hosts or frozenset())
             self._groups[scope] = groups
-            resources = [r for clusters, assignments in groups.values() for r in (*clusters, *assignments)]
-            part = ResourceSet.of(resources, previous=previous)
+            revised = None
+            if previous is not None and reuse is not None and rebuilt is not None:
+                # ``previous`` was built from ``reuse`` (the two are kept together): only the
+                # rebuilt service ports' resources are new.
+                removed = [r for k in rebuilt if k in reuse for r in _resources_of(reuse[k])]
+                added = [r for k in rebuilt for r in _resources_of(groups[k])]
+                revised = ResourceSet.revised(previous, removed, added)
+            if revised is not None:
+                part = revised
+            else:
+                resources = [r for group in groups.values() for r in _resources_of(group)]
+                part = ResourceSet.of(resources, previous=previous)
             self.stats.scopes_built += 1
         self._outbound[scope] = part
         return part
@@ -431,10 +441,14 @@ class SnapshotBuilder:
         proxy: Proxy,
         reuse: dict[tuple[str, int], _Group] | None,
         changed: frozenset[str],
-    ) -> dict[tuple[str, int], _Group]:
+    ) -> tuple[dict[tuple[str, int], _Group], list[tuple[str, int]] | None]:
         """``translate_clusters`` + ``translate_endpoints`` by service port, each resource
         through its table; with ``reuse`` (the scope's groups from the previous mesh of the same
-        config), the ports of hosts not in ``changed`` are taken from it as they are."""
+        config), the ports of hosts not in ``changed`` are taken from it as they are. Also the
+        service ports that were built, when all others were reused (else None).
+
+        Within one config epoch (an endpoint change) a scope sees the same services as when
+        ``reuse`` was built, so only the changed hosts are visited, not every visible service."""
         started = time.perf_counter()
         intern = self.interner.resource
         templates = ClusterTemplates(proxy)
@@ -455,36 +469,53 @@ class SnapshotBuilder:
             writer[0].add_groups(assignment.endpoints, groups)
             return intern(assignment)
 
-        out: dict[tuple[str, int], _Group] = {}
         # A cluster name seen twice keeps the first (translate_clusters). Names embed the host and
         # port, so only a service port's own clusters can repeat one: a reused group needs no check.
         seen: set[str] = set()
-        for service, rule in destinations.values():
-            for port in service.ports:
-                where = (service.hostname, port.number)
-                if reuse is not None and service.hostname not in changed and where in reuse:
-                    out[where] = reuse[where]
-                    continue
 
-                def build_group() -> tuple[Resource, ...]:
-                    built = list(service_port_clusters(mesh, templates, service, port, rule))  # noqa: B023
-                    bind_source(mesh, proxy, built)  # NetworkPolicy: connect from the workload's IP
-                    return tuple(intern(c) for c in built)
+        def build_port(service: Service, port: ServicePort, rule: Any) -> _Group:
+            def build_group() -> tuple[Resource, ...]:
+                built = list(service_port_clusters(mesh, templates, service, port, rule))
+                bind_source(mesh, proxy, built)  # NetworkPolicy: connect from the workload's IP
+                return tuple(intern(c) for c in built)
 
-                key = outbound_clusters_key(mesh, proxy, service, port, rule, self.reprs)
-                group = [r for r in self.clusters.get(key, build_group) if r.name not in seen]
-                seen.update(r.name for r in group)
-                names = sorted({name for cluster in group for name in cluster.references})
-                assignments = tuple(
-                    self.assignments.get(
-                        assignment_key(mesh, destinations, name, proxy, self.reprs),
-                        partial(build_assignment, name),
-                    )
-                    for name in names
+            key = outbound_clusters_key(mesh, proxy, service, port, rule, self.reprs)
+            group = [r for r in self.clusters.get(key, build_group) if r.name not in seen]
+            seen.update(r.name for r in group)
+            names = sorted({name for cluster in group for name in cluster.references})
+            assignments = tuple(
+                self.assignments.get(
+                    assignment_key(mesh, destinations, name, proxy, self.reprs),
+                    partial(build_assignment, name),
                 )
-                out[where] = (tuple(group), assignments)
+                for name in names
+            )
+            return (tuple(group), assignments)
+
+        out: dict[tuple[str, int], _Group]
+        built: list[tuple[str, int]] = []
+        if reuse is not None and not self.stats.epoch_changed:
+            out = dict(reuse)
+            for hostname in [h for h in destinations if h in changed]:  # in the order of the full pass
+                service, rule = destinations[hostname]
+                for port in service.ports:
+                    where = (hostname, port.number)
+                    out[where] = build_port(service, port, rule)
+                    built.append(where)
+        else:
+            out = {}
+            for service, rule in destinations.values():
+                for port in service.ports:
+                    where = (service.hostname, port.number)
+                    if reuse is not None and service.hostname not in changed and where in reuse:
+                        out[where] = reuse[where]
+                        continue
+                    out[where] = build_port(service, port, rule)
+                    built.append(where)
         self._spent("CDS+EDS", time.perf_counter() - started)
-        return out
+        # Ports that came or went: not a revision of the reused groups.
+        revision = reuse is not None and out.keys() == reuse.keys()
+        return out, built if revision else None
 
     def _local_part(
         self, mesh: MeshSnapshot, proxy: Proxy, outbound: ResourceSet
@@ -547,6 +578,11 @@ class SnapshotBuilder:
 _ScopeKey = tuple[int, str, frozenset[tuple[str, str]]]
 # One service port of a scope: its clusters and their ClusterLoadAssignments.
 _Group = tuple[tuple[Resource, ...], tuple[Resource, ...]]
+
+
+def _resources_of(group: _Group) -> tuple[Resource, ...]:
+    clusters, assignments = group
+    return (*clusters, *assignments)
 
 
 def changed_hosts(before: MeshSnapshot, after: MeshSnapshot) -> frozenset[str]:

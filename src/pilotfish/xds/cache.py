@@ -471,6 +471,70 @@ class ResourceSet:
                     part._entries[type_url] = previous._entries[type_url]
         return part
 
+    @classmethod
+    def revised(
+        cls, previous: ResourceSet, removed: Iterable[Resource], added: Iterable[Resource]
+    ) -> ResourceSet | None:
+        """``of(<previous's resources> - removed + added, previous=previous)`` worked out from the
+        change alone: an endpoint change rebuilds one service's resources of a scope's thousands,
+        and ``of`` would group, sum and compare all of them again, once per scope. A type the
+        change does not touch keeps the previous mapping (and its encoded entries). None when
+        the shortcut does not apply and ``of`` must decide (a child removed for good, which a
+        parent elsewhere in the part may reference; a reference to another part; any problem,
+        so that ``of`` reports it as always)."""
+        if previous.external:
+            return None
+        old_by_type: dict[str, dict[str, Resource]] = {}
+        for resource in removed:
+            old_by_type.setdefault(resource.type_url, {})[resource.name] = resource
+        new_by_type: dict[str, dict[str, Resource]] = {}
+        for resource in added:
+            of_type = new_by_type.setdefault(resource.type_url, {})
+            if resource.name in of_type:
+                return None  # twice: ``of`` says so
+            of_type[resource.name] = resource
+        named = dict(previous.named)
+        sums = dict(previous.sums)
+        changes = {t: TypeChange(previous.version(t), frozenset()) for t in named}
+        children_types = set(rt.CHILD_TYPE.values())
+        for type_url in old_by_type.keys() | new_by_type.keys():
+            old, new = old_by_type.get(type_url, {}), new_by_type.get(type_url, {})
+            before = previous.named.get(type_url, _EMPTY)
+            if any(before.get(n) is not r for n, r in old.items()):
+                return None  # "removed" is not what the part holds
+            gone = old.keys() - new.keys()
+            if gone and type_url in children_types:
+                return None
+            current = dict(before)
+            for name in gone:
+                del current[name]
+            for name, resource in new.items():
+                if name in current and name not in old:
+                    return None  # a name another resource of the part holds
+                current[name] = resource
+            if not current:
+                return None
+            differing = frozenset(n for n in old.keys() | new.keys() if current.get(n) is not before.get(n))
+            if differing:
+                named[type_url] = MappingProxyType(current)
+                digests = sum(r.digest for r in new.values()) - sum(r.digest for r in old.values())
+                sums[type_url] = previous.sums.get(type_url, 0) + digests
+            changes[type_url] = TypeChange(previous.version(type_url), differing)
+        for parent, child in rt.CHILD_TYPE.items():
+            parents = new_by_type.get(parent)
+            if not parents:
+                continue
+            children = named.get(child)
+            if children is None:
+                return None  # references to another part: ``of`` works out ``external``
+            if any(ref not in children for r in parents.values() for ref in r.references):
+                return None
+        part = cls(MappingProxyType(named), MappingProxyType(sums), MappingProxyType({}), changes)
+        for type_url, mapping in named.items():
+            if mapping is previous.named.get(type_url) and type_url in previous._entries:
+                part._entries[type_url] = previous._entries[type_url]
+        return part
+
 
 def _same_holdings(before: tuple[ResourceSet, ...] | None, holders: list[ResourceSet], type_url: str) -> bool:
     """Whether the previous snapshot merged ``type_url`` from the very same mappings: then its

@@ -22,7 +22,7 @@ from pilotfish.app import translate
 from pilotfish.registry.snapshot import MeshSnapshot
 from pilotfish.xds import resources as rt
 from pilotfish.xds.builder import SnapshotBuilder, rule_hosts
-from pilotfish.xds.cache import Snapshot, SnapshotCache
+from pilotfish.xds.cache import ResourceSet, Snapshot, SnapshotCache
 from pilotfish.xds.proxy import Proxy
 
 REVIEWS = "reviews.prod.svc.cluster.local"
@@ -203,6 +203,28 @@ def test_an_endpoint_change_rebuilds_only_its_assignment_and_says_so() -> None:
     assert change.names == {f"outbound|9080|v2|{REVIEWS}"}
     assert after.changes[rt.CLUSTER].names == frozenset()
     assert builder.stats.routes_built == 0  # the config epoch held: routes were not rebuilt
+
+
+def test_an_endpoint_change_revises_the_scopes_part_instead_of_regrouping_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbound part after an endpoint change is the previous one with the changed service's
+    resources replaced (``ResourceSet.revised``), and holds what a cold builder builds."""
+    revisions: list[ResourceSet | None] = []
+    real = ResourceSet.revised.__func__  # type: ignore[attr-defined]
+
+    def revised(cls: type[ResourceSet], *args: Any) -> ResourceSet | None:
+        revisions.append(real(cls, *args))
+        return revisions[-1]
+
+    monkeypatch.setattr(ResourceSet, "revised", classmethod(revised))
+    builder = SnapshotBuilder()
+    built(builder, mesh())
+    assert revisions == []  # the first build has nothing to revise
+    after = built(builder, mesh(reviews_v2_version="v3"))
+    assert len(revisions) == 1 and revisions[0] is not None
+    assert builder.outbound(PROXY) is revisions[0]
+    assert contents(after) == contents(built(SnapshotBuilder(), mesh(reviews_v2_version="v3")))
 
 
 def test_an_endpoint_change_after_a_push_that_changed_nothing_is_still_incremental() -> None:

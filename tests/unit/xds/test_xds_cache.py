@@ -153,3 +153,62 @@ def test_a_snapshot_keeps_its_merged_mapping_while_the_parts_mappings_are_the_sa
     assert sorted(r.value for r in decoded.resources) == sorted(
         r.body for r in third.named(rt.CLUSTER).values()
     )
+
+
+def _same_part(a: ResourceSet, b: ResourceSet) -> None:
+    """Two parts hold the same resources, sums, external references and change records."""
+    assert {t: dict(m) for t, m in a.named.items()} == {t: dict(m) for t, m in b.named.items()}
+    assert dict(a.sums) == dict(b.sums)
+    assert dict(a.external) == dict(b.external)
+    assert dict(a.changes) == dict(b.changes)
+
+
+REVISIONS = {
+    # name: (removed, added) against the part of clusters a, b with their assignments
+    "an assignment changed": ([b.cla("a")], [b.cla("a", 9090)]),
+    "a cluster and its assignment changed": (
+        [b.cluster("a"), b.cla("a")],
+        [b.cluster("a", timeout=5), b.cla("a", 9090)],
+    ),
+    "the same resources again": ([b.cluster("a"), b.cla("a")], [b.cluster("a"), b.cla("a")]),
+    "a new service": ([], [b.cluster("c"), b.cla("c")]),
+    "a cluster gone, its assignment kept": ([b.cluster("b")], []),
+}
+
+
+@pytest.mark.parametrize("case", REVISIONS)
+def test_a_revised_part_is_the_part_built_from_all_its_resources(case: str) -> None:
+    interner = ResourceInterner()
+    held = [b.cluster("a"), b.cluster("b"), b.cla("a"), b.cla("b")]
+    before = ResourceSet.of([interner.resource(m) for m in held])
+    before.sotw_entries(rt.CLUSTER)
+    removed, added = ([interner.resource(m) for m in ms] for ms in REVISIONS[case])
+    revised = ResourceSet.revised(before, removed, added)
+    assert revised is not None
+    gone = {(r.type_url, r.name) for r in removed}
+    kept = [r for t in before.named.values() for r in t.values() if (r.type_url, r.name) not in gone]
+    _same_part(revised, ResourceSet.of([*kept, *added], previous=before))
+    for type_url in rt.ADS_ORDER:  # an untouched type keeps its mapping and encoded entries
+        if type_url in before.named and not any(r.type_url == type_url for r in [*removed, *added]):
+            assert revised.named[type_url] is before.named[type_url]
+    if not any(r.type_url == rt.CLUSTER for r in [*removed, *added]):
+        assert revised.sotw_entries(rt.CLUSTER) is before.sotw_entries(rt.CLUSTER)
+
+
+DECLINED = {
+    # name: (removed, added): what only ``of`` may decide (and report)
+    "an assignment removed for good": ([b.cla("b")], []),
+    "a cluster whose assignment is missing": ([], [b.cluster("c")]),
+    "a name twice": ([], [b.cla("c"), b.cla("c", 9090)]),
+    "a name another resource holds": ([], [b.cla("b", 9090)]),
+    "removing what the part does not hold": ([b.cla("a", 9090)], []),
+}
+
+
+@pytest.mark.parametrize("case", DECLINED)
+def test_a_revision_the_shortcut_cannot_vouch_for_is_left_to_of(case: str) -> None:
+    interner = ResourceInterner()
+    held = [b.cluster("a"), b.cluster("b"), b.cla("a"), b.cla("b")]
+    before = ResourceSet.of([interner.resource(m) for m in held])
+    removed, added = ([interner.resource(m) for m in ms] for ms in DECLINED[case])
+    assert ResourceSet.revised(before, removed, added) is None
