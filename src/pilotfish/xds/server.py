@@ -163,9 +163,9 @@ class Subscription:
     # (``_wanted_part``), so that an ACK repeating the names is recognised by one comparison
     # done by the protobuf runtime, without a Python string per name.
     requested: Any = None
-    # SotW: names requested since the last pass by a client whose view was reconciled; the next
-    # pass diffs them with what changed, instead of every name (one renamed EDS name in a list
-    # of 1,001 costs its own diff).
+    # Names requested since the last pass by a client whose view was reconciled (SotW: added to
+    # its list; delta: subscribed, or unsubscribed under "*"); the next pass diffs them with what
+    # changed, instead of every name (one renamed EDS name in a list of 1,001 costs its own diff).
     added: frozenset[str] = frozenset()
 
     def wants(self, name: str) -> bool:
@@ -871,12 +871,21 @@ def _delta_view(
 
 
 def _apply_delta_names(subscription: Subscription, request: Any, first: bool) -> None:
-    """Apply ``resource_names_subscribe``/``_unsubscribe`` ("Subscribing to Resources")."""
+    """Apply ``resource_names_subscribe``/``_unsubscribe`` ("Subscribing to Resources").
+
+    A client whose view was reconciled and who names resources has those names diffed by the
+    next pass, with whatever else changed (``Subscription.added``), as in SotW: Envoy subscribes
+    to a new cluster's EDS name and drops the old one at every DestinationRule change that adds
+    a subset, and diffing every one of a thousand names for that cost each stream a copy and a
+    comparison of the whole type. Turning the wildcard on or off is diffed in full."""
     subscribe, unsubscribe = list(request.resource_names_subscribe), list(request.resource_names_unsubscribe)
-    if subscribe or unsubscribe:
-        subscription.synced = None  # what the client wants changed: diff in full
     if first and not subscribe and not unsubscribe:
         subscription.wildcard = True  # legacy wildcard
+    named_only = rt.WILDCARD not in subscribe and rt.WILDCARD not in unsubscribe
+    reconciled = not first and subscription.synced is not None and named_only
+    if (subscribe or unsubscribe) and not reconciled:
+        subscription.synced = None  # what the client wants changed: diff in full
+    touched: list[str] = []
     for name in subscribe:
         subscription.explicit = True
         if name == rt.WILDCARD:
@@ -885,8 +894,13 @@ def _apply_delta_names(subscription: Subscription, request: Any, first: bool) ->
         _mutable_names(subscription).add(name)
         if not first:
             subscription.own_known().pop(name, None)  # the client may have forgotten it: resend
+        touched.append(name)
     for name in unsubscribe:
         _unsubscribe(subscription, name)
+        if subscription.wildcard:
+            touched.append(name)  # still wanted under "*": resent or reported removed
+    if reconciled and touched:
+        subscription.added = subscription.added | frozenset(touched)
 
 
 def _mutable_names(subscription: Subscription) -> set[str]:

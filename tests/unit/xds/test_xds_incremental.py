@@ -142,3 +142,92 @@ def test_an_endpoint_change_sends_only_its_assignment_in_sotw() -> None:
         await driver.close()
 
     run(body)
+
+
+class FullDiffDeltaStream(DeltaStream):
+    """The reference: a subscription change makes the next pass diff every name of the type."""
+
+    def _handle(self, request: Any) -> None:
+        super()._handle(request)
+        for subscription in self.subscriptions.values():
+            if subscription.added:
+                subscription.added, subscription.synced = frozenset(), None
+
+
+async def play_subscriptions(feed: Feed, stream: DeltaStream) -> list[tuple[Any, ...]]:
+    """Delta, as Envoy does it: EDS follows the clusters (subscribe the new names, unsubscribe
+    the gone ones) after every CDS response; plus a re-subscription (a resend), a name that does
+    not exist (reported removed), and a wildcard type's name dropped under "*" (resent)."""
+    driver = b.Driver(stream, discovery_pb2.DeltaDiscoveryResponse).start()
+    seen: list[tuple[Any, ...]] = []
+    feed.publish(MESHES[0])
+    await driver.send(b.delta_request(rt.CLUSTER, with_node=True))
+    await driver.send(b.delta_request(rt.ENDPOINT, ("a", "b")))
+    await driver.send(b.delta_request(rt.LISTENER))
+    await driver.send(b.delta_request(rt.ROUTE, ("r",)))
+    eds = {"a", "b"}
+
+    async def drain() -> None:
+        for response in await driver.responses():
+            seen.append(comparable(response))
+            await driver.send(b.delta_request(response.type_url, nonce=response.nonce))
+
+    extras = [
+        [b.delta_request(rt.ENDPOINT, ("a",))],  # the same name again: resent
+        [b.delta_request(rt.ENDPOINT, ("nope",))],  # no such name: reported removed
+        [b.delta_request(rt.ENDPOINT, (), ("nope",)), b.delta_request(rt.CLUSTER, (), ("a",))],
+    ]
+    for i, messages in enumerate([None, *MESHES[1:]]):
+        if messages is not None:
+            feed.publish(messages)
+        await drain()
+        clusters = set(_clusters(feed))
+        if clusters != eds:
+            await driver.send(b.delta_request(rt.ENDPOINT, sorted(clusters - eds), sorted(eds - clusters)))
+            eds = clusters
+        for request in extras[i] if i < len(extras) else []:
+            await driver.send(request)
+        await drain()
+    await driver.close()
+    return seen
+
+
+def test_delta_subscription_changes_diffed_by_name_give_the_full_diffs_responses() -> None:
+    cache = Feed(incremental=True)
+    by_name = run(lambda: play_subscriptions(cache, DeltaStream(cache.cache, PushStatus())))
+    plain = Feed(incremental=False)
+    full = run(lambda: play_subscriptions(plain, FullDiffDeltaStream(plain.cache, PushStatus())))
+    assert by_name == full
+    removed = [r for r in by_name if r[0] == rt.ENDPOINT and "nope" in r[3]]
+    assert removed, by_name  # the case the sequence is there for did happen
+
+
+def test_a_delta_subscription_change_is_diffed_by_its_names_alone(monkeypatch: Any) -> None:
+    """A reconciled client subscribing to a new EDS name and dropping another: the pass looks up
+    only that name, not every name of the type."""
+    from pilotfish.xds import server
+
+    looked_up: list[Any] = []
+    real = server._desired
+
+    def desired(subscription: Any, snapshot: Any, type_url: str, names: Any = None) -> Any:
+        if type_url == rt.ENDPOINT:
+            looked_up.append(None if names is None else set(names))
+        return real(subscription, snapshot, type_url, names)
+
+    async def body() -> None:
+        feed = Feed(incremental=True)
+        feed.publish([*b.mesh(), b.cluster("c"), b.cla("c")])
+        driver = b.Driver(DeltaStream(feed.cache, PushStatus()), discovery_pb2.DeltaDiscoveryResponse).start()
+        await driver.send(b.delta_request(rt.ENDPOINT, ("a", "b"), with_node=True))
+        first = await driver.response()
+        await driver.send(b.delta_request(rt.ENDPOINT, nonce=first.nonce))
+        looked_up.clear()
+        await driver.send(b.delta_request(rt.ENDPOINT, ("c",), ("b",)))
+        response = await driver.response()
+        assert b.names(response) == ["c"] and list(response.removed_resources) == []
+        assert looked_up == [{"c"}]
+        await driver.close()
+
+    monkeypatch.setattr(server, "_desired", desired)
+    run(body)
