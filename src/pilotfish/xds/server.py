@@ -44,7 +44,9 @@ Work proportional to the change: after a pass, ``Subscription.synced`` records t
 the client's view was reconciled against. While the subscription itself does not change (an ACK
 changes nothing), the next pass diffs only what can differ: nothing when the version is the same,
 and only the names the new snapshot says changed since that version (``Snapshot.changes``) when
-there is such a record; anything else is diffed in full. A SotW response of a per-resource type
+there is such a record; anything else is diffed in full. A reconciled client that names
+resources (SotW: a longer list; delta: a subscription) has just those names diffed too
+(``Subscription.added``). A SotW response of a per-resource type
 carries only the changed resources (EDS, RDS, SDS need not be complete in SotW), so an endpoint
 change sends one ClusterLoadAssignment to each proxy that watches it. A SotW full-state type
 under a wildcard watch (CDS, LDS) is answered with the snapshot's own encoded entries
