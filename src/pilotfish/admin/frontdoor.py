@@ -70,9 +70,14 @@ def is_health_probe(head: bytes) -> bool:
     )
 
 
+def health_text(ok: bool, reasons: list[str]) -> str:
+    """The probe's body, whoever answers it (this thread or aiohttp's ``healthz`` handler)."""
+    return "ok\n" if ok else "\n".join(reasons) + "\n"
+
+
 def health_response(ok: bool, reasons: list[str]) -> bytes:
     """What aiohttp's ``healthz`` handler says, as a whole HTTP/1.1 response that closes."""
-    body = ("ok\n" if ok else "\n".join(reasons) + "\n").encode()
+    body = health_text(ok, reasons).encode()
     status = b"200 OK" if ok else b"503 Service Unavailable"
     return (
         b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"

@@ -65,7 +65,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     ok, reasons = request.app[BACKEND].health()
-    return web.Response(text="ok\n" if ok else "\n".join(reasons) + "\n", status=200 if ok else 503)
+    return web.Response(text=frontdoor.health_text(ok, reasons), status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

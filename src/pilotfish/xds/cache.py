@@ -165,6 +165,7 @@ def _new_resource(type_url: str, message: Any, body: bytes, version: str) -> Res
 
 
 _NO_REFERENCES: frozenset[str] = frozenset()
+_CHILD_TYPES = frozenset(rt.CHILD_TYPE.values())  # types a parent references by name
 
 
 def any_bytes(type_url: str, body: bytes) -> bytes:
@@ -496,14 +497,13 @@ class ResourceSet:
         named = dict(previous.named)
         sums = dict(previous.sums)
         changes = {t: TypeChange(previous.version(t), frozenset()) for t in named}
-        children_types = set(rt.CHILD_TYPE.values())
         for type_url in old_by_type.keys() | new_by_type.keys():
             old, new = old_by_type.get(type_url, {}), new_by_type.get(type_url, {})
             before = previous.named.get(type_url, _EMPTY)
             if any(before.get(n) is not r for n, r in old.items()):
                 return None  # "removed" is not what the part holds
             gone = old.keys() - new.keys()
-            if gone and type_url in children_types:
+            if gone and type_url in _CHILD_TYPES:
                 return None
             current = dict(before)
             for name in gone:
