@@ -110,8 +110,8 @@ class ServeOptions:
     admin_tokens: Path | None = None  # RBAC tokens file (admin.rbac); None: loopback may write
     lease_interval: float = 0.25  # how often expired leases are reaped
     auto_register_grace: float = 10.0  # Istio's PILOT_WORKLOAD_ENTRY_GRACE_PERIOD
-    # After a store outage no heartbeat could land; give workloads this long to renew before
-    # reaping leases that lapsed meanwhile (a restart is quicker than a TTL and gets none).
+    # After a store outage or while the server was down no heartbeat could land; give
+    # workloads this long to renew before reaping leases that lapsed meanwhile.
     lease_recovery_grace: float = 10.0
     # ext_authz: the Check server's port (0: any free port) and worker processes on it (0: the
     # Check server runs elsewhere at that port; proxies still point at it and fail closed).
@@ -209,6 +209,7 @@ class ControlPlane:
         self.stored = StoreState()
         self.store_error: str | None = None
         self._recovered_at: float | None = None  # when the store last came back from an outage
+        self._started_at: float | None = None  # wall clock (as leases are) when start() began
         self._subscription: Subscription | None = None
         self.file_origins: dict[ResourceKey, str] = {}
         self._auto: dict[str, Registration] = {}  # proxy id → the lease its connection holds
@@ -218,6 +219,7 @@ class ControlPlane:
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._started_at = time.time()
         await self._refresh_store()
         await self._start_authz()  # before the first snapshot: it carries the Check server's port
         await self.publisher.run(self._reload_for_publisher)
@@ -499,14 +501,28 @@ class ControlPlane:
             await self.run_store(store.revision)
             return
         if self._may_reap():
-            reaped = await self.run_store(partial(store.expire, now))
+            reaped = await self.run_store(partial(store.expire, now, self._reap_floor(now)))
             if reaped:
+                # One line per tick that removed something: a lapsed lease takes a workload out
+                # of the mesh, which an operator needs to see (its client stopped renewing).
+                log.info("leases expired, endpoints removed: %s", ", ".join(reaped))
                 self.debouncer.trigger()
 
     def _may_reap(self) -> bool:
         """Not within ``lease_recovery_grace`` of the store coming back."""
         since = self._recovered_at
         return since is None or time.monotonic() - since >= self.opts.lease_recovery_grace
+
+    def _reap_floor(self, now: float) -> float | None:
+        """A lease that lapsed before this server started could not be renewed (nothing
+        answered its heartbeats): for ``lease_recovery_grace`` after the start only leases that
+        lapsed since are reaped, so a restart longer than a TTL does not take every registered
+        workload out of the mesh until its next heartbeat. Consul resets session TTLs on leader
+        failover for the same reason (its sessions' TTL is a lower bound on invalidation)."""
+        started = self._started_at
+        if started is None or now - started >= self.opts.lease_recovery_grace:
+            return None
+        return started
 
     # ---- auto-registration (Istio: WorkloadEntry auto-registration) ---------------------------
 

@@ -753,7 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--lease-recovery-grace",
         type=float,
         default=10.0,
-        help="seconds to let workloads renew after a store outage before reaping lapsed leases",
+        help="seconds to let workloads renew after a store outage or a restart before reaping "
+        "leases that lapsed meanwhile",
     )
     add_ca_flags(p)
     p.set_defaults(handler=cmd_serve)

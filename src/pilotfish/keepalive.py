@@ -8,9 +8,10 @@ It never gives up while it is meant to run:
   restarting): retry with exponential backoff and jitter (``supervise.Backoff``), capped at
   ``ttl / 3`` (bounded to 0.5..5 s) so a control plane that comes back is noticed quickly and a
   fleet of clients does not retry in step;
-* a heartbeat answered 404: the lease is gone (it lapsed while the server was down, or the server
-  came back with another store): register again at once — the registration is the client's
-  state, re-established by replaying it;
+* a heartbeat answered 404: the lease is gone (it lapsed and was reaped — a server that comes
+  back spares leases that lapsed while it was down for its recovery grace, so this is rare —
+  or the server came back with another store): register again at once — the registration is
+  the client's state, re-established by replaying it;
 * a 4xx to the *first* registration is a mistake no retry fixes (a bad address, a missing
   token): exit 1 with the server's message. Later 4xx answers (tokens rotated, a policy changed)
   are retried with the same backoff, so a fix on the server side brings the target back

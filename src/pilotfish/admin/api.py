@@ -586,9 +586,10 @@ async def heartbeat(request: web.Request) -> web.Response:
     now = backend.now()
     renewed = await guard.store(lambda: backend.store.heartbeat(id, now), f"Registration/{id}")
     if renewed is None:
-        # Past its expiry but not yet reaped — the reaper waits after a store outage, when no
+        # Past its expiry but not yet reaped — the reaper waits after a store outage or a restart, when no
         # heartbeat could land: renewing it then keeps a live workload in the mesh.
         renewed = await guard.store(lambda: backend.store.register(reg, now), f"Registration/{id}")
+        log.info("lease %s had lapsed, not yet reaped: renewed by its heartbeat", id)
     return _json(registration_json(renewed))
 
 

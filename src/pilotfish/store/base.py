@@ -193,8 +193,9 @@ class Store(Protocol):
 
     def deregister(self, id: str) -> Revision | None: ...
 
-    def expire(self, now: float) -> builtins.list[str]:
-        """Delete the leases past their TTL; returns their ids, sorted."""
+    def expire(self, now: float, lapsed_after: float | None = None) -> builtins.list[str]:
+        """Delete the leases past their TTL (with ``lapsed_after``: only those whose expiry is
+        after it); returns their ids, sorted."""
         ...
 
     def registrations(self) -> builtins.list[Registration]: ...

@@ -414,6 +414,18 @@ def test_expire_deletes_leases_past_their_ttl(store: SqlStore) -> None:
     assert store.changes_since(before).registrations == {"short", "long", "renewed"}
 
 
+def test_expire_with_a_floor_spares_leases_that_lapsed_before_it(store: SqlStore) -> None:
+    """A server that just started reaps only the leases that lapsed since it started: the others
+    lapsed while nothing could renew them (``ControlPlane._reap_floor``)."""
+    store.register(reg("lapsed-before", ttl_seconds=5.0), now=100.0)  # lapsed at 105
+    store.register(reg("lapsed-after", ttl_seconds=5.0), now=108.0)  # lapses at 113
+
+    assert store.expire(now=114.0, lapsed_after=110.0) == ["lapsed-after"]
+    assert [r.id for r in store.registrations()] == ["lapsed-before"]
+    assert store.expire(now=114.0, lapsed_after=105.0) == [], "expired at the floor: spared"
+    assert store.expire(now=114.0) == ["lapsed-before"]
+
+
 def test_deregister_removes_the_lease(store: SqlStore) -> None:
     store.register(reg("r1"), now=0.0)
     store.register(reg("r2"), now=0.0)
