@@ -505,7 +505,7 @@ class ControlPlane:
             if reaped:
                 # One line per tick that removed something: a lapsed lease takes a workload out
                 # of the mesh, which an operator needs to see (its client stopped renewing).
-                log.info("leases expired, endpoints removed: %s", ", ".join(reaped))
+                log.info("leases expired, endpoints removed: %s", _listed(reaped))
                 self.debouncer.trigger()
 
     def _may_reap(self) -> bool:
@@ -710,6 +710,12 @@ class StoreState:
     revision: int = -1
     resources: tuple[Resource[Any], ...] = ()
     registrations: tuple[Registration, ...] = ()
+
+
+def _listed(ids: list[str], shown: int = 20) -> str:
+    """``ids`` for a log line: the first ``shown`` and how many more (a mass expiry is one line)."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
 
 
 def read_store(store: Store, last: StoreState) -> StoreState:

@@ -50,10 +50,13 @@ from pilotfish.config.loader import load_documents, namespace_of
 from pilotfish.config.source import RawDocument, parse_documents, to_plain
 from pilotfish.errors import ConfigError, Problem, StoreUnavailable
 from pilotfish.limits import MAX_TEXT_BYTES, loads_json
+from pilotfish.lograte import RateLimitedLog
 from pilotfish.registry.from_config import LOCALITY_LABEL, label_locality
 from pilotfish.store.base import Registration, ResourceKey, Store, StoredResource
 
 log = logging.getLogger(__name__)
+_late_renewals = RateLimitedLog(log, burst=20, window=60.0)
+_LATE_RENEWAL = "lease %s had lapsed, not yet reaped: renewed by its heartbeat"
 
 T = TypeVar("T")
 
@@ -586,10 +589,11 @@ async def heartbeat(request: web.Request) -> web.Response:
     now = backend.now()
     renewed = await guard.store(lambda: backend.store.heartbeat(id, now), f"Registration/{id}")
     if renewed is None:
-        # Past its expiry but not yet reaped — the reaper waits after a store outage or a restart, when no
-        # heartbeat could land: renewing it then keeps a live workload in the mesh.
+        # Past its expiry but not yet reaped — the reaper waits after a store outage or a restart,
+        # when no heartbeat could land: renewing it then keeps a live workload in the mesh.
         renewed = await guard.store(lambda: backend.store.register(reg, now), f"Registration/{id}")
-        log.info("lease %s had lapsed, not yet reaped: renewed by its heartbeat", id)
+        # After a restart every live workload says this once: a burst, then a summary line.
+        _late_renewals.log(logging.INFO, "late renewals", _LATE_RENEWAL, id)
     return _json(registration_json(renewed))
 
 

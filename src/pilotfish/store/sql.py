@@ -304,9 +304,9 @@ class SqlStore(ABC):
             return _log_registration(write, id, "deregister")
 
     def expire(self, now: float, lapsed_after: float | None = None) -> builtins.list[str]:
-        where, params = "expires_at <= ?", (now,)
+        where, params = "expires_at <= ?", [now]
         if lapsed_after is not None:
-            where, params = "expires_at <= ? AND expires_at > ?", (now, lapsed_after)
+            where, params = "expires_at <= ? AND expires_at > ?", [now, lapsed_after]
         with self._writing() as write:
             gone = write.tx.rows(f"DELETE FROM pilotfish_registrations WHERE {where} RETURNING id", params)
             ids = sorted(id for (id,) in gone)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pilotfish.app import ControlPlane, ServeOptions
+from pilotfish.app import ControlPlane, ServeOptions, _listed
 from pilotfish.mesh_ca import CaOptions
 from pilotfish.store import open_store
 from pilotfish.store.base import Registration
@@ -78,3 +78,10 @@ def test_leases_lapsed_before_the_start_wait_out_the_grace_and_later_ones_are_re
         "leases expired, endpoints removed: lapses-now",
         "leases expired, endpoints removed: lapsed-while-down",
     ], reaped
+
+
+def test_a_mass_expiry_is_one_line_of_bounded_length() -> None:
+    ids = [f"10.0.0.{i}:80@{HOST}" for i in range(25)]
+    assert _listed(ids[:2]) == f"10.0.0.0:80@{HOST}, 10.0.0.1:80@{HOST}"
+    line = _listed(ids)
+    assert line.endswith(f"10.0.0.19:80@{HOST} and 5 more") and "10.0.0.20:" not in line
