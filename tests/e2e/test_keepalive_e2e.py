@@ -22,6 +22,7 @@ from harness import http
 from harness.echo import EchoProcess
 from harness.mesh import TARGET_HEADER, node_id, sidecar_bootstrap
 from harness.processes import stop_process
+from harness.waiting import wait_for
 from registry_e2e_support import CLUSTER, HOST, SERVICE, Api, timed_until
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +35,10 @@ def keepalive(admin: str, echo: EchoProcess, workdir: Path) -> subprocess.Popen[
     command += ["--port", str(echo.port), "--ttl", str(TTL), "--keepalive", "--admin", admin]
     with (workdir / f"{echo.name}.out").open("wb") as out, (workdir / f"{echo.name}.err").open("wb") as err:
         return subprocess.Popen(command, stdout=out, stderr=err)
+
+
+def _registered(out: Path) -> bool:
+    return out.read_text().startswith("registered ")
 
 
 def _logged(pf, text: str) -> bool:
@@ -64,6 +69,8 @@ def test_keepalive_targets_are_back_within_ttl_plus_2s_of_a_sigkilled_server_res
     clients = [keepalive(pf.admin, echo, tmp_path) for echo in echoes]
     try:
         timed_until(lambda: names <= set(served()), timeout=30, message="both targets take traffic")
+        for echo in echoes:  # and each client has its 201 (the lease is stored before it is sent)
+            wait_for(partial(_registered, tmp_path / f"{echo.name}.out"), timeout=10, message=echo.name)
         pf.kill()
         time.sleep(TTL + 1.0)  # down longer than the TTL: the stored leases lapse
         assert all(c.poll() is None for c in clients), "a keepalive client exited while the server was down"

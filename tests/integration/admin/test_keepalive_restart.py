@@ -55,6 +55,9 @@ def test_keepalive_survives_a_killed_server_and_registers_again_when_it_returns(
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
     try:
         wait_for(lambda: addresses(api) == ["10.0.0.9"], timeout=20, message="registered")
+        # The store holds the lease before the 201 is written: killing the server in between
+        # leaves the client retrying its first registration ("registered", not "again").
+        wait_for(lambda: out.read_text().startswith("registered "), timeout=10, message="the client heard")
         pf.kill()  # SIGKILL: no goodbye to anyone
         time.sleep(3 * TTL)  # refused connections meanwhile; the lease lapses in the store
         assert process.poll() is None, f"keepalive exited while the server was down: {err.read_text()}"
