@@ -857,9 +857,10 @@ async def start(
 
 
 async def renew_targets(backend: RegistryBackend, every: float = RENEW_EVERY) -> None:
-    """Keep Kong targets' leases alive: a target lives until deleted, as in Kong."""
+    """Keep Kong targets' leases alive: a target lives until deleted, as in Kong. The first pass
+    runs at start: a target whose lease lapsed while pilotfish was down is registered again
+    within the lease recovery grace, before the reaper may take it."""
     while True:
-        await asyncio.sleep(every)
         regs = await backend.run(backend.store.registrations)
         now = backend.now()
         for reg in regs:
@@ -867,3 +868,4 @@ async def renew_targets(backend: RegistryBackend, every: float = RENEW_EVERY) ->
                 renewed = await backend.run(partial(backend.store.heartbeat, reg.id, now))
                 if renewed is None:
                     await backend.run(partial(backend.store.register, reg, now))
+        await asyncio.sleep(every)

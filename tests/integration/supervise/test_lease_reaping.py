@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pilotfish.app import ControlPlane, ServeOptions, _listed
+from pilotfish.kong.admin_api import TARGET_PREFIX, TARGET_TTL
 from pilotfish.mesh_ca import CaOptions
 from pilotfish.store import open_store
 from pilotfish.store.base import Registration
@@ -85,3 +86,53 @@ def test_a_mass_expiry_is_one_line_of_bounded_length() -> None:
     assert _listed(ids[:2]) == f"10.0.0.0:80@{HOST}, 10.0.0.1:80@{HOST}"
     line = _listed(ids)
     assert line.endswith(f"10.0.0.19:80@{HOST} and 5 more") and "10.0.0.20:" not in line
+
+
+def test_a_kong_target_whose_lease_lapsed_while_the_server_was_down_outlives_the_grace(
+    tmp_path: Path,
+) -> None:
+    """Kong targets live until deleted: their renewal runs at start, inside the recovery grace,
+    not an hour later, so a day-long outage (a target's lease is a day) does not drop them."""
+    url = f"sqlite:///{tmp_path / 'pilotfish.db'}"
+    seed = open_store(url)
+    long_ago = time.time() - 2 * 86_400
+    target = Registration(
+        id=f"{TARGET_PREFIX}{HOST}/10.1.0.7:8000",
+        service=HOST,
+        address="10.1.0.7",
+        port=8000,
+        ttl_seconds=TARGET_TTL,
+    )
+    seed.register(target, now=long_ago)
+    seed.register(lease("plain", ttl=1.0), now=long_ago)
+    seed.close()
+    opts = ServeOptions(
+        xds_port=0,
+        admin_port=0,
+        authz_port=0,
+        authz_workers=0,
+        store_url=url,
+        ca=CaOptions(ca_dir=tmp_path / "ca", secure_xds_port=0),
+        kong_admin_port=0,
+        lease_interval=0.05,
+        lease_recovery_grace=1.0,
+    )
+
+    async def scenario() -> dict[str, float]:
+        cp = ControlPlane(opts)
+        await cp.start()
+        try:
+            assert cp.store is not None
+            store = cp.store
+            deadline = time.monotonic() + 10
+            while "plain" in {r.id for r in await asyncio.to_thread(store.registrations)}:
+                assert time.monotonic() < deadline, "the plain lease was never reaped"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # a few more reaper ticks past the grace
+            return {r.id: r.expires_at for r in await asyncio.to_thread(store.registrations)}
+        finally:
+            await cp.stop()
+
+    left = asyncio.run(scenario())
+    assert list(left) == [target.id], left
+    assert left[target.id] > time.time() + TARGET_TTL - 60, "renewed for another day"
