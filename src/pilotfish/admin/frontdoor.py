@@ -218,6 +218,7 @@ class FrontDoor:
             log.debug("health on the front door failed; handing the probe to the loop", exc_info=True)
             self._give(conn)
             return True
+        self.answered += 1  # before the send: whoever reads the response sees it counted
         with contextlib.closing(conn), contextlib.suppress(OSError):
             conn.recv(head.index(_HEAD_END) + len(_HEAD_END))  # consume what was peeked: no RST
             response = health_response(ok, reasons)
@@ -225,7 +226,6 @@ class FrontDoor:
             if sent < len(response):  # a full send buffer: finish blocking, briefly
                 conn.settimeout(1.0)
                 conn.sendall(response[sent:])
-        self.answered += 1
         return True
 
     def _give(self, conn: socket.socket) -> None:
