@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +29,15 @@ def lease(id: str, ttl: float) -> Registration:
     return Registration(id=id, service=HOST, address="10.1.0.1", port=8080, ttl_seconds=ttl)
 
 
-def test_leases_lapsed_before_the_start_wait_out_the_grace_and_later_ones_are_reaped_at_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def seeded_server(tmp_path: Path, leases: list[tuple[Registration, float]], **options: Any) -> ServeOptions:
+    """Options for a server on a SQLite store already holding ``leases`` (each registered at
+    its time), reaping on a short interval."""
     url = f"sqlite:///{tmp_path / 'pilotfish.db'}"
     seed = open_store(url)
-    seed.register(lease("lapsed-while-down", ttl=1.0), now=time.time() - 60)  # the server was down
+    for registration, at in leases:
+        seed.register(registration, now=at)
     seed.close()
-    opts = ServeOptions(
+    return ServeOptions(
         xds_port=0,
         admin_port=0,
         authz_port=0,
@@ -43,8 +45,15 @@ def test_leases_lapsed_before_the_start_wait_out_the_grace_and_later_ones_are_re
         store_url=url,
         ca=CaOptions(ca_dir=tmp_path / "ca", secure_xds_port=0),
         lease_interval=0.05,
-        lease_recovery_grace=GRACE,
+        **options,
     )
+
+
+def test_leases_lapsed_before_the_start_wait_out_the_grace_and_later_ones_are_reaped_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = [(lease("lapsed-while-down", ttl=1.0), time.time() - 60)]  # the server was down
+    opts = seeded_server(tmp_path, down, lease_recovery_grace=GRACE)
     timeline: dict[str, float] = {}
 
     def reaped_lines() -> list[str]:
@@ -98,8 +107,6 @@ def test_a_kong_target_whose_lease_lapsed_while_the_server_was_down_outlives_the
 ) -> None:
     """Kong targets live until deleted: their renewal runs at start, inside the recovery grace,
     not an hour later, so a day-long outage (a target's lease is a day) does not drop them."""
-    url = f"sqlite:///{tmp_path / 'pilotfish.db'}"
-    seed = open_store(url)
     long_ago = time.time() - 2 * 86_400
     target = Registration(
         id=f"{TARGET_PREFIX}{HOST}/10.1.0.7:8000",
@@ -108,20 +115,8 @@ def test_a_kong_target_whose_lease_lapsed_while_the_server_was_down_outlives_the
         port=8000,
         ttl_seconds=TARGET_TTL,
     )
-    seed.register(target, now=long_ago)
-    seed.register(lease("plain", ttl=1.0), now=long_ago)
-    seed.close()
-    opts = ServeOptions(
-        xds_port=0,
-        admin_port=0,
-        authz_port=0,
-        authz_workers=0,
-        store_url=url,
-        ca=CaOptions(ca_dir=tmp_path / "ca", secure_xds_port=0),
-        kong_admin_port=0,
-        lease_interval=0.05,
-        lease_recovery_grace=1.0,
-    )
+    down = [(target, long_ago), (lease("plain", ttl=1.0), long_ago)]
+    opts = seeded_server(tmp_path, down, kong_admin_port=0, lease_recovery_grace=1.0)
 
     async def scenario() -> dict[str, float]:
         cp = ControlPlane(opts)
